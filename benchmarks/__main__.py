@@ -1,0 +1,5 @@
+"""Entry point: ``python -m benchmarks --help``."""
+
+from benchmarks.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,35 @@
+"""coatcheck's ASGI middleware on Starlette; the store is picked by ``BENCH_COATCHECK_STORE``.
+
+``redis`` -> ``"redis://127.0.0.1:PORT/0"`` (URL string), ``sqlite`` -> ``SQLiteStore(path)``,
+``cookie`` -> ``"cookie://"`` (client-side, sealed cookie). Only the public API of
+DESIGN.md section 2 is used.
+"""
+
+from __future__ import annotations
+
+import os
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+
+from benchmarks.apps.common import SECRET, redis_url, sqlite_path
+from benchmarks.apps.starlette_common import routes
+from coatcheck import SessionMiddleware
+from coatcheck.stores import SQLiteStore
+
+
+def _store() -> object:
+    kind = os.environ.get("BENCH_COATCHECK_STORE", "redis")
+    if kind == "redis":
+        return redis_url()
+    if kind == "sqlite":
+        return SQLiteStore(sqlite_path())
+    if kind == "cookie":
+        return "cookie://"
+    raise ValueError(f"unknown BENCH_COATCHECK_STORE {kind!r}")
+
+
+app = Starlette(
+    routes=routes(),
+    middleware=[Middleware(SessionMiddleware, secret=SECRET, store=_store())],
+)

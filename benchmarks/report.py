@@ -1,0 +1,113 @@
+"""RESULTS.md: setup, the per-case table, the headline ratios, and what could not run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from benchmarks.cases import IMPLS
+from benchmarks.stats import Row, framework_plain
+from benchmarks.targets import Verdict, format_commands
+
+
+@dataclass(frozen=True)
+class Setup:
+    date: str
+    command: str
+    machine: dict[str, str]
+    redis_version: str
+    wrk_version: str
+    load: str
+    pinning: str
+    uvicorn: str
+    gunicorn: str
+    py_versions: dict[str, str]
+    node_versions: dict[str, str]
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return out
+
+
+def results_table(rows: list[Row], failed: dict[str, str]) -> list[str]:
+    body: list[list[str]] = []
+    for row in rows:
+        base = framework_plain(rows, row.impl)
+        ratio = f"{row.rps / base.rps:.2f}" if base and base.rps > 0 else "-"
+        total = row.commands_per_request
+        cmds = "0" if total < 0.005 else f"{total:.2f} ({format_commands(row.commands)})"
+        notes = []
+        if row.errors:
+            notes.append(f"{row.errors} errors/non-2xx")
+        case_id = f"{row.impl.name}{row.route}"
+        if case_id in failed:
+            notes.append(f"a round failed: {failed[case_id]}")
+        body.append([
+            row.impl.name, row.impl.framework, row.impl.store, row.route,
+            f"{row.rps:,.0f}", " / ".join(f"{v:,.0f}" for v in row.rps_rounds),
+            f"{row.p50_ms:.2f}", f"{row.p99_ms:.2f}", cmds, ratio,
+            "yes" if row.sets_cookie else "no", "; ".join(notes),
+        ])  # fmt: skip
+    header = [
+        "implementation", "framework", "store", "route", "req/s (median)", "req/s per round",
+        "p50 ms", "p99 ms", "Redis cmds/req", "x framework /plain", "Set-Cookie", "notes",
+    ]  # fmt: skip
+    return _table(header, body)
+
+
+def render(
+    setup: Setup,
+    rows: list[Row],
+    verdicts: list[Verdict],
+    unavailable: dict[str, str],
+    failed: dict[str, str],
+) -> str:
+    m = setup.machine
+    lines = [
+        "# coatcheck benchmark results",
+        "",
+        f"Generated {setup.date} by `{setup.command}`.",
+        "",
+        "## Setup",
+        "",
+        f"- Machine: {m['nproc']} CPUs ({m['cpu']}), Linux {m['kernel']}",
+        f"- Python {m['python']}, Node {m['node']}, {setup.redis_version}, {setup.wrk_version}",
+        f"- Load: {setup.load}",
+        f"- Pinning: {setup.pinning}",
+        f"- uvicorn: {setup.uvicorn}",
+        f"- gunicorn: {setup.gunicorn}",
+        "- Python packages: " + ", ".join(f"{k} {v}" for k, v in setup.py_versions.items()),
+        "- Node packages: " + ", ".join(f"{k} {v}" for k, v in setup.node_versions.items()),
+        "",
+        "## Results",
+        "",
+        "Medians over the rounds. `x framework /plain` is req/s divided by the bare framework's",
+        "`/plain` (Starlette, Litestar, Flask or Express without session middleware).",
+        "`Redis cmds/req` is `INFO commandstats` after minus before, divided by wrk's request",
+        "count. `Set-Cookie` tells whether a single probe of the route (with the session cookie",
+        "for /read and /incr) received a Set-Cookie header.",
+        "",
+        *results_table(rows, failed),
+        "",
+        "## Headline ratios (targets from issue 9)",
+        "",
+        *_table(
+            ["comparison", "measured", "target", "status"],
+            [[v.label, v.measured, v.target, v.status] for v in verdicts],
+        ),
+        "",
+    ]
+    if unavailable:
+        lines += ["## Not available", ""]
+        for name, why in unavailable.items():
+            label = next((i.label for i in IMPLS if i.name == name), name)
+            lines.append(f"- `{name}` ({label}): not available: {why}")
+        lines.append("")
+    measured = {f"{r.impl.name}{r.route}" for r in rows}
+    lost = {k: v for k, v in failed.items() if k not in measured}
+    if lost:
+        lines += ["## Failed cases", ""]
+        lines += [f"- `{case}`: {why}" for case, why in lost.items()]
+        lines.append("")
+    return "\n".join(lines)

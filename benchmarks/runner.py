@@ -1,0 +1,124 @@
+"""The measurement loop: every case, round-robin, for several rounds."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from benchmarks.cases import Impl
+from benchmarks.probe import create_session, get
+from benchmarks.procs import Children
+from benchmarks.redisctl import PrivateRedis, command_delta
+from benchmarks.servers import Running
+from benchmarks.wrk import run_wrk
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    duration: float
+    rounds: int
+    warmup: float
+    connections: int
+    cpu: str | None
+
+
+@dataclass
+class Measurement:
+    impl: str
+    route: str
+    round: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int
+    commands: dict[str, int]  # Redis commands issued during the timed run
+    sets_cookie: bool  # did a probe of this route (with the session cookie) get Set-Cookie?
+
+
+@dataclass
+class Outcome:
+    """Everything measured, plus why some cases have no numbers."""
+
+    measurements: list[Measurement] = field(default_factory=list)
+    unavailable: dict[str, str] = field(default_factory=dict)  # impl name -> reason
+    failed: dict[str, str] = field(default_factory=dict)  # "impl/route" -> last error
+
+
+def needs_session(route: str) -> bool:
+    return route in ("/read", "/incr")
+
+
+def measure_once(
+    children: Children,
+    redis: PrivateRedis,
+    server: Running,
+    route: str,
+    round_no: int,
+    opts: LoadOptions,
+) -> Measurement:
+    redis.flush()
+    cookie = create_session(server.port) if needs_session(route) else None
+    probe = get(server.port, route, cookie)
+    if probe.status != 200:
+        raise RuntimeError(f"GET {route} returned {probe.status}: {probe.body[:200]}")
+    url = f"http://127.0.0.1:{server.port}{route}"
+    if round_no == 0 and opts.warmup > 0:
+        run_wrk(children, url, duration=opts.warmup, connections=opts.connections,
+                cpu=opts.cpu, cookie=cookie)  # fmt: skip
+    before = redis.commandstats()
+    result = run_wrk(
+        children, url, duration=opts.duration, connections=opts.connections,
+        cpu=opts.cpu, cookie=cookie,
+    )  # fmt: skip
+    after = redis.commandstats()
+    return Measurement(
+        impl=server.impl.name,
+        route=route,
+        round=round_no,
+        rps=result.rps,
+        p50_ms=result.p50_ms,
+        p99_ms=result.p99_ms,
+        requests=result.requests,
+        errors=result.errors,
+        commands=command_delta(before, after),
+        sets_cookie=bool(probe.set_cookies),
+    )
+
+
+def run_rounds(
+    children: Children,
+    redis: PrivateRedis,
+    servers: list[tuple[Running, tuple[str, ...]]],
+    opts: LoadOptions,
+    outcome: Outcome,
+    log: Callable[[str], None],
+) -> None:
+    """Round-robin over all (implementation, route) cases, ``opts.rounds`` times."""
+    cases = [(srv, route) for srv, routes in servers for route in routes]
+    for round_no in range(opts.rounds):
+        for index, (srv, route) in enumerate(cases, start=1):
+            case_id = f"{srv.impl.name}{route}"
+            if srv.proc.poll() is not None:
+                outcome.failed[case_id] = f"server exited (code {srv.proc.returncode})"
+                continue
+            started = time.monotonic()
+            try:
+                m = measure_once(children, redis, srv, route, round_no, opts)
+            except (RuntimeError, OSError) as exc:
+                outcome.failed[case_id] = str(exc)[:300]
+                log(f"[{round_no + 1}/{opts.rounds} {index}/{len(cases)}] {case_id}: FAILED {exc}")
+                continue
+            outcome.measurements.append(m)
+            per_req = sum(m.commands.values()) / m.requests if m.requests else 0.0
+            log(
+                f"[{round_no + 1}/{opts.rounds} {index}/{len(cases)}] {case_id}: "
+                f"{m.rps:,.0f} req/s p50 {m.p50_ms:.2f} ms p99 {m.p99_ms:.2f} ms "
+                f"redis {per_req:.2f}/req errors {m.errors} "
+                f"({time.monotonic() - started:.1f}s)"
+            )
+
+
+def describe(impl: Impl) -> str:
+    return f"{impl.name} ({impl.label})"

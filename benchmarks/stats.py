@@ -1,0 +1,65 @@
+"""Aggregate rounds into medians, per (implementation, route)."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+from benchmarks.cases import IMPLS, Impl, baseline_for
+from benchmarks.runner import Measurement
+
+
+@dataclass(frozen=True)
+class Row:
+    impl: Impl
+    route: str
+    rps: float
+    rps_rounds: tuple[float, ...]
+    p50_ms: float
+    p99_ms: float
+    commands: dict[str, float]  # median Redis calls per request, per command
+    errors: int
+    sets_cookie: bool
+
+    @property
+    def commands_per_request(self) -> float:
+        return sum(self.commands.values())
+
+
+def aggregate(measurements: list[Measurement]) -> list[Row]:
+    """One row per measured case, in the order of ``IMPLS`` and each impl's routes."""
+    rows: list[Row] = []
+    for impl in IMPLS:
+        for route in impl.routes:
+            ms = [m for m in measurements if m.impl == impl.name and m.route == route]
+            if not ms:
+                continue
+            names = sorted({c for m in ms for c in m.commands})
+            per_req = {
+                name: statistics.median(m.commands.get(name, 0) / max(m.requests, 1) for m in ms)
+                for name in names
+            }
+            rows.append(
+                Row(
+                    impl=impl,
+                    route=route,
+                    rps=statistics.median(m.rps for m in ms),
+                    rps_rounds=tuple(m.rps for m in sorted(ms, key=lambda m: m.round)),
+                    p50_ms=statistics.median(m.p50_ms for m in ms),
+                    p99_ms=statistics.median(m.p99_ms for m in ms),
+                    commands={k: v for k, v in per_req.items() if v > 0},
+                    errors=sum(m.errors for m in ms),
+                    sets_cookie=any(m.sets_cookie for m in ms),
+                )
+            )
+    return rows
+
+
+def find(rows: list[Row], impl: str, route: str) -> Row | None:
+    return next((r for r in rows if r.impl.name == impl and r.route == route), None)
+
+
+def framework_plain(rows: list[Row], impl: Impl) -> Row | None:
+    """The bare framework's /plain row that ``impl`` is compared with."""
+    base = baseline_for(impl.framework)
+    return find(rows, base.name, "/plain") if base else None

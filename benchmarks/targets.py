@@ -1,0 +1,102 @@
+"""The headline comparisons of issue 9 and whether each target is met."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from benchmarks.stats import Row, find
+
+Case = tuple[str, str]  # (implementation name, route)
+
+
+@dataclass(frozen=True)
+class RatioTarget:
+    label: str
+    num: Case
+    den: Case
+    minimum: float | None  # None: informative (the issue quotes an expected value only)
+    expected: str = ""
+
+
+@dataclass(frozen=True)
+class CommandTarget:
+    label: str
+    case: Case
+    commands: float  # exact Redis commands per request
+    no_set_cookie: bool = False
+
+
+RATIOS: tuple[RatioTarget, ...] = (
+    RatioTarget("coatcheck Redis /read vs bare Starlette /plain",
+                ("coatcheck-redis", "/read"), ("starlette-bare", "/plain"), 0.5),
+    RatioTarget("coatcheck Redis /read vs starsessions /read",
+                ("coatcheck-redis", "/read"), ("starsessions-redis", "/read"), None, "about 2.8x"),
+    RatioTarget("coatcheck Redis /read vs express-session /read",
+                ("coatcheck-redis", "/read"), ("express-session-redis", "/read"), None,
+                "about 1.9x"),
+    RatioTarget("coatcheck Redis /incr vs starsessions /incr",
+                ("coatcheck-redis", "/incr"), ("starsessions-redis", "/incr"), 2.0),
+    RatioTarget("coatcheck Redis /first vs starsessions /first",
+                ("coatcheck-redis", "/first"), ("starsessions-redis", "/first"), 1.5),
+    RatioTarget("coatcheck cookie:// /read vs Starlette SessionMiddleware /read",
+                ("coatcheck-cookie", "/read"), ("starlette-cookie", "/read"), 1.5),
+    RatioTarget("coatcheck /plain (anonymous, behind middleware) vs bare Starlette /plain",
+                ("coatcheck-redis", "/plain"), ("starlette-bare", "/plain"), 0.95),
+    RatioTarget("coatcheck Flask /read vs Flask-Session /read",
+                ("coatcheck-flask", "/read"), ("flask-session-redis", "/read"), 1.0),
+)  # fmt: skip
+
+COMMANDS: tuple[CommandTarget, ...] = (
+    CommandTarget("coatcheck Redis /read: one command, no write, no Set-Cookie",
+                  ("coatcheck-redis", "/read"), 1, no_set_cookie=True),
+    CommandTarget("coatcheck Redis /incr: two commands (load, delta commit)",
+                  ("coatcheck-redis", "/incr"), 2),
+    CommandTarget("coatcheck Redis /first: one command", ("coatcheck-redis", "/first"), 1),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Verdict:
+    label: str
+    measured: str
+    target: str
+    status: str
+
+
+def _missing(*cases: Case) -> str:
+    return "not measured: " + ", ".join(f"{i}{r}" for i, r in cases)
+
+
+def judge_ratio(rows: list[Row], t: RatioTarget) -> Verdict:
+    target = f">= {t.minimum:g}x" if t.minimum is not None else f"({t.expected}, no threshold)"
+    num, den = find(rows, *t.num), find(rows, *t.den)
+    if num is None or den is None or den.rps <= 0:
+        absent = [c for c, r in ((t.num, num), (t.den, den)) if r is None]
+        return Verdict(t.label, "-", target, _missing(*absent))
+    ratio = num.rps / den.rps
+    measured = f"{ratio:.2f}x ({num.rps:,.0f} / {den.rps:,.0f} req/s)"
+    status = "info" if t.minimum is None else ("met" if ratio >= t.minimum else "NOT met")
+    return Verdict(t.label, measured, target, status)
+
+
+def judge_commands(rows: list[Row], t: CommandTarget) -> Verdict:
+    target = f"{t.commands:g} per request" + (", no Set-Cookie" if t.no_set_cookie else "")
+    row = find(rows, *t.case)
+    if row is None:
+        return Verdict(t.label, "-", target, _missing(t.case))
+    measured = f"{row.commands_per_request:.2f}/req ({format_commands(row.commands)})"
+    ok = abs(row.commands_per_request - t.commands) < 0.05
+    if t.no_set_cookie:
+        measured += ", Set-Cookie" if row.sets_cookie else ", no Set-Cookie"
+        ok = ok and not row.sets_cookie
+    return Verdict(t.label, measured, target, "met" if ok else "NOT met")
+
+
+def verdicts(rows: list[Row]) -> list[Verdict]:
+    return [judge_ratio(rows, t) for t in RATIOS] + [judge_commands(rows, t) for t in COMMANDS]
+
+
+def format_commands(commands: dict[str, float]) -> str:
+    """``GET 1.00 + SET 1.00``; commands under 0.005/request (pool set-up) are left out."""
+    shown = [f"{name.upper()} {v:.2f}" for name, v in sorted(commands.items()) if v >= 0.005]
+    return " + ".join(shown) if shown else "none"

@@ -1,0 +1,26 @@
+"""coatcheck: server-side and client-side HTTP sessions for Python ASGI and WSGI apps."""
+
+from __future__ import annotations
+
+from .asgi import SessionMiddleware
+from .config import Cookie
+from .errors import CoatcheckError, ConfigurationError, SessionStoreError, SessionTooLarge
+from .record import Meta, Record, SessionInfo
+from .session import Flash, Session
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CoatcheckError",
+    "ConfigurationError",
+    "Cookie",
+    "Flash",
+    "Meta",
+    "Record",
+    "Session",
+    "SessionInfo",
+    "SessionMiddleware",
+    "SessionStoreError",
+    "SessionTooLarge",
+    "__version__",
+]

@@ -1,0 +1,127 @@
+"""Session ids, the keyring of secrets, id signing in express-session's format, key derivation."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import math
+import secrets
+import string
+from collections.abc import Sequence
+from urllib.parse import quote, unquote_to_bytes
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from .config import as_secret_list, logger
+from .errors import ConfigurationError
+
+ID_BYTES = 32
+MIN_SECRET_BITS = 256
+MAX_SIGNED_ID = 512  # longest signed-id cookie value we will even look at
+_URI_SAFE = "-_.!~*'()"  # what JavaScript's encodeURIComponent leaves alone
+
+HOW_TO_MAKE_A_SECRET = (  # noqa: S105 - instructions, not a secret
+    'make one with `coatcheck secret` or `python -c "import secrets; print(secrets.token_urlsafe(32))"`'
+)
+
+
+def new_session_id() -> str:
+    """A fresh session id: 32 bytes from `secrets`, base64url without padding (43 chars)."""
+    return secrets.token_urlsafe(ID_BYTES)
+
+
+def storage_key(session_id: str) -> str:
+    """What stores key a record by: SHA-256 of the id, so a store dump yields no live cookie."""
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+def estimated_bits(secret: bytes) -> float:
+    """A conservative estimate of a secret's entropy from its length and alphabet."""
+    try:
+        text = secret.decode("ascii")
+    except UnicodeDecodeError:
+        return 8.0 * len(secret)
+    if not text.isprintable():
+        return 8.0 * len(secret)
+    if all(c in string.hexdigits for c in text):
+        pool = 16
+    else:
+        pool = 0
+        for alphabet in (
+            string.ascii_lowercase,
+            string.ascii_uppercase,
+            string.digits,
+            string.punctuation + " ",
+        ):
+            if any(c in alphabet for c in text):
+                pool += len(alphabet)
+    pool = min(pool, len(set(text)) * 4)  # "aaaa..." or "abababab" is not random
+    return len(text) * math.log2(max(pool, 1))
+
+
+class Keyring:
+    """The configured secrets: the first signs and seals, every one verifies and opens."""
+
+    def __init__(
+        self, secret: str | bytes | Sequence[str | bytes], *, insecure_dev_secret: bool = False
+    ) -> None:
+        self.keys = as_secret_list(secret)
+        for position, key in enumerate(self.keys):
+            bits = estimated_bits(key)
+            if bits >= MIN_SECRET_BITS:
+                continue
+            where = "secret" if len(self.keys) == 1 else f"secret #{position + 1}"
+            if not insecure_dev_secret:
+                raise ConfigurationError(
+                    f"{where} is too weak (about {bits:.0f} bits; at least {MIN_SECRET_BITS} are required): "
+                    f"{HOW_TO_MAKE_A_SECRET}, or pass insecure_dev_secret=True for local development only"
+                )
+            logger.warning(
+                "coatcheck: %s is weak (insecure_dev_secret=True); never use it in production",
+                where,
+            )
+
+    def _mac(self, key: bytes, value: str) -> str:
+        digest = hmac.new(key, value.encode(), hashlib.sha256).digest()
+        return base64.b64encode(digest).decode().rstrip("=")
+
+    def sign_id(self, session_id: str) -> str:
+        """The cookie value for an id, byte for byte what express-session sends."""
+        signed = f"s:{session_id}.{self._mac(self.keys[0], session_id)}"
+        return quote(signed, safe=_URI_SAFE)
+
+    def unsign_id(self, cookie_value: bytes) -> str | None:
+        """The id inside a signed cookie value, or None if it is malformed or forged.
+
+        Every secret is tried in constant time per comparison; nothing here touches a store.
+        """
+        if len(cookie_value) > MAX_SIGNED_ID:
+            return None
+        try:
+            text = unquote_to_bytes(cookie_value).decode("ascii")
+        except (UnicodeDecodeError, ValueError):
+            return None
+        if not text.startswith("s:"):
+            return None
+        session_id, dot, mac = text[2:].rpartition(".")
+        if not dot or not session_id:
+            return None
+        expected = mac.encode()
+        valid = False
+        for key in self.keys:
+            valid |= hmac.compare_digest(self._mac(key, session_id).encode(), expected)
+        return session_id if valid else None
+
+    def derive(self, purpose: str, length: int = 32) -> list[bytes]:
+        """One key per secret for `purpose` (HKDF-SHA256), in keyring order."""
+        return [
+            HKDF(
+                algorithm=hashes.SHA256(),
+                length=length,
+                salt=None,
+                info=f"coatcheck/{purpose}".encode(),
+            ).derive(key)
+            for key in self.keys
+        ]

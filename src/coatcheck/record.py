@@ -1,0 +1,104 @@
+"""What a store keeps for one session: the data and the metadata the engine needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+
+@dataclass(slots=True)
+class Meta:
+    """Session metadata. Times are Unix seconds; a deadline of None means "no limit".
+
+    `cookie` holds per-session cookie overrides (only `max_age` today), `hints` the
+    optional client hints (user agent, IP) for the operations view.
+    """
+
+    created: float
+    last_seen: float
+    idle_deadline: float | None = None
+    absolute_deadline: float | None = None
+    user_id: str | None = None
+    cookie: dict[str, Any] = field(default_factory=dict)
+    hints: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def expires(self) -> float | None:
+        """The earlier of the two deadlines: when the record dies."""
+        deadlines = [d for d in (self.idle_deadline, self.absolute_deadline) if d is not None]
+        return min(deadlines) if deadlines else None
+
+    def is_expired(self, now: float) -> bool:
+        expires = self.expires
+        return expires is not None and now >= expires
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"created": self.created, "last_seen": self.last_seen}
+        if self.idle_deadline is not None:
+            out["idle_deadline"] = self.idle_deadline
+        if self.absolute_deadline is not None:
+            out["absolute_deadline"] = self.absolute_deadline
+        if self.user_id is not None:
+            out["user_id"] = self.user_id
+        if self.cookie:
+            out["cookie"] = self.cookie
+        if self.hints:
+            out["hints"] = self.hints
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Meta:
+        return cls(
+            created=float(raw["created"]),
+            last_seen=float(raw["last_seen"]),
+            idle_deadline=_opt_float(raw.get("idle_deadline")),
+            absolute_deadline=_opt_float(raw.get("absolute_deadline")),
+            user_id=None if raw.get("user_id") is None else str(raw["user_id"]),
+            cookie=dict(raw.get("cookie") or {}),
+            hints={str(k): str(v) for k, v in (raw.get("hints") or {}).items()},
+        )
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+@dataclass(slots=True)
+class Record:
+    """One session as stored: JSON-able `data` and its `meta`."""
+
+    data: dict[str, Any]
+    meta: Meta
+
+    @property
+    def expires(self) -> float | None:
+        return self.meta.expires
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """What the operations view may show about a session: never its id, only a hint."""
+
+    id_hint: str
+    user_id: str | None
+    created: datetime
+    last_seen: datetime
+    expires: datetime | None
+    hints: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_meta(cls, key: str, meta: Meta) -> SessionInfo:
+        expires = meta.expires
+        return cls(
+            id_hint=key[:12],
+            user_id=meta.user_id,
+            created=_dt(meta.created),
+            last_seen=_dt(meta.last_seen),
+            expires=None if expires is None else _dt(expires),
+            hints=dict(meta.hints),
+        )
+
+
+def _dt(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, UTC)

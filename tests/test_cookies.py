@@ -1,0 +1,128 @@
+"""The Cookie header parser and the Set-Cookie renderer, on friendly and hostile input."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from coatcheck.cookies import first_cookie, parse_cookie_header, render_set_cookie
+
+NOW = 1_800_000_000.0
+
+
+def test_pairs_in_order_with_duplicates_kept() -> None:
+    header = b"a=1; b=2;a=3 ;\tc = 4"
+    assert parse_cookie_header(header) == [(b"a", b"1"), (b"b", b"2"), (b"a", b"3"), (b"c", b"4")]
+
+
+def test_values_are_never_unquoted_or_decoded() -> None:
+    header = b'q="a\\"b"; p=%41%3B; e=a=b'
+    assert parse_cookie_header(header) == [(b"q", b'"a\\"b"'), (b"p", b"%41%3B"), (b"e", b"a=b")]
+
+
+def test_pairs_without_a_name_or_equals_are_dropped() -> None:
+    assert parse_cookie_header(b"novalue; =x; ;; ok=1") == [(b"ok", b"1")]
+
+
+def test_first_occurrence_wins_and_later_ones_are_never_tried() -> None:
+    assert first_cookie(b"session=evil; session=good", b"session") == b"evil"
+    assert first_cookie(b"other=1", b"session") is None
+
+
+@pytest.mark.parametrize(
+    "smuggled", [b"\x0b__Host-x=1", b"\x0c__Host-x=1", b"\xa0__Host-x=1", b"\r__Host-x=1"]
+)
+def test_prefix_smuggling_is_not_read_as_the_prefixed_name(smuggled: bytes) -> None:
+    assert first_cookie(b"a=0; " + smuggled, b"__Host-x") is None
+
+
+def test_only_space_and_tab_are_trimmed() -> None:
+    assert parse_cookie_header(b" \t a=1 \t ") == [(b"a", b"1")]
+    assert parse_cookie_header(b"\na=1") == [(b"\na", b"1")]
+
+
+@given(st.binary(max_size=2000))
+def test_parser_never_raises_on_arbitrary_bytes(header: bytes) -> None:
+    for name, value in parse_cookie_header(header):
+        assert name and b";" not in name and b";" not in value
+        assert name == name.strip(b" \t")
+
+
+@given(
+    st.lists(
+        st.tuples(st.from_regex(rb"\A[A-Za-z0-9_-]{1,10}\Z"), st.from_regex(rb"\A[A-Za-z0-9%_.-]{0,20}\Z"))
+    )
+)
+def test_parser_round_trips_well_formed_headers(pairs: list[tuple[bytes, bytes]]) -> None:
+    header = b"; ".join(n + b"=" + v for n, v in pairs)
+    assert parse_cookie_header(header) == pairs
+
+
+def _best_time(header: bytes, repeat: int = 5) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        parse_cookie_header(header)
+        first_cookie(header, b"session")
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+@pytest.mark.parametrize("unit", [b"\\", b'"', b";", b'a=\\"; ', b"=", b" \t"])
+def test_hostile_headers_parse_in_linear_time(unit: bytes) -> None:
+    # 64 KiB vs 512 KiB: linear work grows ~8x, quadratic work would grow ~64x.
+    small, large = unit * (65536 // len(unit)), unit * (8 * 65536 // len(unit))
+    ratio = _best_time(large) / max(_best_time(small), 1e-6)
+    assert ratio < 24, f"parse time grew {ratio:.1f}x for 8x input"
+
+
+def test_renders_every_attribute() -> None:
+    header = render_set_cookie(
+        "sid",
+        "abc",
+        max_age=3600,
+        path="/app",
+        domain="example.com",
+        secure=True,
+        http_only=True,
+        same_site="strict",
+        partitioned=True,
+        priority="high",
+        now=NOW,
+    )
+    assert header == (
+        b"sid=abc; Max-Age=3600; Expires=Fri, 15 Jan 2027 09:00:00 GMT; Path=/app; Domain=example.com; "
+        b"Secure; HttpOnly; SameSite=Strict; Partitioned; Priority=High"
+    )
+
+
+def test_max_age_zero_expires_in_the_past() -> None:
+    header = render_set_cookie("sid", "", max_age=0, now=NOW)
+    assert b"Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT" in header
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("name", "a;b"),
+        ("name", "a b"),
+        ("name", ""),
+        ("name", "a\r\nSet-Cookie: x"),
+        ("value", "a;b"),
+        ("value", "a\r\nX: y"),
+        ("value", 'a"b'),
+        ("value", "a b"),
+        ("value", "é"),
+        ("path", "/a;Secure"),
+        ("path", "/a\r\n"),
+        ("domain", "x.com; HttpOnly"),
+    ],
+)
+def test_renderer_refuses_injection(field: str, value: str) -> None:
+    kwargs = {"name": "sid", "value": "ok", "path": "/", "domain": None}
+    kwargs[field] = value
+    with pytest.raises(ValueError):
+        render_set_cookie(kwargs.pop("name"), kwargs.pop("value"), now=NOW, **kwargs)  # type: ignore[arg-type]

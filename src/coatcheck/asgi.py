@@ -85,6 +85,9 @@ class SessionMiddleware:
         async def send_with_session(message: Message) -> None:
             nonlocal failed
             if message["type"] == "http.response.start":
+                if not session._accessed and scope.get("session") is session:
+                    await send(message)  # never touched: nothing to commit, no headers to add
+                    return
                 try:
                     plan = await self.manager.commit(
                         session, request, unset=scope.get("session") is not session

@@ -35,8 +35,13 @@ class RequestInfo:
     client_ip: str | None = None
 
 
+_NOTHING = engine.CommitPlan()  # the plan of a request that never touched its session
+
+
 class SessionManager:
     """Validated configuration plus the load and commit steps every adapter runs."""
+
+    session_class: type[Session] = Session  # adapters may add methods (the WSGI side's sync save())
 
     def __init__(
         self,
@@ -98,9 +103,8 @@ class SessionManager:
     async def _io(self, what: str, call: Any) -> Any:
         """Run one store call, bounded by `store_timeout`; every failure is SessionStoreError."""
         try:
-            if self.store_timeout is None:
+            async with asyncio.timeout(self.store_timeout):  # no extra task, unlike wait_for
                 return await call
-            return await asyncio.wait_for(call, self.store_timeout)
         except SessionStoreError:
             raise
         except TimeoutError:
@@ -122,7 +126,7 @@ class SessionManager:
             if record is not None and not engine.is_live(record.meta, now):
                 record = None
         if record is None:
-            return Session(
+            return self.session_class(
                 settings=self.settings,
                 serializer=self.serializer,
                 now=now,
@@ -130,7 +134,7 @@ class SessionManager:
                 request=request,
                 read_only=read_only,
             )
-        return Session(
+        return self.session_class(
             settings=self.settings,
             serializer=self.serializer,
             now=now,
@@ -147,8 +151,8 @@ class SessionManager:
         self, session: Session, request: RequestInfo, *, unset: bool = False
     ) -> engine.CommitPlan:
         """Apply the engine's plan to the store; returns the plan so the adapter can send headers."""
-        if session._read_only:
-            return engine.CommitPlan(cache_headers=session._accessed)
+        if session._read_only or not (session._accessed or session._retired_ids or unset):
+            return _NOTHING if not session._accessed else engine.CommitPlan(cache_headers=True)
         now = self.clock()
         secure = self.is_secure(request)
         plan = engine.plan_commit(

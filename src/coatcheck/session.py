@@ -55,6 +55,7 @@ class SessionCookie:
             raise ValueError("cookie.max_age must be a timedelta, a non-negative number or None")
         self._session._cookie_overrides["max_age"] = None if value is None else float(value)
         self._session._cookie_changed = True
+        self._session._accessed = True
 
     @property
     def max_age_seconds(self) -> float | None:

@@ -65,9 +65,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="gthread",
         help="gunicorn worker class for every Flask case (default gthread)",
     )
-    p.add_argument(
-        "--gunicorn-threads", type=int, default=4, help="threads per gthread worker (default 4)"
-    )
+    p.add_argument("--gunicorn-threads", type=int, default=4, help="threads per gthread worker (default 4)")
     return p.parse_args(argv)  # fmt: skip
 
 
@@ -120,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(f"{sqlite_path}{suffix}").unlink(missing_ok=True)
     server_cpu = cpu_or_none(args.server_cpu)
     load = LoadOptions(args.duration, args.rounds, args.warmup, args.connections,
-                       cpu_or_none(args.load_cpu))  # fmt: skip
+                       cpu_or_none(args.load_cpu), server_cpu)  # fmt: skip
     outcome = Outcome()
     node_error = ensure_node_modules(selected)
     children = Children()

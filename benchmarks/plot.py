@@ -31,6 +31,9 @@ def plot(rows: list[Row], path: Path, title: str) -> None:
         ax.bar(xs, ys, width=width, label=route)
     ax.set_xticks(range(len(impls)))
     ax.set_xticklabels(impls, rotation=35, ha="right")
+    for label in ax.get_xticklabels():
+        if label.get_text().startswith("coatcheck"):
+            label.set_fontweight("bold")
     ax.set_ylabel("requests/s (median)")
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)

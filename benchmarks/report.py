@@ -46,12 +46,14 @@ def results_table(rows: list[Row], failed: dict[str, str]) -> list[str]:
         body.append([
             row.impl.name, row.impl.framework, row.impl.store, row.route,
             f"{row.rps:,.0f}", " / ".join(f"{v:,.0f}" for v in row.rps_rounds),
-            f"{row.p50_ms:.2f}", f"{row.p99_ms:.2f}", cmds, ratio,
+            f"{row.p50_ms:.2f}", f"{row.p99_ms:.2f}", f"{row.cpu_us:.0f}",
+            f"{row.cpu_share:.0%}", f"{row.others_share:.0%}", cmds, ratio,
             "yes" if row.sets_cookie else "no", "; ".join(notes),
         ])  # fmt: skip
     header = [
         "implementation", "framework", "store", "route", "req/s (median)", "req/s per round",
-        "p50 ms", "p99 ms", "Redis cmds/req", "x framework /plain", "Set-Cookie", "notes",
+        "p50 ms", "p99 ms", "server CPU us/req", "server core busy", "others on core (max)",
+        "Redis cmds/req", "x framework /plain", "Set-Cookie", "notes",
     ]  # fmt: skip
     return _table(header, body)
 
@@ -86,7 +88,12 @@ def render(
         "`/plain` (Starlette, Litestar, Flask or Express without session middleware).",
         "`Redis cmds/req` is `INFO commandstats` after minus before, divided by wrk's request",
         "count. `Set-Cookie` tells whether a single probe of the route (with the session cookie",
-        "for /read and /incr) received a Set-Cookie header.",
+        "for /read and /incr) received a Set-Cookie header. `server CPU us/req` is the CPU time",
+        "of the server's whole process tree per request (from /proc) and `server core busy` that",
+        "CPU time over the run's wall time: well under 100% means the server was waiting (on",
+        "Redis, or for a core another process held), so compare CPU us/req when req/s is noisy.",
+        "`others on core (max)` is the worst round's share of the server core used by anything",
+        "else (from /proc/stat): above a few percent, that round's req/s was disturbed.",
         "",
         *results_table(rows, failed),
         "",

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from benchmarks.cases import Impl
+from benchmarks.cpu import core_busy_seconds, session_cpu_seconds
 from benchmarks.probe import create_session, get
 from benchmarks.procs import Children
 from benchmarks.redisctl import PrivateRedis, command_delta
@@ -20,7 +21,8 @@ class LoadOptions:
     rounds: int
     warmup: float
     connections: int
-    cpu: str | None
+    cpu: str | None  # where wrk runs
+    server_cpu: str | None  # where the servers run (to see who else used that core)
 
 
 @dataclass
@@ -34,6 +36,9 @@ class Measurement:
     requests: int
     errors: int
     commands: dict[str, int]  # Redis commands issued during the timed run
+    cpu_us_per_request: float  # server process tree CPU time per request
+    cpu_share: float  # server CPU seconds / wall seconds of the run (1.0 = one full core)
+    others_share: float  # share of the server's core busy with anything but the server
     sets_cookie: bool  # did a probe of this route (with the session cookie) get Set-Cookie?
 
 
@@ -68,10 +73,15 @@ def measure_once(
         run_wrk(children, url, duration=opts.warmup, connections=opts.connections,
                 cpu=opts.cpu, cookie=cookie)  # fmt: skip
     before = redis.commandstats()
+    cpu_before = session_cpu_seconds(server.proc.pid)
+    core = int(opts.server_cpu) if opts.server_cpu is not None else None
+    core_before = core_busy_seconds(core) if core is not None else 0.0
     result = run_wrk(
         children, url, duration=opts.duration, connections=opts.connections,
         cpu=opts.cpu, cookie=cookie,
     )  # fmt: skip
+    cpu_used = session_cpu_seconds(server.proc.pid) - cpu_before
+    core_used = core_busy_seconds(core) - core_before if core is not None else 0.0
     after = redis.commandstats()
     return Measurement(
         impl=server.impl.name,
@@ -83,6 +93,9 @@ def measure_once(
         requests=result.requests,
         errors=result.errors,
         commands=command_delta(before, after),
+        cpu_us_per_request=cpu_used * 1e6 / max(result.requests, 1),
+        cpu_share=cpu_used / result.duration_s if result.duration_s > 0 else 0.0,
+        others_share=max(0.0, core_used - cpu_used) / result.duration_s if result.duration_s > 0 else 0.0,
         sets_cookie=bool(probe.set_cookies),
     )
 
@@ -115,7 +128,8 @@ def run_rounds(
             log(
                 f"[{round_no + 1}/{opts.rounds} {index}/{len(cases)}] {case_id}: "
                 f"{m.rps:,.0f} req/s p50 {m.p50_ms:.2f} ms p99 {m.p99_ms:.2f} ms "
-                f"redis {per_req:.2f}/req errors {m.errors} "
+                f"redis {per_req:.2f}/req cpu {m.cpu_us_per_request:.0f} us/req "
+                f"({m.cpu_share:.0%} of a core, others {m.others_share:.0%}) errors {m.errors} "
                 f"({time.monotonic() - started:.1f}s)"
             )
 

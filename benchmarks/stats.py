@@ -18,6 +18,9 @@ class Row:
     p50_ms: float
     p99_ms: float
     commands: dict[str, float]  # median Redis calls per request, per command
+    cpu_us: float  # median server CPU microseconds per request
+    cpu_share: float  # median share of a core the server used during the run
+    others_share: float  # max over rounds: share of the server core used by other processes
     errors: int
     sets_cookie: bool
 
@@ -48,6 +51,9 @@ def aggregate(measurements: list[Measurement]) -> list[Row]:
                     p50_ms=statistics.median(m.p50_ms for m in ms),
                     p99_ms=statistics.median(m.p99_ms for m in ms),
                     commands={k: v for k, v in per_req.items() if v > 0},
+                    cpu_us=statistics.median(m.cpu_us_per_request for m in ms),
+                    cpu_share=statistics.median(m.cpu_share for m in ms),
+                    others_share=max(m.others_share for m in ms),
                     errors=sum(m.errors for m in ms),
                     sets_cookie=any(m.sets_cookie for m in ms),
                 )

@@ -24,10 +24,10 @@ def plot(rows: list[Row], path: Path, title: str) -> None:
         xs: list[float] = []
         ys: list[float] = []
         for i, name in enumerate(impls):
-            row = next((r for r in rows if r.impl.name == name and r.route == route), None)
-            if row is not None:
+            found = next((r for r in rows if r.impl.name == name and r.route == route), None)
+            if found is not None:
                 xs.append(i + (k - (len(ROUTES) - 1) / 2) * width)
-                ys.append(row.rps)
+                ys.append(found.rps)
         ax.bar(xs, ys, width=width, label=route)
     ax.set_xticks(range(len(impls)))
     ax.set_xticklabels(impls, rotation=35, ha="right")

@@ -1,6 +1,6 @@
 """Flask-Session with its Redis backend (sync redis-py), default settings."""
 
-from flask_session import Session
+from flask_session import Session  # type: ignore[import-untyped]
 from redis import Redis
 
 from benchmarks.apps.common import SECRET, redis_url

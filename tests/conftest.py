@@ -5,7 +5,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.services import POSTGRES_URL, REDIS_URL, port_open, unavailable
+from tests.services import MYSQL_URL, POSTGRES_URL, REDIS_URL, port_open, unavailable
 
 
 @pytest.fixture
@@ -29,3 +29,12 @@ def postgres_url() -> str:
     if not port_open(parts.hostname or "127.0.0.1", parts.port or 5432):
         unavailable("PostgreSQL", f"nothing listens at {parts.hostname}:{parts.port or 5432}")
     return POSTGRES_URL
+
+
+@pytest.fixture
+def mysql_url() -> str:
+    """The shared MySQL/MariaDB (COATCHECK_MYSQL_URL, default root@127.0.0.1:3306/test)."""
+    parts = urlsplit(MYSQL_URL)
+    if not port_open(parts.hostname or "127.0.0.1", parts.port or 3306):
+        unavailable("MySQL/MariaDB", f"nothing listens at {parts.hostname}:{parts.port or 3306}")
+    return MYSQL_URL

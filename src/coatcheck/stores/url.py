@@ -35,6 +35,9 @@ def from_url(url: str) -> Store:
     _load_builtin_backends()
     factory = _FACTORIES.get(scheme)
     if factory is None:
+        module = _builtin_module(scheme)
+        if module in _MISSING:  # a built-in backend whose driver is not installed
+            raise missing_extra(_MISSING[module], _EXTRAS[module])
         known = ", ".join(sorted(f"{s}://" for s in _FACTORIES))
         raise ConfigurationError(f"unknown store URL scheme {scheme + '://'!r}; known schemes: {known}")
     store: Store = factory(url)
@@ -78,13 +81,45 @@ def _sqlite(url: str) -> Store:
     return SQLiteStore(rest[1:])
 
 
+# Built-in backend modules, the extra that installs their drivers, and the schemes they
+# serve (so a scheme whose module cannot be imported still gets a "pip install" hint).
+_BACKENDS = ("redis", "sql", "mongo", "memcached", "cookie")
+_EXTRAS = {"redis": "redis", "sql": "sql", "mongo": "mongo", "memcached": "memcached"}
+_BUILTIN_SCHEMES = {
+    "redis": "redis",
+    "rediss": "redis",
+    "redis+cluster": "redis",
+    "redis+sentinel": "redis",
+    "postgresql": "sql",
+    "postgres": "sql",
+    "postgresql+psycopg": "sql",
+    "mysql": "sql",
+    "mariadb": "sql",
+    "mysql+asyncmy": "sql",
+    "mongodb": "mongo",
+    "mongodb+srv": "mongo",
+    "memcached": "memcached",
+}
+_MISSING: dict[str, str] = {}  # backend module -> the dependency it could not import
+
+
+def _builtin_module(scheme: str) -> str | None:
+    return _BUILTIN_SCHEMES.get(scheme)
+
+
 def _load_builtin_backends() -> None:
-    """Optional backends register their schemes when their module is imported."""
+    """Optional backends register their schemes when their module is imported; a backend
+    whose driver is missing is remembered, so its URLs get an error naming the extra."""
     import importlib
 
-    for module in ("redis", "sql", "mongo", "memcached", "cookie"):
+    for module in _BACKENDS:
+        if module in _MISSING:
+            continue
         try:
             importlib.import_module(f"coatcheck.stores.{module}")
         except ModuleNotFoundError as exc:
-            if exc.name != f"coatcheck.stores.{module}":
+            if exc.name == f"coatcheck.stores.{module}":
+                continue  # backend not written yet
+            if module not in _EXTRAS or exc.name is None or exc.name.startswith("coatcheck"):
                 raise
+            _MISSING[module] = exc.name.split(".")[0]

@@ -25,11 +25,12 @@ def get(port: int, path: str, cookie: str | None = None, timeout: float = 5.0) -
         conn.close()
 
 
-def is_up(port: int) -> bool:
+def plain_status(port: int) -> int | None:
+    """Status of GET /plain, or None while nothing answers on the port."""
     try:
-        return get(port, "/plain", timeout=1.0).status == 200
-    except OSError:
-        return False
+        return get(port, "/plain", timeout=1.0).status
+    except (OSError, http.client.HTTPException):
+        return None
 
 
 def cookie_header(set_cookies: list[str]) -> str:

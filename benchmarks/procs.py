@@ -108,11 +108,15 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
 
 
 def raise_on_termination() -> None:
-    """Turn SIGTERM/SIGHUP into ``KeyboardInterrupt`` so ``finally`` blocks kill the children."""
+    """Turn SIGINT/SIGTERM/SIGHUP into ``KeyboardInterrupt`` so ``finally`` kills the children.
+
+    SIGINT is set explicitly: a shell starting us in the background leaves it ignored.
+    """
 
     def handler(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
+    signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGHUP, handler)
 

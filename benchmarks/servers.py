@@ -12,7 +12,7 @@ from pathlib import Path
 
 from benchmarks.apps.common import SECRET
 from benchmarks.cases import Impl
-from benchmarks.probe import is_up
+from benchmarks.probe import plain_status
 from benchmarks.procs import Children, free_port, pinned, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
@@ -83,15 +83,23 @@ def start(children: Children, impl: Impl, opts: ServerOptions, timeout: float = 
     log = opts.logs / f"{impl.name}.log"
     proc = children.start(pinned(opts.cpu, argv_for(impl, port, opts)), log=log, env=env, cwd=REPO)
 
-    def ready() -> bool:
+    status: int | None = None
+
+    def answered() -> bool:
+        nonlocal status
         if proc.poll() is not None:
             return True
-        return is_up(port)
+        status = plain_status(port)
+        return status is not None
 
-    wait_until(ready, timeout=timeout, interval=0.1)
-    if proc.poll() is not None or not is_up(port):
+    wait_until(answered, timeout=timeout, interval=0.1)
+    if proc.poll() is not None or status != 200:
         children.stop(proc)
-        raise NotAvailable(_why(log) or f"server did not answer GET /plain within {timeout:.0f}s")
+        if status is None:
+            fallback = f"server did not answer GET /plain within {timeout:.0f}s"
+        else:
+            fallback = f"GET /plain answered {status}"
+        raise NotAvailable(_why(log) or fallback)
     return Running(impl, port, proc)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .asgi import SessionMiddleware
 from .config import Cookie
+from .csrf import CSRFMiddleware
 from .errors import CoatcheckError, ConfigurationError, SessionStoreError, SessionTooLarge
 from .record import Meta, Record, SessionInfo
 from .session import Flash, Session
@@ -11,6 +12,7 @@ from .session import Flash, Session
 __version__ = "0.1.0"
 
 __all__ = [
+    "CSRFMiddleware",
     "CoatcheckError",
     "ConfigurationError",
     "Cookie",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import secrets
+import threading
+import time
 from collections.abc import Iterator, MutableMapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -16,7 +18,10 @@ if TYPE_CHECKING:
     from .runtime import RequestInfo, SessionManager
 
 CSRF_KEY = "_csrf"
-FLASH_KEY = "_flashes"
+# Each flash message is its own top-level key ("_flash.<time><random>" -> [category, message]),
+# so a request that adds one and a concurrent request that takes another write disjoint keys
+# and a delta commit keeps both.
+FLASH_PREFIX = "_flash."
 
 
 class Flash(NamedTuple):
@@ -27,6 +32,49 @@ class Flash(NamedTuple):
 
     def __str__(self) -> str:
         return str(self.message)
+
+
+class FlashClaims:
+    """Flash messages already taken by some request in this process.
+
+    Two requests that loaded a session before either committed both hold its messages;
+    the first `flashes()` call claims each one here and the other request skips it. A claim
+    is kept `ttl` seconds (at most `max_entries` claims, oldest dropped first), long after
+    the claiming request has committed and the store has stopped returning the message.
+    """
+
+    def __init__(self, ttl: float = 300.0, max_entries: int = 100_000) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._expiry: dict[str, float] = {}  # insertion order is expiry order (constant ttl)
+        self._lock = threading.Lock()  # WSGI servers call flashes() from several threads
+
+    def claim(self, key: str) -> bool:
+        """True exactly once per key (within `ttl`): the caller may show the message."""
+        now = time.monotonic()
+        with self._lock:
+            expiry = self._expiry
+            while expiry:
+                oldest = next(iter(expiry))
+                if expiry[oldest] > now and len(expiry) < self.max_entries:
+                    break
+                del expiry[oldest]
+            if key in expiry:
+                return False
+            expiry[key] = now + self.ttl
+            return True
+
+
+FLASH_CLAIMS = FlashClaims()
+_last_flash_seq = 0
+
+
+def _flash_key() -> str:
+    """A new, unique message key that sorts in the order messages were flashed."""
+    global _last_flash_seq
+    seq = max(time.time_ns(), _last_flash_seq + 1)
+    _last_flash_seq = seq
+    return f"{FLASH_PREFIX}{seq:016x}{secrets.token_hex(8)}"
 
 
 class SessionCookie:
@@ -333,21 +381,27 @@ class Session(MutableMapping[str, Any]):
 
     # ---- flash and CSRF ------------------------------------------------------------------
     def flash(self, message: Any, category: str = "info") -> None:
-        """Queue a message for the next page that calls `flashes()`."""
-        queue = list(self.get(FLASH_KEY) or [])
-        queue.append([category, message])
-        self[FLASH_KEY] = queue
+        """Queue a JSON-able message for the next page that calls `flashes()`."""
+        if not isinstance(category, str):
+            raise TypeError(f"flash category must be a string, got {type(category).__name__}")
+        self[_flash_key()] = [category, message]
 
     def flashes(self, category: str | None = None) -> list[Flash]:
-        """Return and clear queued messages (only `category`'s, if given), oldest first."""
-        queue = self.get(FLASH_KEY) or []
-        taken = [Flash(c, m) for c, m in queue if category is None or c == category]
-        if taken:
-            rest = [[c, m] for c, m in queue if category is not None and c != category]
-            if rest:
-                self[FLASH_KEY] = rest
-            else:
-                del self[FLASH_KEY]
+        """Return and clear queued messages (only `category`'s, if given), oldest first.
+
+        Each message is returned once: by the first call in this process that takes it
+        (`FLASH_CLAIMS`), and never after the taking request has committed.
+        """
+        self._accessed = True
+        taken: list[Flash] = []
+        for key in sorted(k for k in self._data if k.startswith(FLASH_PREFIX)):
+            entry = self._data[key]
+            valid = isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)
+            if valid and category is not None and entry[0] != category:
+                continue
+            del self[key]  # also when another request claimed it: the store copy is stale
+            if valid and FLASH_CLAIMS.claim(key):
+                taken.append(Flash(entry[0], entry[1]))
         return taken
 
     @property

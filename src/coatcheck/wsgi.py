@@ -1,0 +1,244 @@
+"""SessionMiddleware for WSGI apps (Flask, Django, Pyramid, Bottle, plain WSGI).
+
+Same options and semantics as the ASGI middleware (`coatcheck.asgi`): the same
+`SessionManager` loads and commits, through the sync bridge (`coatcheck._sync`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import Any
+
+from . import _sync
+from .asgi import _UNAVAILABLE
+from .engine import CommitPlan, add_cache_headers
+from .errors import SessionStoreError
+from .runtime import RequestInfo, SessionManager, log_store_error
+from .session import Session
+from .stores.url import from_url
+
+ENVIRON_KEY = "coatcheck.session"
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+Headers = list[tuple[str, str]]
+Write = Callable[[bytes], object]
+StartResponse = Callable[..., Write]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+UNAVAILABLE_STATUS = "503 Service Unavailable"
+UNAVAILABLE_HEADERS: Headers = [
+    ("Content-Type", "text/plain; charset=utf-8"),
+    ("Retry-After", "5"),
+    ("Cache-Control", "no-store"),
+    ("Content-Length", str(len(_UNAVAILABLE))),
+]
+
+
+class WSGISession(Session):
+    """The session WSGI handlers see: a `Session` whose explicit I/O is synchronous."""
+
+    def save(self) -> None:  # type: ignore[override]  # the sync twin of `await session.save()`
+        """Commit now instead of when the response starts. Raises SessionStoreError."""
+        if self._manager is None:
+            raise RuntimeError("this session is not attached to a middleware")
+        _sync.run_sync(self._manager.save_now(self))
+
+    def reload(self) -> None:  # type: ignore[override]  # the sync twin of `await session.reload()`
+        """Discard this request's changes and read the session from the store again."""
+        if self._manager is None:
+            raise RuntimeError("this session is not attached to a middleware")
+        _sync.run_sync(self._manager.reload(self))
+
+
+class WSGISessionManager(SessionManager):
+    """A SessionManager that hands out `WSGISession`s and survives fork().
+
+    A store given as a URL is rebuilt in each forked child (gunicorn workers of a preloaded
+    app), so no connection is ever shared between processes. A store given as an object
+    must itself be fork-aware (the built-in ones check their pid).
+    """
+
+    session_class = WSGISession
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        store = options.get("store")
+        self._store_url = store if isinstance(store, str) else None
+        _sync.after_fork_in_child(self._renew_store)
+
+    def _renew_store(self) -> None:
+        if self._store_url is not None:
+            _sync.keep_forever(self.store)  # never closed here: it may hold the parent's sockets
+            self.store = from_url(self._store_url)
+
+    def load_sync(self, request: RequestInfo) -> Session:
+        """`load` from a WSGI thread. Raises SessionStoreError."""
+        return _sync.run_sync(self.load(request))
+
+    def commit_sync(self, session: Session, request: RequestInfo, *, unset: bool = False) -> CommitPlan:
+        """`commit` from a WSGI thread. Raises SessionStoreError."""
+        return _sync.run_sync(self.commit(session, request, unset=unset))
+
+    def close_sync(self) -> None:
+        """Close the store (its connections and threads)."""
+        _sync.run_sync(self.close())
+
+
+def request_info(environ: dict[str, Any]) -> RequestInfo:
+    """Pull what the engine needs out of a WSGI environ."""
+    cookie = environ.get("HTTP_COOKIE")
+    forwarded = environ.get("HTTP_X_FORWARDED_PROTO")
+    agent = environ.get("HTTP_USER_AGENT")
+    return RequestInfo(
+        # The full path, like ASGI's: the mount point (SCRIPT_NAME) is part of what the
+        # browser path-matches the cookie against.
+        path=environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "") or "/",
+        scheme=environ.get("wsgi.url_scheme", "http"),
+        cookie=cookie.encode("latin-1") if cookie else None,  # PEP 3333: headers are latin-1 str
+        forwarded_proto=forwarded.encode("latin-1") if forwarded else None,
+        user_agent=agent.encode("latin-1") if agent else None,
+        client_ip=environ.get("REMOTE_ADDR"),
+    )
+
+
+def with_session_headers(headers: Headers, plan: CommitPlan) -> Headers:
+    """The response headers with what the commit plan adds (Set-Cookie, Vary, Cache-Control)."""
+    if plan.cache_headers:
+        raw = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in headers]
+        headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in add_cache_headers(raw)]
+    if plan.set_cookie is not None:
+        headers = [*headers, ("Set-Cookie", plan.set_cookie.decode("latin-1"))]
+    return headers
+
+
+def _discard(_: bytes) -> None:
+    """The `write` of a response that was replaced by a 503: the app's body goes nowhere."""
+
+
+class SessionMiddleware:
+    """Server-side (or, with CookieStore, client-side) sessions for any WSGI app.
+
+    Puts a `WSGISession` at `environ["coatcheck.session"]` and commits it when the app calls
+    `start_response`, before the headers are passed on: the server writes nothing before
+    that call returns and the first body chunk exists, so a redirect can never race the
+    save. Answers 503 if the store cannot load or save. Options are those of the ASGI
+    `SessionMiddleware` (DESIGN.md §2).
+    """
+
+    def __init__(self, app: WSGIApp, **options: Any) -> None:
+        self.app = app
+        self.manager = WSGISessionManager(**options)
+
+    @property
+    def store(self) -> Any:
+        return self.manager.store
+
+    def close(self) -> None:
+        """Close the store; call at shutdown if your server offers a hook."""
+        self.manager.close_sync()
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        request = request_info(environ)
+        manager = self.manager
+        if not manager.in_scope(request.path):
+            return self.app(environ, start_response)
+        try:
+            session = manager.load_sync(request)
+        except SessionStoreError as exc:
+            log_store_error(exc, "loading a session")
+            start_response(UNAVAILABLE_STATUS, list(UNAVAILABLE_HEADERS))
+            return [_UNAVAILABLE]
+        environ[ENVIRON_KEY] = session
+        response = _SessionResponse(manager, session, request, environ, start_response)
+        body = self.app(environ, response.start_response)
+        if response.plan is not None:
+            return body  # committed already (the usual case): the server gets the app's iterable itself
+        return _LateStartBody(response, body)
+
+
+class _SessionResponse:
+    """One request's `start_response` wrapper: commits on the first call, then passes the
+    headers (plus the session's) on, or a 503 if the store failed."""
+
+    __slots__ = ("environ", "failed", "manager", "plan", "request", "server_start", "session")
+
+    def __init__(
+        self,
+        manager: WSGISessionManager,
+        session: Session,
+        request: RequestInfo,
+        environ: dict[str, Any],
+        server_start: StartResponse,
+    ) -> None:
+        self.manager = manager
+        self.session = session
+        self.request = request
+        self.environ = environ
+        self.server_start = server_start
+        self.plan: CommitPlan | None = None
+        self.failed = False
+
+    def start_response(self, status: str, headers: Headers, exc_info: ExcInfo | None = None) -> Write:
+        # A second call (an error page replacing the headers, with exc_info) reuses the
+        # plan: the store was written once, and the new headers must carry its cookie too.
+        if self.plan is None and not self.failed:
+            try:
+                self.plan = self.manager.commit_sync(
+                    self.session, self.request, unset=self.environ.get(ENVIRON_KEY) is not self.session
+                )
+            except SessionStoreError as exc:
+                log_store_error(exc, "saving a session")
+                self.failed = True
+        if self.failed:
+            self.server_start(UNAVAILABLE_STATUS, list(UNAVAILABLE_HEADERS), exc_info)
+            return _discard
+        assert self.plan is not None
+        return self.server_start(status, with_session_headers(headers, self.plan), exc_info)
+
+
+class _LateStartBody:
+    """The app's body when it had not called `start_response` by the time it returned
+    (a generator that starts the response from inside). Commits on the first chunk, swaps in
+    the 503 body if that commit failed, and always closes the app's iterable."""
+
+    __slots__ = ("_body", "_chunks", "_closed", "_response")
+
+    def __init__(self, response: _SessionResponse, body: Iterable[bytes]) -> None:
+        self._response = response
+        self._body = body
+        self._chunks: Iterator[bytes] | None = None
+        self._closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        if self._closed:
+            raise StopIteration
+        if not self._response.failed:
+            if self._chunks is None:
+                self._chunks = iter(self._body)
+            chunk = next(self._chunks)  # may call start_response, and so commit
+        if self._response.failed:
+            self.close()
+            return _UNAVAILABLE
+        return chunk
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        close = getattr(self._body, "close", None)
+        if close is not None:
+            close()
+
+
+__all__ = [
+    "ENVIRON_KEY",
+    "SessionMiddleware",
+    "WSGISession",
+    "WSGISessionManager",
+    "request_info",
+    "with_session_headers",
+]

@@ -216,17 +216,26 @@ class SQLiteStore:
         )
         return int(row[0])
 
-    async def purge_expired(self) -> int:
+    async def purge_expired(self, *, progress: Callable[[int, int], None] | None = None) -> int:
+        """Delete expired rows in batches. `progress(done, expected)`, if given, is called after
+        each batch, on the store's worker thread (the CLI's progress bar uses it)."""
         now = self._clock()
 
         def purge(conn: sqlite3.Connection) -> int:
             total = 0
+            expected = 0
+            if progress is not None:
+                expected = conn.execute(
+                    f"SELECT COUNT(*) FROM {_TABLE} WHERE expires <= ?", (now,)
+                ).fetchone()[0]
             while True:  # small batches keep each write lock short for other processes
                 deleted = conn.execute(
                     f"DELETE FROM {_TABLE} WHERE key IN (SELECT key FROM {_TABLE} WHERE expires <= ? LIMIT ?)",
                     (now, _PURGE_BATCH),
                 ).rowcount
                 total += deleted
+                if progress is not None:
+                    progress(total, max(expected, total))
                 if deleted < _PURGE_BATCH:
                     return total
 

@@ -1,0 +1,151 @@
+"""Starting the demo: the default store, the persisted development secret, the server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import stat
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from ..crypto import HOW_TO_MAKE_ONE, Keyring
+from ..errors import CoatcheckError, ConfigurationError, SessionStoreError
+from ..stores.base import Store
+from ..stores.sqlite import SQLiteStore
+from ..stores.url import from_url
+
+DEFAULT_STORE_URL = "sqlite:///coatcheck-demo.db"
+SECRET_FILE_NAME = ".coatcheck-demo-secret"  # noqa: S105 - a file name, not a secret
+PROBE_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class DemoSecret:
+    """The demo's signing secret and where it is kept."""
+
+    value: str
+    path: Path
+    created: bool
+
+
+def redact_url(url: str) -> str:
+    """The store URL with any password replaced by '***', fit to print or show on a page."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def secret_path_for(store: Store, directory: Path | None = None) -> Path:
+    """Where the demo keeps its secret: next to a SQLite file, else in the working directory."""
+    if isinstance(store, SQLiteStore) and isinstance(store.path, Path):
+        return store.path.resolve().parent / SECRET_FILE_NAME
+    return (directory or Path.cwd()) / SECRET_FILE_NAME
+
+
+def load_or_create_secret(path: Path) -> DemoSecret:
+    """Read the secret in `path`, or create the file (mode 0600) with a new strong secret.
+
+    Keeping it on disk is what lets a restarted demo still verify the cookies it signed.
+    Raises ConfigurationError if the file cannot be written, or holds a weak secret.
+    """
+    created = False
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot create the demo secret file {str(path)!r}: {exc.strerror}; "
+            "run the demo in a writable directory or pass --secret-file"
+        ) from None
+    else:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(32) + "\n")
+        created = True
+    try:
+        mode = path.stat().st_mode
+        value = path.read_text().strip()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read the demo secret file {str(path)!r}: {exc.strerror}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        # Anyone who can read the secret can forge session cookies.
+        try:
+            path.chmod(0o600)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"the demo secret file {str(path)!r} is readable by other users and cannot be "
+                f"restricted ({exc.strerror}): chmod 600 it or delete it"
+            ) from None
+    try:
+        Keyring(value)
+    except ConfigurationError:
+        raise ConfigurationError(
+            f"the demo secret file {str(path)!r} holds a weak or empty secret: delete it to get a "
+            f"new one, or put a strong one in it ({HOW_TO_MAKE_ONE})"
+        ) from None
+    return DemoSecret(value=value, path=path, created=created)
+
+
+def probe_store(url: str) -> None:
+    """Open the store once and ask it for a record, so a bad URL or an unreachable server
+    is one clear error before the server starts. Raises CoatcheckError."""
+
+    async def ask() -> None:
+        store = from_url(url)
+        try:
+            await asyncio.wait_for(store.get("0" * 64), PROBE_TIMEOUT)
+        except TimeoutError:
+            raise SessionStoreError(
+                f"the store at {redact_url(url)} did not answer within {PROBE_TIMEOUT:g}s"
+            ) from None
+        except CoatcheckError:
+            raise
+        except (OSError, ConnectionError) as exc:
+            raise SessionStoreError(f"cannot reach the store at {redact_url(url)}: {exc}") from None
+        finally:
+            # Closing a store that never connected may fail too; the probe's own error matters.
+            with contextlib.suppress(Exception):
+                await store.close()
+
+    asyncio.run(ask())
+
+
+def run(
+    *,
+    store_url: str = DEFAULT_STORE_URL,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    secret_file: Path | None = None,
+    say: Callable[[str], None] | None = None,
+) -> None:
+    """Serve the demo with uvicorn until interrupted. Raises CoatcheckError on bad settings."""
+    import uvicorn
+
+    from .app import create_app
+
+    probe_store(store_url)
+    store = from_url(store_url)
+    secret = load_or_create_secret(secret_file or secret_path_for(store))
+    app = create_app(store=store, secret=secret.value, store_url=store_url)
+    echo = say or (lambda text: print(text, file=sys.stderr))
+    echo(f"coatcheck demo on http://{_host_for_url(host)}:{port}  (store: {redact_url(store_url)})")
+    what = "created" if secret.created else "using"
+    echo(f"{what} the development secret in {secret.path} (keep it private; it signs the cookies)")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        echo("warning: the demo is for local learning; it listens beyond this machine on plain HTTP")
+    echo("press Ctrl+C to stop")
+    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
+
+
+def _host_for_url(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

@@ -1,0 +1,422 @@
+"""The `coatcheck` command through its real entry points (the installed script and
+`python -m coatcheck`), against real stores: a SQLite file and the shared Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from coatcheck.crypto import Keyring, new_session_id, storage_key
+from coatcheck.stores import SQLiteStore, from_url
+from coatcheck.testing import make_record
+from tests.services import free_port, unavailable, wait_for_port
+
+SCRIPT = shutil.which("coatcheck", path=str(Path(sys.executable).parent)) or shutil.which("coatcheck")
+ENTRIES = ["script", "module"]
+
+
+def cli(
+    *args: str, entry: str = "script", cwd: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run the command as a user would, in a wide non-colour terminal."""
+    if entry == "script":
+        assert SCRIPT is not None, "the coatcheck script is not installed: pip install -e ."
+        command = [SCRIPT, *args]
+    else:
+        command = [sys.executable, "-m", "coatcheck", *args]
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
+    env.pop("COATCHECK_STORE", None)
+    env.pop("COATCHECK_DEBUG", None)
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *, code: int, says: str) -> None:
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: ")
+    assert says in lines[0], lines[0]
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+# ---- stores ---------------------------------------------------------------------------------
+@pytest.fixture(params=["sqlite", "redis"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        path = tmp_path / "sessions.db"
+        asyncio.run(_create_sqlite(path))
+        return f"sqlite:///{path}"
+    url: str = request.getfixturevalue("redis_url")
+    # A private key prefix per test: the shared Redis holds other tests' sessions too.
+    return f"{url}?prefix=cli-test-{os.getpid()}-{time.monotonic_ns()}:"
+
+
+async def _create_sqlite(path: Path) -> None:
+    store = SQLiteStore(path)
+    await store.count()
+    await store.close()
+
+
+def seed(url: str, *sessions: dict[str, Any]) -> list[str]:
+    """Write sessions through the store's own API; returns their storage keys."""
+
+    async def write() -> list[str]:
+        store = from_url(url)
+        keys = []
+        try:
+            for spec in sessions:
+                key = spec.get("key") or storage_key(new_session_id())
+                record = make_record(spec.get("data"), ttl=spec.get("ttl", 3600.0), user_id=spec.get("user"))
+                await store.set(key, record)
+                keys.append(key)
+        finally:
+            await store.close()
+        return keys
+
+    return asyncio.run(write())
+
+
+def live_keys(url: str) -> set[str]:
+    async def read() -> set[str]:
+        store = from_url(url)
+        try:
+            assert hasattr(store, "list_sessions")
+            return {key for key, _ in await store.list_sessions()}
+        finally:
+            await store.close()
+
+    return asyncio.run(read())
+
+
+def cleanup(url: str, keys: list[str]) -> None:
+    async def drop() -> None:
+        store = from_url(url)
+        try:
+            for key in keys:
+                await store.destroy(key)
+        finally:
+            await store.close()
+
+    asyncio.run(drop())
+
+
+@pytest.fixture
+def seeded(store_url: str) -> Iterator[tuple[str, list[str]]]:
+    """Two sessions of ann, one of bob, one anonymous (with a CSRF token in its data)."""
+    keys = seed(
+        store_url,
+        {"user": "ann", "data": {"cart": ["coat"]}},
+        {"user": "ann"},
+        {"user": "bob"},
+        {"data": {"_csrf": "t0ken-that-must-not-show", "n": 1}},
+    )
+    yield store_url, keys
+    cleanup(store_url, keys)
+
+
+# ---- help, version, secret ------------------------------------------------------------------
+COMMANDS = [
+    [],
+    ["demo"],
+    ["secret"],
+    ["sessions"],
+    ["sessions", "list"],
+    ["sessions", "show"],
+    ["sessions", "revoke"],
+    ["sessions", "revoke-user"],
+    ["sessions", "purge"],
+    ["sessions", "stats"],
+]
+
+
+@pytest.mark.parametrize("entry", ENTRIES)
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "coatcheck")
+def test_every_command_has_help(command: list[str], entry: str) -> None:
+    result = cli(*command, "--help", entry=entry)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Usage: coatcheck")
+    assert " ".join(["coatcheck", *command]) in result.stdout.splitlines()[0]
+
+
+def test_version() -> None:
+    result = cli("--version")
+    assert result.returncode == 0 and "coatcheck, version" in result.stdout
+
+
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_secret_prints_a_new_strong_secret(entry: str) -> None:
+    first, second = cli("secret", entry=entry), cli("secret", entry=entry)
+    assert first.returncode == second.returncode == 0
+    a, b = first.stdout.strip(), second.stdout.strip()
+    assert a != b and len(a) == 43
+    Keyring(a)  # strong enough for SessionMiddleware without insecure_dev_secret
+
+
+# ---- sessions list / show ---------------------------------------------------------------------
+def test_list_shows_hints_users_and_times_never_full_ids(seeded: tuple[str, list[str]]) -> None:
+    url, keys = seeded
+    result = cli("sessions", "list", "--store", url)
+    assert result.returncode == 0, result.stderr
+    for key in keys:
+        assert key[:12] in result.stdout
+        assert key[12:24] not in result.stdout
+    assert "ann" in result.stdout and "bob" in result.stdout
+    assert "4 live sessions" in result.stdout
+    assert "times in UTC" in result.stdout
+
+
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_list_as_json_filtered_by_user(seeded: tuple[str, list[str]], entry: str) -> None:
+    url, keys = seeded
+    result = cli("sessions", "list", "--store", url, "--user", "ann", "--json", entry=entry)
+    assert result.returncode == 0, result.stderr
+    listed = json.loads(result.stdout)
+    assert listed["total"] == 2
+    assert {row["hint"] for row in listed["sessions"]} == {keys[0][:12], keys[1][:12]}
+    assert {row["user"] for row in listed["sessions"]} == {"ann"}
+    assert all(row["expires"] and row["created"] for row in listed["sessions"])
+
+
+def test_list_limit_says_how_many_are_hidden(seeded: tuple[str, list[str]]) -> None:
+    url, _ = seeded
+    result = cli("sessions", "list", "--store", url, "--limit", "2")
+    assert result.returncode == 0, result.stderr
+    assert "Showing the 2 most recently seen; --limit 0 shows all." in result.stdout
+
+
+def test_show_prints_metadata_and_data_with_the_csrf_token_hidden(seeded: tuple[str, list[str]]) -> None:
+    url, keys = seeded
+    result = cli("sessions", "show", keys[3][:8], "--store", url, "--json")
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["hint"] == keys[3][:12]
+    assert shown["data"] == {"_csrf": "(hidden)", "n": 1}
+    assert shown["idle_deadline"] and shown["absolute_deadline"]
+    table = cli("sessions", "show", keys[0][:12], "--store", url)
+    assert table.returncode == 0, table.stderr
+    assert "absolute deadline" in table.stdout and '"coat"' in table.stdout
+    assert "t0ken" not in result.stdout + table.stdout
+
+
+def test_an_ambiguous_hint_is_a_clear_error(store_url: str) -> None:
+    by_prefix: dict[str, str] = {}
+    while True:  # two storage keys sharing 4 hex digits: about 300 tries
+        key = storage_key(new_session_id())
+        if key[:4] in by_prefix:
+            pair = [by_prefix[key[:4]], key]
+            break
+        by_prefix[key[:4]] = key
+    seed(store_url, {"key": pair[0]}, {"key": pair[1]})
+    try:
+        result = cli("sessions", "revoke", pair[0][:4], "--store", store_url)
+        assert_one_line_error(result, code=1, says="matches 2 sessions: type more characters")
+        assert live_keys(store_url) >= set(pair)
+    finally:
+        cleanup(store_url, pair)
+
+
+def test_an_unknown_or_short_hint_is_a_clear_error(seeded: tuple[str, list[str]]) -> None:
+    url, _ = seeded
+    assert_one_line_error(cli("sessions", "show", "zzzzzz", "--store", url), code=1, says="no live session")
+    assert_one_line_error(cli("sessions", "show", "ab", "--store", url), code=2, says="at least 4 characters")
+
+
+# ---- revoking and purging --------------------------------------------------------------------
+def test_revoke_deletes_exactly_one_session(seeded: tuple[str, list[str]]) -> None:
+    url, keys = seeded
+    result = cli("sessions", "revoke", keys[2][:12], "--store", url)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"Revoked session {keys[2][:12]} of user 'bob'."
+    remaining = live_keys(url)
+    assert keys[2] not in remaining and {keys[0], keys[1], keys[3]} <= remaining
+
+
+def test_revoke_user_logs_a_user_out_everywhere(seeded: tuple[str, list[str]]) -> None:
+    url, keys = seeded
+    result = cli("sessions", "revoke-user", "ann", "--store", url)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "Revoked 2 sessions of user 'ann'."
+    remaining = live_keys(url)
+    assert not {keys[0], keys[1]} & remaining and {keys[2], keys[3]} <= remaining
+
+
+def test_purge_deletes_only_expired_sessions_in_batches(tmp_path: Path) -> None:
+    path = tmp_path / "big.db"
+    url = f"sqlite:///{path}"
+    expired = 2500  # more than two of SQLiteStore's purge batches
+    seed(url, *({"ttl": -60.0} for _ in range(expired)))
+    live = seed(url, {"user": "ann"}, {})
+    result = cli("sessions", "purge", "--store", url)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"Purged {expired} expired sessions."
+    assert live_keys(url) == set(live)
+    again = cli("sessions", "purge", "--store", url)
+    assert again.stdout.strip() == "Purged 0 expired sessions."
+
+
+async def test_sqlite_purge_reports_progress_per_batch(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "p.db")
+    now = time.time()
+    for _ in range(2100):
+        await store.set(storage_key(new_session_id()), make_record(ttl=-1.0, now=now - 10))
+    calls: list[tuple[int, int]] = []
+    assert await store.purge_expired(progress=lambda done, total: calls.append((done, total))) == 2100
+    assert calls == [(1000, 2100), (2000, 2100), (2100, 2100)]
+    await store.close()
+
+
+def test_purge_on_a_store_with_native_expiry(store_url: str) -> None:
+    result = cli("sessions", "purge", "--store", store_url)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Purged ")
+
+
+def test_stats_count_by_age_and_by_user(seeded: tuple[str, list[str]]) -> None:
+    url, _ = seeded
+    result = cli("sessions", "stats", "--store", url, "--json")
+    assert result.returncode == 0, result.stderr
+    stats = json.loads(result.stdout)
+    assert stats["total"] == 4
+    assert stats["by_age"]["under 1 hour"] == 4
+    assert stats["users"] == 2 and stats["anonymous"] == 1
+    assert stats["top_users"][0] == {"user": "ann", "sessions": 2}
+    table = cli("sessions", "stats", "--store", url)
+    assert table.returncode == 0, table.stderr
+    assert "4 live sessions: 2 users, 1 anonymous sessions" in table.stdout
+    assert "By age" in table.stdout and "Top 2 users" in table.stdout
+
+
+def test_the_store_can_come_from_the_environment(seeded: tuple[str, list[str]]) -> None:
+    url, keys = seeded
+    env = {**os.environ, "COATCHECK_STORE": url, "COLUMNS": "200"}
+    result = subprocess.run(
+        [sys.executable, "-m", "coatcheck", "sessions", "list", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert {row["hint"] for row in json.loads(result.stdout)["sessions"]} >= {k[:12] for k in keys}
+
+
+# ---- errors: one line, non-zero, no traceback -----------------------------------------------
+@pytest.mark.parametrize(
+    ("url", "code", "says"),
+    [
+        ("nonsense://x", 2, "unknown store URL scheme 'nonsense://'"),
+        ("not a url", 2, "is not a URL"),
+        ("memory://", 2, "memory:// sessions live inside one server process"),
+        ("sqlite:///no/such/dir/sessions.db", 1, "no SQLite database at"),
+    ],
+)
+def test_bad_store_urls_are_one_line_errors(url: str, code: int, says: str) -> None:
+    assert_one_line_error(cli("sessions", "list", "--store", url), code=code, says=says)
+
+
+def test_a_missing_store_option_is_a_usage_error() -> None:
+    result = cli("sessions", "list")
+    assert result.returncode == 2
+    assert "Missing option '--store'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_unreachable_redis_is_a_one_line_error() -> None:
+    port = free_port()  # nothing listens here
+    result = cli("sessions", "stats", "--store", f"redis://:hunter2@127.0.0.1:{port}/0")
+    assert_one_line_error(result, code=1, says=f"could not connect to Redis at 127.0.0.1:{port}")
+    assert "hunter2" not in result.stderr
+
+
+def test_a_store_without_inventory_is_a_one_line_error() -> None:
+    if shutil.which("memcached") is None:
+        unavailable("memcached", "the binary is not installed (apt-get install memcached)")
+    port = free_port()
+    server = subprocess.Popen(["memcached", "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-u", "root"])
+    try:
+        wait_for_port("127.0.0.1", port)
+        result = cli("sessions", "list", "--store", f"memcached://127.0.0.1:{port}")
+        assert_one_line_error(result, code=2, says="MemcachedStore cannot list sessions")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_cookie_sessions_cannot_be_listed() -> None:
+    result = cli("sessions", "list", "--store", "cookie://")
+    assert_one_line_error(result, code=2, says="cookie:// sessions live in the browsers' cookies")
+
+
+# ---- the demo command -----------------------------------------------------------------------
+def test_demo_with_a_bad_store_is_a_one_line_error(tmp_path: Path) -> None:
+    assert_one_line_error(
+        cli("demo", "--store", "nonsense://", cwd=tmp_path), code=2, says="unknown store URL scheme"
+    )
+    assert_one_line_error(
+        cli("demo", "--store", f"redis://127.0.0.1:{free_port()}/0", cwd=tmp_path),
+        code=1,
+        says="could not connect to Redis",
+    )
+    assert not (tmp_path / ".coatcheck-demo-secret").exists()
+
+
+def test_the_readme_demo_command_serves_with_the_default_store(tmp_path: Path) -> None:
+    port = free_port()
+    assert SCRIPT is not None
+    proc = subprocess.Popen(
+        [SCRIPT, "demo", "--port", str(port)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for_port("127.0.0.1", port, timeout=30)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            page = client.get("/")
+            assert page.status_code == 200 and "Sessions, seen from both sides" in page.text
+            assert "sqlite:///coatcheck-demo.db" in page.text
+            response = client.post("/cart/add", data={"item": "coat"})
+            assert response.status_code == 303
+        secret_file = tmp_path / ".coatcheck-demo-secret"
+        assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+        assert (tmp_path / "coatcheck-demo.db").exists()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, output
+    assert f"coatcheck demo on http://127.0.0.1:{port}" in output
+    assert secret_file.read_text().strip() not in output
+
+
+def test_the_demo_store_is_readable_by_the_sessions_command(tmp_path: Path) -> None:
+    port = free_port()
+    assert SCRIPT is not None
+    proc = subprocess.Popen(
+        [SCRIPT, "demo", "--port", str(port)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port("127.0.0.1", port, timeout=30)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            client.post("/login", data={"name": "ann"})
+        result = cli("sessions", "list", "--store", "sqlite:///coatcheck-demo.db", "--json", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert [row["user"] for row in json.loads(result.stdout)["sessions"]] == ["ann"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

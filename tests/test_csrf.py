@@ -549,6 +549,35 @@ async def test_hand_composed_asgi_stack_resolves_decorated_endpoints(secret: str
         refused(await c.post("/submit", content=b"x"), "token-missing")
 
 
+# ---- client-side sessions -----------------------------------------------------------------------
+async def test_csrf_works_with_client_side_sessions(secret: str) -> None:
+    """The token lives in the sealed cookie: no server-side record exists at all."""
+    from coatcheck.stores import CookieStore
+
+    app = make_app(secret=secret, store=CookieStore())
+    async with client(app) as c, client(app) as other:
+        response = await c.get("/token")
+        token = response.json()["token"]
+        raw = unmask_token(token)
+        assert raw is not None
+        (cookie_header,) = response.headers.get_list("set-cookie")
+        assert raw.decode() not in cookie_header  # sealed: the token cannot be read from the cookie
+        assert (
+            await c.post("/submit", data={"csrf_token": token}, headers={"origin": ORIGIN})
+        ).status_code == 200
+
+        foreign = await fetch_token(other)
+        refused(
+            await c.post("/submit", headers={"x-csrf-token": foreign, "origin": ORIGIN}), "token-mismatch"
+        )
+
+        await c.post("/login", headers={"x-csrf-token": token, "origin": ORIGIN})
+        refused(await c.post("/submit", headers={"x-csrf-token": token}), "session-token-missing")
+        fresh = await fetch_token(c)
+        refused(await c.post("/submit", headers={"x-csrf-token": token}), "token-mismatch")
+        assert (await c.post("/submit", headers={"x-csrf-token": fresh})).status_code == 200
+
+
 # ---- wiring and configuration ------------------------------------------------------------------
 async def test_missing_session_middleware_is_a_clear_configuration_error(secret: str) -> None:
     app = Starlette(routes=ROUTES, middleware=[Middleware(CSRFMiddleware, trusted_origins=[ORIGIN])])

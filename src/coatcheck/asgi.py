@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from .engine import add_cache_headers
-from .errors import SessionStoreError
+from .errors import SessionStoreError, SessionTooLarge
 from .runtime import RequestInfo, SessionManager, log_store_error
 
 Scope = MutableMapping[str, Any]
@@ -97,11 +97,14 @@ class SessionMiddleware:
                     failed = True
                     await _unavailable(send)
                     return
+                except SessionTooLarge as exc:  # only with CookieStore(debug=True)
+                    failed = True
+                    await _too_large(send, exc)
+                    return
                 headers = list(message.get("headers", ()))
                 if plan.cache_headers:
                     headers = add_cache_headers(headers)
-                if plan.set_cookie is not None:
-                    headers.append((b"set-cookie", plan.set_cookie))
+                headers.extend((b"set-cookie", value) for value in plan.set_cookies())
                 message = {**message, "headers": headers}
             elif failed:
                 return  # the 503 already went out: drop the app's response
@@ -116,6 +119,22 @@ class SessionMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_closing)
+
+
+async def _too_large(send: Send, exc: SessionTooLarge) -> None:
+    body = f"Internal Server Error: {exc}\n".encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 500,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"cache-control", b"no-store"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _unavailable(send: Send) -> None:

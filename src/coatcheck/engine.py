@@ -7,13 +7,16 @@ named functions below; `plan_commit` combines them. Adapters perform what the pl
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .config import Settings
 from .cookies import first_cookie, render_set_cookie
 from .crypto import Keyring
 from .record import Meta, Record
 from .session import Session
+
+if TYPE_CHECKING:
+    from .stores.base import ClientSideStore, RenderCookie
 
 Write = Literal["none", "set", "patch", "touch"]
 
@@ -105,6 +108,12 @@ class CommitPlan:
     removed: set[str] = field(default_factory=set)
     set_cookie: bytes | None = None
     cache_headers: bool = False
+    more_cookies: list[bytes] = field(default_factory=list)  # client-side: chunks, stale-chunk expiry
+
+    def set_cookies(self) -> list[bytes]:
+        """Every Set-Cookie value to send, in order (a client-side session may need several)."""
+        first = [] if self.set_cookie is None else [self.set_cookie]
+        return first + self.more_cookies
 
 
 def new_meta(
@@ -228,6 +237,92 @@ def session_cookie(settings: Settings, value: str, max_age: float | None, secure
 
 def _expired_cookie(settings: Settings, secure: bool, now: float) -> bytes:
     return session_cookie(settings, "", 0, secure, now)
+
+
+# ---- client-side sessions (CookieStore) ------------------------------------------------------
+def plan_client_commit(
+    session: Session,
+    *,
+    settings: Settings,
+    store: ClientSideStore,
+    secure: bool,
+    now: float,
+    cookie_header: bytes | None,
+    unset: bool = False,
+) -> CommitPlan:
+    """`plan_commit` for sessions kept in the cookie: the same save/touch/destroy rules, but
+    every write is a re-seal sent as Set-Cookie (maybe several: chunks, stale chunks
+    expired) and nothing is stored. Raises SessionTooLarge when the session does not fit."""
+    plan = CommitPlan(cache_headers=session._accessed)
+    if settings.cookie.secure is True and not secure:
+        return plan  # never set a Secure cookie on plain HTTP
+    render = cookie_renderer(settings, secure, now)
+
+    if should_destroy(destroyed=session._destroyed, unset=unset, settings=settings):
+        _put_cookies(plan, store.expire(name=settings.name, cookie_header=cookie_header, render=render))
+        return plan
+    if unset:
+        return plan
+
+    changed, removed = session.changes()
+    modified = bool(changed or removed or session._intent_modified or session._cookie_changed)
+    is_new = session.is_new
+    saving = should_save(is_new=is_new, modified=modified, accessed=session._accessed, settings=settings)
+    # A touch slides the idle deadline, which lives in the cookie: it is a re-seal, still
+    # throttled by touch_after. An explicit touch() also asks for one (and so does a cookie
+    # opened with an older secret, which the runtime marks as touched).
+    touching = should_touch(
+        is_new=is_new, saving=saving, explicit=session._touch, meta=session._meta, now=now, settings=settings
+    )
+    if saving or touching or (settings.rolling and not is_new):
+        plan.session_id = session.id
+        plan.record = Record(
+            data=dict(session._data), meta=new_meta(session, session._meta, now, settings, None)
+        )
+        cookies = store.seal(
+            plan.session_id,
+            plan.record,
+            name=settings.name,
+            cookie_header=cookie_header,
+            max_age=session.cookie.max_age_seconds,
+            render=render,
+        )
+        _put_cookies(plan, cookies)
+    elif session._client_id is not None and session._client_id != session._id:
+        # The client holds a session this request retired (regenerate() to an empty session):
+        # with nothing to seal, the old cookie must go, as a server-side record would.
+        _put_cookies(plan, store.expire(name=settings.name, cookie_header=cookie_header, render=render))
+    return plan
+
+
+def _put_cookies(plan: CommitPlan, cookies: list[bytes]) -> None:
+    if cookies:
+        plan.set_cookie, plan.more_cookies = cookies[0], cookies[1:]
+        plan.cache_headers = True
+
+
+def cookie_renderer(settings: Settings, secure: bool, now: float) -> RenderCookie:
+    """Render Set-Cookie values with the session cookie's attributes under any name (chunks)."""
+    cookie = settings.cookie
+    same_site = _same_site(settings, secure)
+    secure_attr = secure if cookie.secure == "auto" else bool(cookie.secure)
+
+    def render(name: str, value: str, max_age: float | None) -> bytes:
+        return render_set_cookie(
+            name,
+            value,
+            max_age=max_age,
+            path=cookie.path,
+            domain=cookie.domain,
+            secure=secure_attr,
+            http_only=cookie.http_only,
+            same_site=same_site,
+            partitioned=cookie.partitioned,
+            priority=cookie.priority,
+            now=now,
+        )
+
+    return render
 
 
 # ---- response headers ---------------------------------------------------------------------

@@ -8,15 +8,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from . import engine
 from .codec import DEFAULT_SERIALIZER, Serializer
 from .config import Cookie, Duration, Settings, Unset
 from .crypto import Keyring, storage_key
-from .errors import ConfigurationError, SessionStoreError
+from .errors import ConfigurationError, SessionStoreError, SessionTooLarge
 from .session import Session
-from .stores.base import PatchingStore, Store
+from .stores.base import ClientSideStore, OpenedSession, PatchingStore, Store
 from .stores.sqlite import SQLiteStore
 from .stores.url import from_url
 
@@ -47,7 +47,7 @@ class SessionManager:
         self,
         *,
         secret: str | bytes | Sequence[str | bytes],
-        store: Store | str | None = None,
+        store: Store | ClientSideStore | str | None = None,
         name: str = "session",
         cookie: Cookie | None = None,
         resave: bool = False,
@@ -82,11 +82,17 @@ class SessionManager:
             store = SQLiteStore("sessions.db")
         elif isinstance(store, str):
             store = from_url(store)
-        if not isinstance(store, Store):
+        # Client-side sessions (CookieStore): the cookie is the store. Every step below branches
+        # to the client-side methods at the end of the class, so its Store methods are never used.
+        self.client_side: ClientSideStore | None = None
+        if isinstance(store, ClientSideStore):
+            store.bind(self.keyring, serializer)
+            self.client_side = store
+        elif not isinstance(store, Store):
             raise ConfigurationError(
                 f"store must be a Store (get/set/touch/destroy/close) or a URL string, got {type(store).__name__}"
             )
-        self.store: Store = store
+        self.store: Store = cast(Store, store)
         self.can_patch = isinstance(store, PatchingStore)
         self.cookie_name = self.settings.name.encode()
         self.serializer = serializer
@@ -118,6 +124,8 @@ class SessionManager:
     async def load(self, request: RequestInfo, *, read_only: bool = False) -> Session:
         """The session for this request: loaded if the cookie is valid and the record live,
         otherwise a fresh one. Raises SessionStoreError if the store cannot answer."""
+        if self.client_side is not None:
+            return await self._load_client_side(request, read_only=read_only)
         now = self.clock()
         session_id = engine.session_id_from_cookie(request.cookie, self.cookie_name, self.keyring)
         record = None
@@ -151,6 +159,8 @@ class SessionManager:
         self, session: Session, request: RequestInfo, *, unset: bool = False
     ) -> engine.CommitPlan:
         """Apply the engine's plan to the store; returns the plan so the adapter can send headers."""
+        if self.client_side is not None:
+            return self._commit_client_side(session, request, unset=unset)
         if session._read_only or not (session._accessed or session._retired_ids or unset):
             return _NOTHING if not session._accessed else engine.CommitPlan(cache_headers=True)
         now = self.clock()
@@ -200,6 +210,9 @@ class SessionManager:
 
     async def save_now(self, session: Session) -> None:
         """`await session.save()`: write now; the Set-Cookie still goes out with the response."""
+        if self.client_side is not None:
+            self._save_client_side(session)
+            return
         if session._request is None:
             raise RuntimeError("session.save() needs the request the session was loaded for")
         plan = engine.plan_commit(
@@ -216,6 +229,9 @@ class SessionManager:
 
     async def reload(self, session: Session) -> None:
         """`await session.reload()`: drop this request's changes, read the record again."""
+        if self.client_side is not None:
+            await self._reload_client_side(session)
+            return
         session_id = session._stored_id
         record = None
         if session_id is not None:
@@ -237,6 +253,90 @@ class SessionManager:
 
     async def close(self) -> None:
         await self.store.close()
+
+    # ---- client-side sessions (CookieStore): the cookie is the store ----------------------
+    def _new_session(self, request: RequestInfo | None, now: float, read_only: bool) -> Session:
+        return self.session_class(
+            settings=self.settings,
+            serializer=self.serializer,
+            now=now,
+            manager=self,
+            request=request,
+            read_only=read_only,
+        )
+
+    async def _open_client_side(self, cookie_header: bytes | None, now: float) -> OpenedSession | None:
+        assert self.client_side is not None
+        opened: OpenedSession | None = await self._io(
+            "opening a client-side session", self.client_side.open(cookie_header, self.settings.name, now)
+        )
+        return None if opened is None or not engine.is_live(opened.record.meta, now) else opened
+
+    async def _load_client_side(self, request: RequestInfo, *, read_only: bool) -> Session:
+        """Open the sealed cookie; anything absent, forged, expired or revoked is a new session.
+        (`_io` bounds an async `is_revoked` hook like any store call.)"""
+        now = self.clock()
+        opened = await self._open_client_side(request.cookie, now)
+        if opened is None:
+            return self._new_session(request, now, read_only)
+        session = self.session_class(
+            settings=self.settings,
+            serializer=self.serializer,
+            now=now,
+            session_id=opened.session_id,
+            data=opened.record.data,
+            meta=opened.record.meta,
+            manager=self,
+            request=request,
+            read_only=read_only,
+        )
+        if opened.reseal:
+            # Opened with an older secret: re-seal with the current one on this response, even
+            # if the handler never uses the session (adapters skip commits of unused sessions).
+            session._touch = True
+            session._accessed = True
+        return session
+
+    def _commit_client_side(
+        self, session: Session, request: RequestInfo, *, unset: bool
+    ) -> engine.CommitPlan:
+        """The Set-Cookie values of a client-side session. A session too large for its cookies
+        raises SessionTooLarge with `debug`; otherwise it is logged and no cookie is sent,
+        so the browser keeps the previous (still valid) one."""
+        assert self.client_side is not None
+        if session._read_only or not (session._accessed or session._touch or session._retired_ids or unset):
+            return engine.CommitPlan(cache_headers=session._accessed)
+        try:
+            return engine.plan_client_commit(
+                session,
+                settings=self.settings,
+                store=self.client_side,
+                secure=self.is_secure(request),
+                now=self.clock(),
+                cookie_header=request.cookie,
+                unset=unset,
+            )
+        except SessionTooLarge as exc:
+            if self.client_side.debug:
+                raise
+            logger.error("coatcheck: %s (the session was not saved; the previous cookie stays)", exc)
+            return engine.CommitPlan(cache_headers=session._accessed)
+
+    def _save_client_side(self, session: Session) -> None:
+        """`save()` on a cookie session: nothing to write early, but the session is sealed into
+        the response even if unchanged (the cookie goes out with the response)."""
+        if not session._destroyed:
+            session._intent_modified = True
+
+    async def _reload_client_side(self, session: Session) -> None:
+        """`reload()`: drop this request's changes and reopen the request's cookie."""
+        now = self.clock()
+        cookie = session._request.cookie if session._request is not None else None
+        opened = await self._open_client_side(cookie, now)
+        if opened is None:
+            session._reset(None, {}, None)
+        else:
+            session._reset(opened.session_id, opened.record.data, opened.record.meta)
 
 
 def log_store_error(exc: SessionStoreError, during: str) -> None:

@@ -7,10 +7,14 @@ exceptions are for system failures only and are always `SessionStoreError`.
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 from ..record import Meta, Record, SessionInfo
+
+if TYPE_CHECKING:
+    from ..codec import Serializer
+    from ..crypto import Keyring
 
 
 @runtime_checkable
@@ -69,3 +73,59 @@ class Inventory(Protocol):
 
     async def list_sessions(self, *, limit: int | None = None) -> list[tuple[str, Meta]]:
         """(storage key, metadata) of live sessions, most recently seen first."""
+
+
+# ---- client-side sessions -------------------------------------------------------------------
+RenderCookie = Callable[[str, str, float | None], bytes]
+"""(cookie name, value, max_age) -> one Set-Cookie value with the session cookie's attributes."""
+
+
+class OpenedSession(NamedTuple):
+    """A client-side session read from the request's cookies.
+
+    `session_id` is the random per-session id kept in the payload; `reseal` is True when the
+    cookie must be re-issued even if nothing changes (it was opened with an older secret).
+    """
+
+    session_id: str
+    record: Record
+    reseal: bool
+
+
+@runtime_checkable
+class ClientSideStore(Protocol):
+    """A store that keeps the whole record (data and meta) in the cookie itself.
+
+    The middleware detects it once at start-up, binds it to its keyring, and then never
+    calls the key/value `Store` methods: loading is `open`, committing is `seal`/`expire`.
+    """
+
+    debug: bool
+    """True: `SessionTooLarge` reaches the adapter (a 500 naming the cause); False: it is
+    logged as an error and no Set-Cookie is sent, so the browser keeps its previous cookie."""
+
+    def bind(self, keyring: Keyring, serializer: Serializer) -> None:
+        """Adopt the middleware's secrets and serializer (called once, at start-up)."""
+
+    async def open(self, cookie_header: bytes | None, name: str, now: float) -> OpenedSession | None:
+        """The session in the request's cookies, or None if absent, tampered, sealed for another
+        cookie name, expired or revoked. Never raises on hostile input."""
+
+    def seal(
+        self,
+        session_id: str,
+        record: Record,
+        *,
+        name: str,
+        cookie_header: bytes | None,
+        max_age: float | None,
+        render: RenderCookie,
+    ) -> list[bytes]:
+        """Set-Cookie values carrying `record`, plus expirations for cookies of this session
+        the request had that are no longer needed (stale chunks). Raises SessionTooLarge."""
+
+    def expire(self, *, name: str, cookie_header: bytes | None, render: RenderCookie) -> list[bytes]:
+        """Set-Cookie values expiring every cookie of this session (all chunks)."""
+
+    async def close(self) -> None:
+        """Release resources (usually none)."""

@@ -1,0 +1,228 @@
+"""Primitives for client-side sessions: AEAD sealing, HMAC signing, keygrip compatibility.
+
+Sealed and signed cookie values share one frame, base64url-encoded without padding::
+
+    offset  size  field
+    0       1     version: 0x01 sealed (AES-256-GCM), 0x02 signed (HMAC-SHA256)
+    1       1     flags: bit 0 = payload deflated (raw DEFLATE); other bits must be 0
+    2       4     expiry: Unix seconds, big-endian uint32, rounded up; 0 = no deadline
+    sealed: 6  12 nonce (random per seal) | ciphertext (len = payload) | 16 GCM tag
+    signed: 6  n  payload | 32 HMAC-SHA256 over context + frame-without-mac
+
+The authenticated data (sealed) or MAC input prefix (signed) is
+`b"coatcheck/cookie\\x00" + cookie name + b"\\x00" + the 6 header bytes`, so a value is
+bound to its cookie name, its version, its flags and its expiry: moving it to another
+cookie name, or editing the clear-text expiry, makes it fail to open. The expiry is in
+clear so expired cookies are rejected before any decryption; the payload repeats the
+exact deadlines and the caller checks them too.
+
+Everything here is pure and never raises on hostile input: `open` returns None.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import math
+import os
+import re
+import struct
+import zlib
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+SEALED = 0x01
+SIGNED = 0x02
+FLAG_DEFLATED = 0x01
+NONCE_BYTES = 12
+TAG_BYTES = 16
+MAC_BYTES = 32
+HEADER = struct.Struct(">BBI")  # version, flags, expiry
+MAX_EXPIRY = 0xFFFFFFFF
+MAX_PAYLOAD = 1 << 20  # inflated payloads above 1 MiB are refused (defence in depth)
+MIN_DEFLATE = 64  # below this, deflate never pays for itself
+_CONTEXT = b"coatcheck/cookie\x00"
+_B64URL = re.compile(rb"^[A-Za-z0-9_-]*$")
+
+
+class Opened(NamedTuple):
+    """A successfully opened value: the payload and which key (0 = current) opened it."""
+
+    payload: bytes
+    key_index: int
+
+
+class FrameCodec(Protocol):
+    """Turns a payload into a cookie value bound to a cookie name and an expiry, and back."""
+
+    def seal(self, payload: bytes, *, name: str, expires: float | None) -> str:
+        """The cookie value for `payload`, made with the first key."""
+
+    def open(self, value: bytes, *, name: str, now: float) -> Opened | None:
+        """The payload, if `value` was made by any key for `name` and has not expired."""
+
+
+# ---- encodings ------------------------------------------------------------------------------
+def b64url_encode(data: bytes) -> str:
+    """base64url without padding."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(text: bytes) -> bytes | None:
+    """Strict inverse of `b64url_encode`: only the canonical encoding of some bytes decodes,
+    so no two cookie values carry the same frame. None for anything else."""
+    if len(text) % 4 == 1 or not _B64URL.match(text):
+        return None
+    try:
+        data = base64.urlsafe_b64decode(text + b"=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        return None
+    # Unused low bits of the last character must be zero (canonical form).
+    return data if b64url_encode(data).encode("ascii") == text else None
+
+
+def deflate(payload: bytes) -> bytes | None:
+    """Raw DEFLATE of `payload`, or None when it would not be smaller."""
+    if len(payload) < MIN_DEFLATE:
+        return None
+    packer = zlib.compressobj(level=9, wbits=-15)
+    packed = packer.compress(payload) + packer.flush()
+    return packed if len(packed) < len(payload) else None
+
+
+def inflate(packed: bytes, limit: int = MAX_PAYLOAD) -> bytes | None:
+    """Inverse of `deflate`, refusing output above `limit` bytes or trailing garbage."""
+    unpacker = zlib.decompressobj(wbits=-15)
+    try:
+        out = unpacker.decompress(packed, limit + 1)
+        if unpacker.unconsumed_tail or not unpacker.eof or unpacker.unused_data:
+            return None
+    except zlib.error:
+        return None
+    return out if len(out) <= limit else None
+
+
+def expiry_field(expires: float | None) -> int:
+    """The clear-text expiry: whole seconds rounded up, 0 for none, clamped to uint32."""
+    if expires is None:
+        return 0
+    return min(max(math.ceil(expires), 1), MAX_EXPIRY)
+
+
+def _context(name: str, header: bytes) -> bytes:
+    return _CONTEXT + name.encode("latin-1") + b"\x00" + header
+
+
+def _frame_header(version: int, payload: bytes, expires: float | None, compress: bool) -> tuple[bytes, bytes]:
+    packed = deflate(payload) if compress else None
+    flags = FLAG_DEFLATED if packed is not None else 0
+    return HEADER.pack(version, flags, expiry_field(expires)), packed if packed is not None else payload
+
+
+def _parse_frame(value: bytes, version: int, overhead: int, now: float) -> tuple[bytes, int, bytes] | None:
+    """(header bytes, flags, body) of a live frame of `version`, or None."""
+    frame = b64url_decode(value)
+    if frame is None or len(frame) < HEADER.size + overhead:
+        return None
+    got_version, flags, expiry = HEADER.unpack_from(frame)
+    if got_version != version or flags & ~FLAG_DEFLATED:
+        return None
+    if expiry and now >= expiry:
+        return None
+    return frame[: HEADER.size], flags, frame[HEADER.size :]
+
+
+def _payload(flags: int, body: bytes) -> bytes | None:
+    return inflate(body) if flags & FLAG_DEFLATED else body
+
+
+# ---- sealed: AES-256-GCM ----------------------------------------------------------------------
+class Sealer:
+    """AES-256-GCM frames. The first key seals; every key opens (rotation).
+
+    Each seal draws a fresh random 96-bit nonce: safe for far more seals per key than any
+    site makes between rotations (NIST's bound for random nonces is 2**32 per key).
+    """
+
+    def __init__(self, keys: Sequence[bytes], *, compress: bool = True) -> None:
+        if not keys or any(len(k) != 32 for k in keys):
+            raise ValueError("Sealer needs one or more 32-byte keys")
+        self._ciphers = [AESGCM(k) for k in keys]
+        self.compress = compress
+
+    def seal(self, payload: bytes, *, name: str, expires: float | None) -> str:
+        header, body = _frame_header(SEALED, payload, expires, self.compress)
+        nonce = os.urandom(NONCE_BYTES)
+        sealed = self._ciphers[0].encrypt(nonce, body, _context(name, header))
+        return b64url_encode(header + nonce + sealed)
+
+    def open(self, value: bytes, *, name: str, now: float) -> Opened | None:
+        parsed = _parse_frame(value, SEALED, NONCE_BYTES + TAG_BYTES, now)
+        if parsed is None:
+            return None
+        header, flags, body = parsed
+        nonce, sealed = body[:NONCE_BYTES], body[NONCE_BYTES:]
+        aad = _context(name, header)
+        for index, cipher in enumerate(self._ciphers):
+            try:
+                plain = cipher.decrypt(nonce, sealed, aad)
+            except InvalidTag:
+                continue
+            payload = _payload(flags, plain)
+            return None if payload is None else Opened(payload, index)
+        return None
+
+
+# ---- signed: HMAC-SHA256, readable payload ------------------------------------------------------
+class Signer:
+    """HMAC-SHA256 frames: the payload is authenticated but anyone can read it."""
+
+    def __init__(self, keys: Sequence[bytes], *, compress: bool = True) -> None:
+        if not keys or any(len(k) < 32 for k in keys):
+            raise ValueError("Signer needs one or more keys of at least 32 bytes")
+        self._keys = list(keys)
+        self.compress = compress
+
+    def _mac(self, key: bytes, name: str, header: bytes, body: bytes) -> bytes:
+        return hmac.new(key, _context(name, header) + body, hashlib.sha256).digest()
+
+    def seal(self, payload: bytes, *, name: str, expires: float | None) -> str:
+        header, body = _frame_header(SIGNED, payload, expires, self.compress)
+        return b64url_encode(header + body + self._mac(self._keys[0], name, header, body))
+
+    def open(self, value: bytes, *, name: str, now: float) -> Opened | None:
+        parsed = _parse_frame(value, SIGNED, MAC_BYTES, now)
+        if parsed is None:
+            return None
+        header, flags, rest = parsed
+        body, mac = rest[:-MAC_BYTES], rest[-MAC_BYTES:]
+        matched = None
+        for index, key in enumerate(self._keys):
+            if hmac.compare_digest(self._mac(key, name, header, body), mac) and matched is None:
+                matched = index
+        if matched is None:
+            return None
+        payload = _payload(flags, body)
+        return None if payload is None else Opened(payload, matched)
+
+
+# ---- cookie-session / keygrip compatibility -------------------------------------------------------
+def keygrip_sign(key: bytes, data: bytes) -> str:
+    """keygrip's default signature: HMAC-SHA1, base64 with '/'->'_', '+'->'-', no padding."""
+    digest = hmac.new(key, data, hashlib.sha1).digest()
+    return base64.b64encode(digest).decode("ascii").replace("/", "_").replace("+", "-").rstrip("=")
+
+
+def keygrip_index(keys: Sequence[bytes], data: bytes, signature: bytes) -> int | None:
+    """Index of the first key whose keygrip signature of `data` is `signature`, or None.
+    Every key is compared in constant time."""
+    matched = None
+    for index, key in enumerate(keys):
+        if hmac.compare_digest(keygrip_sign(key, data).encode("ascii"), signature) and matched is None:
+            matched = index
+    return matched

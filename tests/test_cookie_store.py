@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -74,6 +75,11 @@ def session_app() -> Starlette:
         del request.session["x"]
         return JSONResponse({})
 
+    async def unset(request: Request) -> JSONResponse:
+        request.session["touched"] = True
+        del request.scope["session"]
+        return JSONResponse({})
+
     async def remember(request: Request) -> JSONResponse:
         request.session.cookie.max_age = float(request.query_params["seconds"])
         return view(request)
@@ -99,6 +105,7 @@ def session_app() -> Starlette:
             Route("/nothing", nothing),
             Route("/empty", empty),
             Route("/remember", remember),
+            Route("/unset", unset),
             Route("/save", save_early),
             Route("/reload", reload),
         ]
@@ -353,6 +360,19 @@ async def test_logout_expires_the_cookie(http: httpx.AsyncClient) -> None:
     r = await http.get("/logout")
     assert expired(set_cookies(r)["session"])
     assert (await http.get("/")).json() == {"data": {}, "new": True, "id": None, "user": None}
+
+
+@pytest.mark.parametrize("unset", ["keep", "destroy"])
+async def test_removing_the_session_from_the_scope_follows_unset(secret: str, unset: str) -> None:
+    async with client(middleware(secret, unset=unset)) as http:
+        await http.post("/put", json={"a": 1})
+        r = await http.get("/unset")
+        if unset == "keep":
+            assert "set-cookie" not in r.headers
+            assert (await http.get("/")).json()["data"] == {"a": 1}
+        else:
+            assert expired(set_cookies(r)["session"])
+            assert (await http.get("/")).json()["new"] is True
 
 
 async def test_save_seals_an_unchanged_session_and_reload_reopens_the_cookie(http: httpx.AsyncClient) -> None:
@@ -771,3 +791,31 @@ def test_nonce_is_fresh_for_every_seal_of_the_same_session() -> None:
         assert raw is not None
         nonces.add(raw[HEADER.size : HEADER.size + NONCE_BYTES])
     assert len(nonces) == 1000
+
+
+# ---- the WSGI adapter ----------------------------------------------------------------------------
+def test_chunked_cookie_session_over_wsgi(secret: str) -> None:
+    from coatcheck.wsgi import SessionMiddleware as WSGISessionMiddleware
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        session = environ["coatcheck.session"]
+        if environ["PATH_INFO"] == "/put":
+            session["v"] = random_text(int(environ["QUERY_STRING"]))
+        body = json.dumps({"length": len(session.get("v", ""))}).encode()
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [body]
+
+    wsgi = WSGISessionMiddleware(app, secret=secret, store="cookie://")
+    with httpx.Client(transport=httpx.WSGITransport(app=wsgi), base_url="http://testserver") as http:
+        r = http.get("/put?9000")
+        assert sorted(set_cookies(r)) == ["session.0", "session.1", "session.2"]
+        assert http.get("/").json() == {"length": 9000}
+        r = http.get("/put?10")
+        assert {k: expired(v) for k, v in set_cookies(r).items()} == {
+            "session": False,
+            "session.0": True,
+            "session.1": True,
+            "session.2": True,
+        }
+        assert list(http.cookies.keys()) == ["session"]
+        assert http.get("/").json() == {"length": 10}

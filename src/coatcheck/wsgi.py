@@ -107,8 +107,8 @@ def with_session_headers(headers: Headers, plan: CommitPlan) -> Headers:
     if plan.cache_headers:
         raw = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in headers]
         headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in add_cache_headers(raw)]
-    if plan.set_cookie is not None:
-        headers = [*headers, ("Set-Cookie", plan.set_cookie.decode("latin-1"))]
+    for value in plan.set_cookies():  # client-side sessions may send several (chunks)
+        headers = [*headers, ("Set-Cookie", value.decode("latin-1"))]
     return headers
 
 

@@ -21,8 +21,13 @@ from collections.abc import Awaitable, Callable, Collection
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-import aiomcache
-from aiomcache.exceptions import ClientException, ValidationException
+try:
+    import aiomcache
+    from aiomcache.exceptions import ClientException, ValidationException
+except ModuleNotFoundError as exc:  # keep the missing module's name for from_url
+    raise ModuleNotFoundError(
+        f"MemcachedStore needs the {exc.name!r} package: pip install 'coatcheck[memcached]'", name=exc.name
+    ) from exc
 
 from ..codec import DEFAULT_SERIALIZER, Serializer, decode_record, encode_record
 from ..errors import ConfigurationError, SessionStoreError

@@ -26,11 +26,16 @@ from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-import sqlalchemy as sa
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects import mysql
-from sqlalchemy.dialects import postgresql as pg
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+try:
+    import sqlalchemy as sa
+    from sqlalchemy import exc as sa_exc
+    from sqlalchemy.dialects import mysql
+    from sqlalchemy.dialects import postgresql as pg
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+except ModuleNotFoundError as exc:  # keep the missing module's name for from_url
+    raise ModuleNotFoundError(
+        f"SQLStore needs the {exc.name!r} package: pip install 'coatcheck[sql]'", name=exc.name
+    ) from exc
 
 from ..codec import DEFAULT_SERIALIZER, Serializer
 from ..errors import ConfigurationError, SessionStoreError

@@ -56,6 +56,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=HERE,
         help="where RESULTS.md and results.png go (default benchmarks/)",
     )
+    p.add_argument(
+        "--retry-noisy",
+        type=int,
+        default=0,
+        metavar="N",
+        help="measure a case again (up to N times) when other processes used more than "
+        "--max-noise of the server core during it (default 0: never)",
+    )
+    p.add_argument(
+        "--max-noise",
+        type=float,
+        default=0.10,
+        help="share of the server core other processes may use in a run (default 0.10)",
+    )
     p.add_argument("--server-cpu", default="0", help="CPU for the app servers (default 0)")
     p.add_argument("--load-cpu", default="1", help="CPU for wrk (default 1)")
     p.add_argument("--redis-cpu", default="1", help="CPU for redis-server (default 1)")
@@ -65,8 +79,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="gthread",
         help="gunicorn worker class for every Flask case (default gthread)",
     )
-    p.add_argument("--gunicorn-threads", type=int, default=4, help="threads per gthread worker (default 4)")
-    return p.parse_args(argv)  # fmt: skip
+    p.add_argument(
+        "--gunicorn-threads",
+        type=int,
+        default=4,
+        help="threads per gthread worker (default 4)",
+    )
+    return p.parse_args(argv)
 
 
 def log(msg: str) -> None:
@@ -118,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         Path(f"{sqlite_path}{suffix}").unlink(missing_ok=True)
     server_cpu = cpu_or_none(args.server_cpu)
     load = LoadOptions(args.duration, args.rounds, args.warmup, args.connections,
-                       cpu_or_none(args.load_cpu), server_cpu)  # fmt: skip
+                       cpu_or_none(args.load_cpu), server_cpu, args.retry_noisy,
+                       args.max_noise)  # fmt: skip
     outcome = Outcome()
     node_error = ensure_node_modules(selected)
     children = Children()

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import secrets
-from collections.abc import AsyncIterator
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,6 +32,7 @@ from coatcheck.sealing import HEADER, MAC_BYTES, NONCE_BYTES, b64url_decode, b64
 from coatcheck.stores import CookieStore, from_url
 from coatcheck.stores.base import ClientSideStore
 from coatcheck.stores.cookie import CookiePayload
+from tests.services import free_port, unavailable, wait_for_port
 
 NOW = 1_700_000_000.0
 
@@ -819,3 +824,74 @@ def test_chunked_cookie_session_over_wsgi(secret: str) -> None:
         }
         assert list(http.cookies.keys()) == ["session"]
         assert http.get("/").json() == {"length": 10}
+
+
+# ---- interop with Express's cookie-session (real Node) ---------------------------------------------
+NODE_COOKIE_SESSION_APP = """
+"use strict";
+const http = require("http");
+const cookieSession = require("cookie-session");
+const middleware = cookieSession({ name: "session", keys: ["a", "b"] });
+http.createServer((req, res) => {
+  middleware(req, res, () => {
+    const reply = () => {
+      res.setHeader("content-type", "application/json");
+      res.end(JSON.stringify(req.session));
+    };
+    if (req.url !== "/put") return reply();
+    let body = "";
+    req.on("data", (chunk) => { body += chunk; });
+    req.on("end", () => { Object.assign(req.session, JSON.parse(body)); reply(); });
+  });
+}).listen(Number(process.env.PORT), "127.0.0.1");
+"""
+
+
+@pytest.fixture
+def node_cookie_session(tmp_path: Path) -> Iterator[str]:
+    """A real Express cookie-session (keys ["a", "b"]) on a free loopback port: yields its URL."""
+    node = shutil.which("node")
+    if node is None:
+        unavailable("Node.js", "the node binary is not installed (apt-get install nodejs)")
+    root = Path(__file__).resolve().parent.parent
+    modules = [
+        d
+        for d in (root / "tests/interop/node/node_modules", root / "benchmarks/node/node_modules")
+        if (d / "cookie-session").is_dir()
+    ]
+    if not modules:
+        unavailable("cookie-session (npm)", "run `npm ci` in tests/interop/node or benchmarks/node")
+    script = tmp_path / "cookie_session_app.js"
+    script.write_text(NODE_COOKIE_SESSION_APP)
+    port = free_port()
+    env = {**os.environ, "PORT": str(port), "NODE_PATH": str(modules[0])}
+    proc = subprocess.Popen([node, str(script)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        try:
+            wait_for_port("127.0.0.1", port)
+        except TimeoutError:
+            proc.kill()
+            _, err = proc.communicate(timeout=10)
+            pytest.fail(f"the Node cookie-session app did not start: {err.decode(errors='replace')}")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.mark.node
+async def test_sessions_are_shared_with_a_real_express_cookie_session(node_cookie_session: str) -> None:
+    data = {"message": "hi", "snow": "Zoë ☃", "n": [1, 2.5, None, True], "nested": {"a": {"b": []}}}
+    async with httpx.AsyncClient(base_url=node_cookie_session) as node, client(compat_app()) as python:
+        from_node = await node.post("/put", json=data)
+        node_cookies = {name: value_of(h) for name, h in set_cookies(from_node).items()}
+        header = "; ".join(f"{k}={v}" for k, v in node_cookies.items())
+        assert (await python.get("/", headers={"cookie": header})).json()["data"] == data
+        # the same data written by coatcheck is byte for byte what cookie-session wrote
+        from_python = await python.post("/put", json=data)
+        assert {name: value_of(h) for name, h in set_cookies(from_python).items()} == node_cookies
+        # and a change made in Python is read by Node
+        changed = await python.post("/put", json={"from": "python"}, headers={"cookie": header})
+        back = "; ".join(f"{name}={value_of(h)}" for name, h in set_cookies(changed).items())
+        node_view = (await node.get("/", headers={"cookie": back})).json()
+        assert node_view == {**data, "from": "python"}

@@ -281,7 +281,11 @@ async def test_purge_expired_deletes_in_batches(sql_url: str, table: str) -> Non
         for _ in range(20):
             await store.set(new_key(), make_record(ttl=-1))
         seen = Statements(engine)
-        assert await store.purge_expired() == 20
+        reports: list[tuple[int, int]] = []
+        assert (
+            await store.purge_expired(progress=lambda done, expected: reports.append((done, expected))) == 20
+        )
+        assert reports == [(7, 20), (14, 20), (20, 20)]
         deletes = [s for s in seen.sql if s.startswith("DELETE")]
         assert len(deletes) == math.ceil(20 / 7)  # 7 + 7 + 6: the short batch ends the loop
         assert await raw_rows(store) == 3

@@ -403,7 +403,9 @@ class SQLStore:
 
         return await self._run("counting sessions", read)
 
-    async def purge_expired(self) -> int:
+    async def purge_expired(self, *, progress: Callable[[int, int], None] | None = None) -> int:
+        """Delete expired rows, `purge_batch` per short transaction. `progress(done, expected)`,
+        if given, is called after each batch (the CLI's progress bar uses it)."""
         t = self._table
         dead = sa.and_(t.c.expires_at.is_not(None), t.c.expires_at <= self._when(self._clock()))
         statement: Any
@@ -416,15 +418,26 @@ class SQLStore:
         async def one_batch(conn: AsyncConnection) -> int:
             return int((await conn.execute(statement)).rowcount)
 
+        expected = 0
+        if progress is not None:
+            count = sa.select(sa.func.count()).select_from(t).where(dead)
+
+            async def count_dead() -> int:
+                async with self._engine.connect() as conn:
+                    return int((await conn.execute(count)).scalar_one())
+
+            expected = await self._run("counting expired sessions", count_dead)
+
+        async def run_batch() -> int:
+            async with self._engine.begin() as conn:
+                return await one_batch(conn)
+
         total = 0
         while True:  # one short transaction per batch keeps locks brief for live traffic
-
-            async def run_batch() -> int:
-                async with self._engine.begin() as conn:
-                    return await one_batch(conn)
-
             deleted = await self._run("purging expired sessions", run_batch)
             total += deleted
+            if progress is not None:
+                progress(total, max(expected, total))
             if deleted < self._purge_batch:
                 return total
 

@@ -503,3 +503,57 @@ async def test_store_fails_fast_while_the_server_is_gone_and_recovers_by_itself(
         await store.close()
         with contextlib.suppress(AssertionError):
             await proxy.stop()
+
+
+# ---- through the middleware -------------------------------------------------------------------
+def _app(store: SQLStore, secret: str) -> Any:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from coatcheck import SessionMiddleware
+
+    async def put(request: Request) -> JSONResponse:
+        request.session[request.path_params["name"]] = request.path_params["value"]
+        return JSONResponse({})
+
+    async def show(request: Request) -> JSONResponse:
+        return JSONResponse(dict(request.session))
+
+    app = Starlette(routes=[Route("/put/{name}/{value}", put), Route("/show", show)])
+    return SessionMiddleware(app, secret=secret, store=store, store_timeout=3)
+
+
+async def test_through_the_middleware_concurrent_requests_keep_both_changes_and_an_outage_is_a_503(
+    sql_url: str, table: str, secret: str
+) -> None:
+    import httpx
+
+    proxy = TCPProxy(urlsplit(sql_url).port or 0)
+    await proxy.start()
+    store = SQLStore(_swap_port(sql_url, proxy.port), table=table, timeout=2.0)
+    app = _app(store, secret)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+            assert (await c.get("/put/start/1")).status_code == 200
+            # two requests with the same cookie, each changing its own key, at the same time
+            results = await asyncio.gather(*(c.get(f"/put/k{i}/{i}") for i in range(8)))
+            assert all(r.status_code == 200 for r in results)
+            assert (await c.get("/show")).json() == {"start": "1", **{f"k{i}": str(i) for i in range(8)}}
+
+            await proxy.stop()
+            started = time.monotonic()
+            down = await c.get("/show")
+            assert down.status_code == 503 and "set-cookie" not in down.headers
+            assert time.monotonic() - started < 3.5
+
+            await proxy.start()
+            deadline = time.monotonic() + 10
+            while (back := await c.get("/show")).status_code != 200:
+                assert time.monotonic() < deadline, "the app never recovered"
+            assert back.json()["start"] == "1"
+    finally:
+        await store.close()
+        with contextlib.suppress(AssertionError):
+            await proxy.stop()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -439,3 +441,44 @@ def test_csrf_trusted_origins_come_from_config(secret: str) -> None:
 def test_csrf_without_trusted_origins_is_a_configuration_error(app: Flask) -> None:
     with pytest.raises(ConfigurationError, match="trusted_origins"):
         add_coatcheck_csrf(app)
+
+
+# ---- every kind of store ------------------------------------------------------------------------
+@pytest.fixture(params=["memory", "sqlite", "cookie", "redis"])
+def any_store_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
+    kind = request.param
+    if kind == "memory":
+        yield "memory://"
+    elif kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 's.db'}"
+    elif kind == "cookie":
+        yield "cookie://"
+    else:
+        redis_url = request.getfixturevalue("redis_url")
+        prefix = f"cc-flask-{secrets.token_hex(4)}:"
+        yield f"{redis_url}?prefix={prefix}"
+        _delete_redis_keys(redis_url, prefix)
+
+
+def _delete_redis_keys(redis_url: str, prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+def test_sessions_and_flash_work_on_every_kind_of_store(secret: str, any_store_url: str) -> None:
+    app = make_app(SECRET_KEY=secret, SESSION_STORE=any_store_url)
+    add_flask_login(app)
+    client = app.test_client()
+    assert client.get("/incr").json == {"n": 1}
+    assert client.get("/incr").json == {"n": 2}
+    assert client.get("/save", follow_redirects=True).json == [["success", "Saved!"]]
+    assert client.get("/login?user=alice", follow_redirects=True).json["user"] == "alice"
+    assert client.get("/read").json == {"n": 2, "new": False}
+    assert client.get("/logout", follow_redirects=True).json == {"user": None, "messages": ["Bye"]}

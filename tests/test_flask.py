@@ -482,3 +482,24 @@ def test_sessions_and_flash_work_on_every_kind_of_store(secret: str, any_store_u
     assert client.get("/login?user=alice", follow_redirects=True).json["user"] == "alice"
     assert client.get("/read").json == {"n": 2, "new": False}
     assert client.get("/logout", follow_redirects=True).json == {"user": None, "messages": ["Bye"]}
+
+
+def test_client_side_session_too_big_for_one_cookie_is_split_and_read_back(secret: str) -> None:
+    app = make_app(SECRET_KEY=secret, SESSION_STORE="cookie://")
+
+    @app.get("/big")
+    def big() -> Any:
+        from flask import session
+
+        session["big"] = secrets.token_hex(3000)  # 6000 characters that do not compress
+        return {"ok": True}
+
+    @app.get("/big-size")
+    def big_size() -> Any:
+        from flask import session
+
+        return {"size": len(session.get("big", ""))}
+
+    client = app.test_client()
+    assert len(set_cookies(client.get("/big"))) >= 2
+    assert client.get("/big-size").json == {"size": 6000}

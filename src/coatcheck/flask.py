@@ -29,8 +29,15 @@ from .config import Cookie, seconds
 from .errors import ConfigurationError, SessionStoreError
 from .runtime import log_store_error
 from .session import CSRF_KEY
-from .wsgi import ENVIRON_KEY, UNAVAILABLE_HEADERS, WSGISession, WSGISessionManager, request_info
-from .wsgi import with_session_headers as _with_session_headers
+from .wsgi import (
+    CACHE_HEADER_NAMES,
+    ENVIRON_KEY,
+    UNAVAILABLE_HEADERS,
+    WSGISession,
+    WSGISessionManager,
+    cache_headers,
+    request_info,
+)
 
 if TYPE_CHECKING:
     from werkzeug.sansio.response import Response as BaseResponse
@@ -141,8 +148,14 @@ class CoatcheckSessionInterface(SessionInterface):
             log_store_error(exc, "saving a session")
             _become_unavailable(response)
             return
-        if plan.cache_headers or plan.set_cookie is not None:
-            response.headers = Headers(_with_session_headers(response.headers.to_wsgi_list(), plan))
+        headers = response.headers
+        if plan.cache_headers:
+            caching = [(n, v) for n, v in headers.items() if n.lower() in CACHE_HEADER_NAMES]
+            headers.remove("Vary")
+            headers.remove("Cache-Control")
+            headers.extend(cache_headers(caching))
+        for value in plan.set_cookies():  # client-side sessions may send several (chunks)
+            headers.add("Set-Cookie", value.decode("latin-1"))
 
 
 def _become_unavailable(response: BaseResponse) -> None:

@@ -102,13 +102,27 @@ def request_info(environ: dict[str, Any]) -> RequestInfo:
     )
 
 
+CACHE_HEADER_NAMES = frozenset(("vary", "cache-control"))
+
+
+def cache_headers(current: Headers) -> Headers:
+    """`engine.add_cache_headers` for str headers: given the response's Vary and
+    Cache-Control headers (possibly none), the ones to send instead."""
+    raw = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in current]
+    return [(n.decode("latin-1"), v.decode("latin-1")) for n, v in add_cache_headers(raw)]
+
+
 def with_session_headers(headers: Headers, plan: CommitPlan) -> Headers:
     """The response headers with what the commit plan adds (Set-Cookie, Vary, Cache-Control)."""
     if plan.cache_headers:
-        raw = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in headers]
-        headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in add_cache_headers(raw)]
-    for value in plan.set_cookies():  # client-side sessions may send several (chunks)
-        headers = [*headers, ("Set-Cookie", value.decode("latin-1"))]
+        kept: Headers = []
+        caching: Headers = []
+        for name, value in headers:
+            (caching if name.lower() in CACHE_HEADER_NAMES else kept).append((name, value))
+        headers = kept + cache_headers(caching)
+    cookies = plan.set_cookies()  # client-side sessions may send several (chunks)
+    if cookies:
+        headers = [*headers, *(("Set-Cookie", value.decode("latin-1")) for value in cookies)]
     return headers
 
 
@@ -239,6 +253,7 @@ __all__ = [
     "SessionMiddleware",
     "WSGISession",
     "WSGISessionManager",
+    "cache_headers",
     "request_info",
     "with_session_headers",
 ]

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
@@ -47,6 +52,25 @@ class PrivateRedis:
     def version(self) -> str:
         return str(self.client.info("server").get("redis_version", "?"))
 
+    def wait_quiet(self, settle: float = 0.2, timeout: float = 5.0) -> bool:
+        """Wait until no client has sent a command for ``settle`` seconds.
+
+        After wrk stops, a server can still be working through requests it had accepted;
+        their Redis commands must not leak into the next measurement.
+        """
+        deadline = time.monotonic() + timeout
+        last = self._processed()
+        while time.monotonic() < deadline:
+            time.sleep(settle)
+            now = self._processed()
+            if now - last <= 1:  # only our own INFO
+                return True
+            last = now
+        return False
+
+    def _processed(self) -> int:
+        return int(self.client.info("stats")["total_commands_processed"])
+
     def flush(self) -> None:
         self.client.flushall()
 
@@ -58,6 +82,48 @@ class PrivateRedis:
             if key.startswith("cmdstat_") and isinstance(value, dict):
                 calls[key.removeprefix("cmdstat_")] = int(value.get("calls", 0))
         return calls
+
+    def monitor(self, action: Callable[[], None]) -> tuple[Counter[str], Counter[str]]:
+        """Commands sent by clients, and commands run inside Lua scripts, while ``action`` runs.
+
+        ``INFO commandstats`` counts the commands a script calls as well as the EVALSHA that
+        ran it, so it cannot tell one round trip from five. MONITOR marks script calls as
+        ``[0 lua]``; this is used on a short, untimed pass only (MONITOR slows Redis down).
+        """
+        sentinel = f"bench-monitor-stop-{uuid.uuid4().hex}"
+        clients: Counter[str] = Counter()
+        scripts: Counter[str] = Counter()
+        started = threading.Event()
+        failure: list[BaseException] = []
+        watcher = redis.Redis(port=self.port, host="127.0.0.1")
+
+        def watch() -> None:
+            try:
+                with watcher.monitor() as mon:  # type: ignore[no-untyped-call]
+                    started.set()
+                    for event in mon.listen():
+                        command = str(event["command"])
+                        if sentinel in command:
+                            return
+                        name = command.split(" ", 1)[0].lower()
+                        (scripts if event["client_type"] == "lua" else clients)[name] += 1
+            except Exception as exc:  # reported to the caller below
+                failure.append(exc)
+                started.set()
+
+        thread = threading.Thread(target=watch, daemon=True)
+        thread.start()
+        try:
+            if not started.wait(5):
+                raise RuntimeError("MONITOR did not start")
+            action()
+        finally:
+            self.client.echo(sentinel)
+            thread.join(10)
+            watcher.close()
+        if failure:
+            raise RuntimeError(f"MONITOR failed: {failure[0]}")
+        return clients, scripts
 
 
 def command_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from benchmarks.cases import IMPLS
 from benchmarks.stats import Row, framework_plain
-from benchmarks.targets import Verdict, format_commands
+from benchmarks.targets import Verdict, format_sent
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,14 @@ def results_table(rows: list[Row], failed: dict[str, str]) -> list[str]:
     for row in rows:
         base = framework_plain(rows, row.impl)
         ratio = f"{row.rps / base.rps:.2f}" if base and base.rps > 0 else "-"
-        total = row.commands_per_request
-        cmds = "0" if total < 0.005 else f"{total:.2f} ({format_commands(row.commands)})"
+        executed = f"{row.commands_per_request:.2f}"
+        sent = row.sent_per_request
+        if sent is None or row.client_commands is None:
+            cmds = "-"
+        elif sent < 0.005 and not row.client_commands:
+            cmds = "0"
+        else:
+            cmds = f"{sent:.2f} ({format_sent(row.client_commands)})"
         notes = []
         if row.errors:
             notes.append(f"{row.errors} errors/non-2xx")
@@ -47,13 +53,13 @@ def results_table(rows: list[Row], failed: dict[str, str]) -> list[str]:
             row.impl.name, row.impl.framework, row.impl.store, row.route,
             f"{row.rps:,.0f}", " / ".join(f"{v:,.0f}" for v in row.rps_rounds),
             f"{row.p50_ms:.2f}", f"{row.p99_ms:.2f}", f"{row.cpu_us:.0f}",
-            f"{row.cpu_share:.0%}", f"{row.others_share:.0%}", cmds, ratio,
+            f"{row.cpu_share:.0%}", f"{row.others_share:.0%}", cmds, executed, ratio,
             "yes" if row.sets_cookie else "no", "; ".join(notes),
         ])  # fmt: skip
     header = [
         "implementation", "framework", "store", "route", "req/s (median)", "req/s per round",
         "p50 ms", "p99 ms", "server CPU us/req", "server core busy", "others on core (max)",
-        "Redis cmds/req", "x framework /plain", "Set-Cookie", "notes",
+        "Redis cmds/req sent", "Redis cmds/req executed", "x framework /plain", "Set-Cookie", "notes",
     ]  # fmt: skip
     return _table(header, body)
 
@@ -86,8 +92,11 @@ def render(
         "",
         "Medians over the rounds. `x framework /plain` is req/s divided by the bare framework's",
         "`/plain` (Starlette, Litestar, Flask or Express without session middleware).",
-        "`Redis cmds/req` is `INFO commandstats` after minus before, divided by wrk's request",
-        "count. `Set-Cookie` tells whether a single probe of the route (with the session cookie",
+        "`Redis cmds/req sent` counts the commands the app sent, per request, over 20 sequential",
+        "untimed requests watched with MONITOR after the warm-up (commands a Lua script ran are",
+        "listed after `in scripts:`). `Redis cmds/req executed` is `INFO commandstats` after",
+        "minus before the timed run over wrk's request count: it counts script-internal calls",
+        "too, so it is higher than `sent` for libraries that use EVALSHA. `Set-Cookie` tells whether a single probe of the route (with the session cookie",
         "for /read and /incr) received a Set-Cookie header. `server CPU us/req` is the CPU time",
         "of the server's whole process tree per request (from /proc) and `server core busy` that",
         "CPU time over the run's wall time: well under 100% means the server was waiting (on",

@@ -36,7 +36,8 @@ class Measurement:
     p99_ms: float
     requests: int
     errors: int
-    commands: dict[str, int]  # Redis commands issued during the timed run
+    commands: dict[str, int]  # Redis commands during the timed run (commandstats, incl. scripts)
+    client_commands: dict[str, float] | None  # per request, sent by the app (MONITOR pass)
     cpu_us_per_request: float  # server process tree CPU time per request
     cpu_share: float  # server CPU seconds / wall seconds of the run (1.0 = one full core)
     others_share: float  # share of the server's core busy with anything but the server
@@ -56,6 +57,28 @@ def needs_session(route: str) -> bool:
     return route in ("/read", "/incr")
 
 
+MONITOR_REQUESTS = 20
+
+
+def count_client_commands(redis: PrivateRedis, port: int, route: str, cookie: str | None) -> dict[str, float]:
+    """Redis commands the app sends per request (script-internal calls excluded).
+
+    ``MONITOR_REQUESTS`` sequential requests, untimed, while MONITOR records. Keys are
+    command names; a ``lua:`` prefix marks commands a script ran (informative only).
+    """
+
+    def requests() -> None:
+        for _ in range(MONITOR_REQUESTS):
+            reply = get(port, route, cookie)
+            if reply.status != 200:
+                raise RuntimeError(f"GET {route} returned {reply.status} during MONITOR pass")
+
+    clients, scripts = redis.monitor(requests)
+    counts = {name: n / MONITOR_REQUESTS for name, n in clients.items()}
+    counts.update({f"lua:{name}": n / MONITOR_REQUESTS for name, n in scripts.items()})
+    return counts
+
+
 def measure_once(
     children: Children,
     redis: PrivateRedis,
@@ -65,15 +88,20 @@ def measure_once(
     opts: LoadOptions,
     first_attempt: bool = True,
 ) -> Measurement:
+    redis.wait_quiet()  # the previous case's in-flight requests are done
     redis.flush()
     cookie = create_session(server.port) if needs_session(route) else None
     probe = get(server.port, route, cookie)
     if probe.status != 200:
         raise RuntimeError(f"GET {route} returned {probe.status}: {probe.body[:200]}")
     url = f"http://127.0.0.1:{server.port}{route}"
-    if round_no == 0 and first_attempt and opts.warmup > 0:
-        run_wrk(children, url, duration=opts.warmup, connections=opts.connections,
-                cpu=opts.cpu, cookie=cookie)  # fmt: skip
+    client_commands = None
+    if round_no == 0 and first_attempt:
+        if opts.warmup > 0:
+            run_wrk(children, url, duration=opts.warmup, connections=opts.connections,
+                    cpu=opts.cpu, cookie=cookie)  # fmt: skip
+            redis.wait_quiet()
+        client_commands = count_client_commands(redis, server.port, route, cookie)
     before = redis.commandstats()
     cpu_before = session_cpu_seconds(server.proc.pid)
     core = int(opts.server_cpu) if opts.server_cpu is not None else None
@@ -96,6 +124,7 @@ def measure_once(
         requests=result.requests,
         errors=result.errors,
         commands=command_delta(before, after),
+        client_commands=client_commands,
         cpu_us_per_request=cpu_used * 1e6 / max(result.requests, 1),
         cpu_share=cpu_used / wall,
         others_share=max(0.0, core_used - cpu_used) / wall,

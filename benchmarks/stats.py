@@ -17,7 +17,8 @@ class Row:
     rps_rounds: tuple[float, ...]
     p50_ms: float
     p99_ms: float
-    commands: dict[str, float]  # median Redis calls per request, per command
+    commands: dict[str, float]  # median Redis calls per request, per command (commandstats)
+    client_commands: dict[str, float] | None  # sent by the app per request ("lua:" = in scripts)
     cpu_us: float  # median server CPU microseconds per request
     cpu_share: float  # median share of a core the server used during the run
     others_share: float  # max over rounds: share of the server core used by other processes
@@ -26,7 +27,15 @@ class Row:
 
     @property
     def commands_per_request(self) -> float:
+        """Commands Redis executed per request, script-internal calls included."""
         return sum(self.commands.values())
+
+    @property
+    def sent_per_request(self) -> float | None:
+        """Commands the app sent per request (MONITOR pass), script-internal calls excluded."""
+        if self.client_commands is None:
+            return None
+        return sum(v for k, v in self.client_commands.items() if not k.startswith("lua:"))
 
 
 def aggregate(measurements: list[Measurement]) -> list[Row]:
@@ -51,6 +60,9 @@ def aggregate(measurements: list[Measurement]) -> list[Row]:
                     p50_ms=statistics.median(m.p50_ms for m in ms),
                     p99_ms=statistics.median(m.p99_ms for m in ms),
                     commands={k: v for k, v in per_req.items() if v > 0},
+                    client_commands=next(
+                        (m.client_commands for m in ms if m.client_commands is not None), None
+                    ),
                     cpu_us=statistics.median(m.cpu_us_per_request for m in ms),
                     cpu_share=statistics.median(m.cpu_share for m in ms),
                     others_share=max(m.others_share for m in ms),

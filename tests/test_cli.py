@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import stat
@@ -359,7 +360,15 @@ def test_cookie_sessions_cannot_be_listed() -> None:
     assert_one_line_error(result, code=2, says="cookie:// sessions live in the browsers' cookies")
 
 
-# ---- the demo command -----------------------------------------------------------------------
+# ---- the demo command -------------------------------------------------------------------------
+def form_post(client: httpx.Client, path: str, data: dict[str, str]) -> httpx.Response:
+    """Post a demo form as a browser does: with its CSRF token and the page's Origin."""
+    match = re.search(r'name="csrf_token" value="([\w-]+)"', client.get("/login").text)
+    assert match, "the demo's login form has no CSRF token"
+    origin = str(client.base_url).rstrip("/")
+    return client.post(path, data={**data, "csrf_token": match.group(1)}, headers={"origin": origin})
+
+
 def test_demo_with_a_bad_store_is_a_one_line_error(tmp_path: Path) -> None:
     assert_one_line_error(
         cli("demo", "--store", "nonsense://", cwd=tmp_path), code=2, says="unknown store URL scheme"
@@ -388,8 +397,9 @@ def test_the_readme_demo_command_serves_with_the_default_store(tmp_path: Path) -
             page = client.get("/")
             assert page.status_code == 200 and "Sessions, seen from both sides" in page.text
             assert "sqlite:///coatcheck-demo.db" in page.text
-            response = client.post("/cart/add", data={"item": "coat"})
+            response = form_post(client, "/cart/add", {"item": "coat"})
             assert response.status_code == 303
+            assert client.post("/cart/add", data={"item": "coat"}).status_code == 403  # no CSRF token
         secret_file = tmp_path / ".coatcheck-demo-secret"
         assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
         assert (tmp_path / "coatcheck-demo.db").exists()
@@ -413,7 +423,7 @@ def test_the_demo_store_is_readable_by_the_sessions_command(tmp_path: Path) -> N
     try:
         wait_for_port("127.0.0.1", port, timeout=30)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
-            client.post("/login", data={"name": "ann"})
+            assert form_post(client, "/login", {"name": "ann"}).status_code == 303
         result = cli("sessions", "list", "--store", "sqlite:///coatcheck-demo.db", "--json", cwd=tmp_path)
         assert result.returncode == 0, result.stderr
         assert [row["user"] for row in json.loads(result.stdout)["sessions"]] == ["ann"]

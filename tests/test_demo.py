@@ -8,6 +8,7 @@ import secrets
 import stat
 import time
 from collections.abc import AsyncIterator, Callable
+from http.cookiejar import Cookie
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -54,6 +55,12 @@ async def client(app: DemoApp) -> AsyncIterator[httpx.AsyncClient]:
     await app.demo.store.close()
 
 
+def carry(cookies: list[Cookie], client: httpx.AsyncClient) -> None:
+    """Give `client` the cookies another client held: the same browser after a restart."""
+    for cookie in cookies:
+        client.cookies.jar.set_cookie(cookie)
+
+
 def session_id(client: httpx.AsyncClient) -> str:
     value = client.cookies.get(COOKIE_NAME)
     assert value is not None, "the client holds no session cookie"
@@ -67,22 +74,67 @@ async def stored(app: DemoApp, client: httpx.AsyncClient) -> dict[str, object] |
     return None if record is None else record.data
 
 
+TOKEN = re.compile(r'<input type="hidden" name="csrf_token" value="([A-Za-z0-9_-]+)">')
+
+
+async def post(client: httpx.AsyncClient, path: str, data: dict[str, str] | None = None) -> httpx.Response:
+    """Submit a form as a browser would: with the CSRF token from a page of this session."""
+    page = await client.get("/login")
+    match = TOKEN.search(page.text)
+    assert match, "the login form carries no CSRF token"
+    origin = f"{client.base_url.scheme}://{client.base_url.netloc.decode()}"
+    return await client.post(
+        path, data={**(data or {}), "csrf_token": match.group(1)}, headers={"origin": origin}
+    )
+
+
 async def login(client: httpx.AsyncClient, name: str) -> httpx.Response:
-    response = await client.post("/login", data={"name": name})
+    response = await post(client, "/login", {"name": name})
     assert response.status_code == 303
     return response
 
 
 # ---- anonymous visits -----------------------------------------------------------------------
-async def test_looking_at_pages_creates_no_session(client: httpx.AsyncClient, app: DemoApp) -> None:
-    for path in ("/", "/cart", "/settings", "/restart"):
+async def test_looking_at_pages_without_forms_creates_no_session(
+    client: httpx.AsyncClient, app: DemoApp
+) -> None:
+    for path in ("/", "/restart", "/profile"):
         response = await client.get(path)
-        assert response.status_code == 200, path
+        assert response.status_code in (200, 401), path
         assert "set-cookie" not in response.headers, path
         assert 'id="no-record"' in response.text
     assert "sent no session cookie" in response.text
     assert isinstance(app.demo.store, MemoryStore | SQLiteStore)
     assert await app.demo.store.count() == 0
+
+
+@pytest.mark.parametrize("path", ["/login", "/cart", "/settings"])
+async def test_a_page_with_a_form_starts_a_session_holding_only_the_csrf_token(
+    client: httpx.AsyncClient, app: DemoApp, path: str
+) -> None:
+    response = await client.get(path)
+    assert response.headers["set-cookie"].startswith(f"{COOKIE_NAME}=")
+    assert set((await stored(app, client) or {}).keys()) == {"_csrf"}
+    assert TOKEN.search(response.text)
+    assert "<code>_csrf</code> is the CSRF token" in response.text  # the inspector shows it, explained
+
+
+async def test_a_form_post_without_the_csrf_token_is_refused(client: httpx.AsyncClient, app: DemoApp) -> None:
+    await client.get("/cart")
+    response = await client.post("/cart/add", data={"item": "coat"})
+    assert response.status_code == 403
+    assert "cart" not in (await stored(app, client) or {})
+
+
+async def test_a_form_post_from_another_site_is_refused(client: httpx.AsyncClient) -> None:
+    page = await client.get("/login")
+    match = TOKEN.search(page.text)
+    assert match
+    form = {"name": "mallory", "csrf_token": match.group(1)}
+    refused = await client.post("/login", data=form, headers={"origin": "http://evil.example"})
+    assert refused.status_code == 403
+    allowed = await client.post("/login", data=form, headers={"origin": "http://127.0.0.1:8000"})
+    assert allowed.status_code == 303
 
 
 async def test_profile_is_refused_with_401_when_logged_out(client: httpx.AsyncClient) -> None:
@@ -107,7 +159,8 @@ async def test_login_sets_a_signed_httponly_lax_cookie_without_secure_over_http(
     assert '<span id="profile-name">ann</span>' in page.text
 
 
-async def test_login_over_https_sets_a_secure_cookie(app: DemoApp) -> None:
+async def test_login_over_https_sets_a_secure_cookie(secret: str) -> None:
+    app = create_app(store=MemoryStore(), secret=secret, trusted_origins=["https://127.0.0.1:8443"])
     async with client_for(app, "https://127.0.0.1:8443") as c:
         response = await login(c, "ann")
         assert "; Secure" in response.headers["set-cookie"]
@@ -116,7 +169,7 @@ async def test_login_over_https_sets_a_secure_cookie(app: DemoApp) -> None:
 async def test_login_changes_the_id_keeps_the_cart_and_deletes_the_old_record(
     client: httpx.AsyncClient, app: DemoApp
 ) -> None:
-    await client.post("/cart/add", data={"item": "hat"})
+    await post(client, "/cart/add", {"item": "hat"})
     before = session_id(client)
     await login(client, "ann")
     after = session_id(client)
@@ -129,7 +182,7 @@ async def test_login_changes_the_id_keeps_the_cart_and_deletes_the_old_record(
 
 @pytest.mark.parametrize("name", ["", "   ", "x" * 41, "tab\there"])
 async def test_a_bad_name_is_refused_with_a_flash(client: httpx.AsyncClient, name: str) -> None:
-    response = await client.post("/login", data={"name": name})
+    response = await post(client, "/login", {"name": name})
     assert response.headers["location"] == "/login"
     page = await client.get("/login")
     assert "Type a name of 1 to 40 printable characters." in page.text
@@ -148,18 +201,18 @@ async def test_cart_changes_are_nested_mutations_that_reach_the_store(
     client: httpx.AsyncClient, app: DemoApp
 ) -> None:
     for item in ("coat", "scarf", "coat"):
-        response = await client.post("/cart/add", data={"item": item})
+        response = await post(client, "/cart/add", {"item": item})
         assert response.status_code == 303
     assert (await stored(app, client) or {}).get("cart") == ["coat", "scarf", "coat"]
-    await client.post("/cart/remove", data={"index": "0"})
+    await post(client, "/cart/remove", {"index": "0"})
     assert (await stored(app, client) or {}).get("cart") == ["scarf", "coat"]
     page = await client.get("/cart")
     assert page.text.count('class="item"') == 2
 
 
 async def test_removing_the_last_item_drops_the_cart_key(client: httpx.AsyncClient, app: DemoApp) -> None:
-    await client.post("/cart/add", data={"item": "gloves"})
-    await client.post("/cart/remove", data={"index": "0"})
+    await post(client, "/cart/add", {"item": "gloves"})
+    await post(client, "/cart/remove", {"index": "0"})
     assert "cart" not in (await stored(app, client) or {})
     assert 'id="cart-empty"' in (await client.get("/cart")).text
 
@@ -170,16 +223,16 @@ async def test_removing_the_last_item_drops_the_cart_key(client: httpx.AsyncClie
 async def test_bad_cart_requests_are_refused_with_a_flash(
     client: httpx.AsyncClient, path: str, form: dict[str, str]
 ) -> None:
-    response = await client.post(path, data=form)
+    response = await post(client, path, form)
     assert response.status_code == 303
     assert 'class="flash flash-error"' in (await client.get("/cart")).text
 
 
 async def test_a_flash_is_shown_once(client: httpx.AsyncClient, app: DemoApp) -> None:
-    await client.post("/cart/add", data={"item": "umbrella"})
+    await post(client, "/cart/add", {"item": "umbrella"})
     first = await client.get("/cart")
     assert "Added the umbrella to your cart." in first.text
-    assert "_flashes" not in (await stored(app, client) or {})  # consumed and saved before rendering
+    assert not [k for k in (await stored(app, client) or {}) if k.startswith("_flash")]  # taken and saved
     second = await client.get("/cart")
     assert "Added the umbrella" not in second.text
 
@@ -190,7 +243,7 @@ async def test_logout_deletes_the_record_and_expires_the_cookie(
 ) -> None:
     await login(client, "ann")
     key = storage_key(session_id(client))
-    response = await client.post("/logout")
+    response = await post(client, "/logout")
     assert response.headers["location"] == "/?logged_out=1"
     assert "Max-Age=0" in response.headers["set-cookie"]
     assert client.cookies.get(COOKIE_NAME) is None
@@ -205,10 +258,10 @@ async def test_logging_out_other_sessions_keeps_this_one(app: DemoApp) -> None:
     async with client_for(app) as mine, client_for(app) as other:
         await login(mine, "ann")
         await login(other, "ann")
-        await mine.post("/cart/add", data={"item": "coat"})
+        await post(mine, "/cart/add", {"item": "coat"})
         page = await mine.get("/profile")
         assert page.text.count('class="session-row') == 2
-        response = await mine.post("/profile/logout-others")
+        response = await post(mine, "/profile/logout-others")
         assert response.status_code == 303
         page = await mine.get("/profile")
         assert page.status_code == 200
@@ -225,14 +278,14 @@ async def test_remember_me_sets_and_clears_a_persistent_cookie(
     client: httpx.AsyncClient, app: DemoApp
 ) -> None:
     await login(client, "ann")
-    response = await client.post("/settings", data={"remember": "on"})
+    response = await post(client, "/settings", {"remember": "on"})
     assert "Max-Age=2592000" in response.headers["set-cookie"]
     page = await client.get("/settings")
     assert 'id="remember" checked' in page.text
     assert "Max-Age=2592000" in page.text  # the inspector shows what the browser was told
     record = await app.demo.store.get(storage_key(session_id(client)))
     assert record is not None and record.meta.cookie == {"max_age": 2592000.0}
-    response = await client.post("/settings", data={})
+    response = await post(client, "/settings", {})
     assert "Max-Age" not in response.headers["set-cookie"]
     page = await client.get("/settings")
     assert 'id="remember" checked' not in page.text
@@ -244,14 +297,19 @@ async def test_the_inspector_shows_the_stored_record_but_never_the_id_or_the_sec
     client: httpx.AsyncClient, app: DemoApp, secret: str
 ) -> None:
     await login(client, "ann")
-    await client.post("/cart/add", data={"item": "scarf"})
+    await post(client, "/cart/add", {"item": "scarf"})
     page = (await client.get("/cart")).text
     sid = session_id(client)
     key = storage_key(sid)
     assert f'<code id="key-hint">{key[:12]}…</code>' in page
     assert "idle deadline" in page and "absolute deadline" in page and "last seen" in page
-    assert re.search(r'<pre id="record-data">\{\s*&#34;cart&#34;: \[\s*&#34;scarf&#34;', page)
+    assert re.search(
+        r'<pre id="record-data">\{\s*&#34;_csrf&#34;: &#34;[\w-]{8}…&#34;,\s*&#34;cart&#34;: \[\s*&#34;scarf&#34;',
+        page,
+    )
     assert "the server checked its signature and loaded the record" in page
+    record = await app.demo.store.get(key)
+    assert record is not None and record.data["_csrf"] not in page  # forms carry it masked only
     assert sid not in page and key not in page and secret not in page
     assert unquote(client.cookies.get(COOKIE_NAME) or "x") not in page
     assert '<code id="store-kind">' in page
@@ -281,12 +339,12 @@ async def test_a_persistent_store_keeps_the_session_across_a_restart(tmp_path: P
     first = create_app(store=SQLiteStore(tmp_path / "demo.db"), secret=secret)
     async with client_for(first) as c:
         await login(c, "ann")
-        await c.post("/cart/add", data={"item": "coat"})
-        cookies = dict(c.cookies)
+        await post(c, "/cart/add", {"item": "coat"})
+        cookies = list(c.cookies.jar)
     await first.demo.store.close()
     second = create_app(store=SQLiteStore(tmp_path / "demo.db"), secret=secret, started_at=time.time() + 1)
     async with client_for(second) as c:
-        c.cookies.update(cookies)
+        carry(cookies, c)
         page = await c.get("/restart")
         assert "Survived a restart." in page.text
         assert (await c.get("/profile")).status_code == 200
@@ -298,10 +356,10 @@ async def test_memory_store_loses_the_session_across_a_restart(secret: str) -> N
     first = create_app(store=MemoryStore(), secret=secret)
     async with client_for(first) as c:
         await login(c, "ann")
-        cookies = dict(c.cookies)
+        cookies = list(c.cookies.jar)
     second = create_app(store=MemoryStore(), secret=secret)
     async with client_for(second) as c:
-        c.cookies.update(cookies)
+        carry(cookies, c)
         page = await c.get("/restart")
         assert '<strong class="bad">Lost.</strong> Your browser still sent its cookie' in page.text
         assert "the store has no record for it" in page.text
@@ -312,13 +370,74 @@ async def test_a_cookie_signed_with_another_secret_is_reported(secret: str) -> N
     first = create_app(store=MemoryStore(), secret=secret)
     async with client_for(first) as c:
         await login(c, "ann")
-        cookies = dict(c.cookies)
+        cookies = list(c.cookies.jar)
     second = create_app(store=first.demo.store, secret=secrets.token_urlsafe(32))
     async with client_for(second) as c:
-        c.cookies.update(cookies)
+        carry(cookies, c)
         page = await c.get("/restart")
         assert "signed with a different secret" in page.text
         assert "the signature does not match" in page.text or "does not match this server" in page.text
+
+
+# ---- other stores through the same code: redis:// and cookie:// ---------------------------
+async def test_the_demo_on_redis_survives_a_restart_and_logs_out_other_sessions(
+    redis_url: str, secret: str
+) -> None:
+    url = f"{redis_url}?prefix=demo-test-{secrets.token_hex(6)}:"
+    first = create_app(store=url, secret=secret, store_url=url)
+    async with client_for(first) as mine, client_for(first) as other:
+        await login(mine, "ann")
+        await login(other, "ann")
+        await post(mine, "/cart/add", {"item": "coat"})
+        assert '<code id="store-kind">RedisStore</code>' in (await mine.get("/cart")).text
+        await post(mine, "/profile/logout-others")
+        assert (await other.get("/profile")).status_code == 401
+        cookies = list(mine.cookies.jar)
+    await first.demo.store.close()
+    second = create_app(store=url, secret=secret, store_url=url, started_at=time.time() + 1)
+    async with client_for(second) as c:
+        carry(cookies, c)
+        assert "Survived a restart." in (await c.get("/restart")).text
+        assert "Wool coat" in (await c.get("/cart")).text
+        await post(c, "/logout")
+        assert c.cookies.get(COOKIE_NAME) is None
+    await second.demo.store.close()
+
+
+async def test_the_demo_on_cookie_sessions_shows_the_sealed_cookie_and_keeps_nothing_on_the_server(
+    secret: str,
+) -> None:
+    first = create_app(store="cookie://", secret=secret, store_url="cookie://")
+    async with client_for(first) as c:
+        assert 'id="no-record"' in (await c.get("/")).text
+        await login(c, "ann")
+        await post(c, "/cart/add", {"item": "scarf"})
+        page = (await c.get("/cart")).text
+        assert "2 · The record inside your cookie" in page
+        assert re.search(
+            r'id="cookie-size">Your whole session travels in 1 cookie:\s*<strong>\d+ bytes</strong>', page
+        )
+        assert re.search(r"data \(\d+ bytes of JSON before sealing\)", page)
+        assert "AES-256-GCM" in page and "&#34;scarf&#34;" in page
+        sealed = c.cookies.get(COOKIE_NAME) or ""
+        assert "scarf" not in sealed and len(sealed) > 100  # encrypted, not readable
+        profile = (await c.get("/profile")).text
+        assert "cannot list or end your other sessions" in profile
+        await post(c, "/profile/logout-others")
+        assert "cannot find your others" in (await c.get("/profile")).text
+        cookies = list(c.cookies.jar)
+    second = create_app(store="cookie://", secret=secret, started_at=time.time() + 1)
+    async with client_for(second) as c:
+        carry(cookies, c)
+        assert "Survived a restart." in (await c.get("/restart")).text
+        assert "Striped scarf" in (await c.get("/cart")).text
+        await post(c, "/logout")
+        assert c.cookies.get(COOKIE_NAME) is None
+        assert (await c.get("/profile")).status_code == 401
+    stranger = create_app(store="cookie://", secret=secrets.token_urlsafe(32))
+    async with client_for(stranger) as c:
+        carry(cookies, c)
+        assert "could not open" in (await c.get("/restart")).text
 
 
 # ---- start-up pieces ----------------------------------------------------------------------

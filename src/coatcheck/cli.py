@@ -294,14 +294,22 @@ def cli() -> None:
     help="Where the development secret is kept (created, mode 0600, if missing). "
     "Default: .coatcheck-demo-secret next to the SQLite file, else in the working directory.",
 )
-def demo(store_url: str, host: str, port: int, secret_file: Path | None) -> None:
+@click.option(
+    "--origin",
+    "origins",
+    multiple=True,
+    metavar="URL",
+    help="Another origin the browser may use, e.g. http://192.168.1.5:8000 with --host 0.0.0.0 "
+    "(forms from unknown origins are refused by the CSRF check).",
+)
+def demo(store_url: str, host: str, port: int, secret_file: Path | None, origins: tuple[str, ...]) -> None:
     """Run the demo app: log in, fill a cart, and watch the cookie and the store."""
     try:
         from .demo.server import run as serve
     except ModuleNotFoundError as exc:
         raise Failure(f"the demo needs the {exc.name!r} package: pip install 'coatcheck[demo]'") from None
     try:
-        serve(store_url=store_url, host=host, port=port, secret_file=secret_file, say=_say)
+        serve(store_url=store_url, host=host, port=port, secret_file=secret_file, origins=origins, say=_say)
     except ConfigurationError as exc:
         raise Failure(str(exc), 2) from None
     except CoatcheckError as exc:

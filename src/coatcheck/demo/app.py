@@ -1,8 +1,8 @@
 """The demo app: log in, fill a cart, watch the cookie and the store record change.
 
 Server-rendered pages (Starlette + Jinja2 with autoescape), no JavaScript framework, no
-external assets. Every state change is a POST answered with a redirect, so reloading a
-page never repeats an action, and each action leaves a flash message.
+external assets. Every state change is a POST, protected by `CSRFMiddleware` and answered
+with a redirect (so reloading a page never repeats an action), and leaves a flash message.
 """
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 import jinja2
-import markupsafe
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -23,18 +23,23 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from .. import templating
 from ..asgi import SessionMiddleware, request_info
 from ..crypto import storage_key
+from ..csrf import CSRFMiddleware
 from ..runtime import SessionManager
 from ..session import Session
-from ..stores.base import Store, UserIndex
+from ..stores.base import ClientSideStore, Store, UserIndex
 from .inspector import (
+    UNKNOWN,
     ASGIApp,
+    BrowserCookie,
     CookieWitness,
     Receive,
     Scope,
     Send,
     browser_cookie,
+    cookie_record_view,
     cookie_status,
     format_delta,
     format_time,
@@ -46,6 +51,7 @@ from .inspector import (
 COOKIE_NAME = "coatcheck_demo"
 REMEMBER_ME = timedelta(days=30)
 MAX_NAME = 40
+MAX_CART = 50
 CATALOG = {
     "coat": "Wool coat",
     "scarf": "Striped scarf",
@@ -60,6 +66,21 @@ _SECURITY_HEADERS = {
     "referrer-policy": "same-origin",
     "x-content-type-options": "nosniff",
 }
+_VALUE_NOTES = {
+    "server": "the signed session id, s:<id>.<signature>, URL-encoded",
+    "sealed": "your whole session, encrypted and authenticated (AES-256-GCM): you cannot read or change it",
+    "signed": "your whole session as base64 JSON with a signature: readable, but not changeable",
+    "cookie-session": "your session as base64 JSON; its signature is in the .sig cookie",
+}
+
+
+def origins_for(host: str, port: int) -> list[str]:
+    """The origins a browser shows when it opens the demo on host:port (for CSRF checks)."""
+    if host in ("127.0.0.1", "localhost", "::1", "0.0.0.0", "::"):  # noqa: S104 - names, not a bind
+        names = ["127.0.0.1", "localhost", "[::1]"]
+    else:
+        names = [f"[{host}]" if ":" in host else host]
+    return [f"http://{name}:{port}" for name in names]
 
 
 @dataclass(slots=True)
@@ -75,8 +96,26 @@ class Demo:
     def store(self) -> Store:
         return self.manager.store
 
+    @property
+    def client_side(self) -> ClientSideStore | None:
+        """The CookieStore when sessions live in the cookie, else None."""
+        return self.manager.client_side
+
+    @property
+    def cookie_mode(self) -> str:
+        if self.client_side is None:
+            return "server"
+        return str(getattr(self.client_side, "mode", "sealed"))
+
     def cookie_names(self) -> frozenset[str]:
-        return frozenset({self.manager.settings.name})
+        """Every cookie name the session may use: client-side sessions split into chunks."""
+        name = self.manager.settings.name
+        names = {name}
+        if self.client_side is not None:
+            chunks = int(getattr(self.client_side, "max_chunks", 1))
+            names.update(f"{name}.{i}" for i in range(chunks))
+            names.add(f"{name}.sig")
+        return frozenset(names)
 
 
 class DemoApp:
@@ -92,13 +131,19 @@ class DemoApp:
 
 def create_app(
     *,
-    store: Store | str,
+    store: Store | ClientSideStore | str,
     secret: str | list[str],
     store_url: str | None = None,
+    trusted_origins: Iterable[str] | None = None,
     started_at: float | None = None,
 ) -> DemoApp:
-    """The demo app. `store_url` is what the pages show (redact passwords first); the secret
-    must be strong: the demo does not use `insecure_dev_secret`."""
+    """The demo app.
+
+    `store_url` is what the pages show (redact passwords first). `trusted_origins` are the
+    origins the browser will use (default: 127.0.0.1 and localhost on port 8000); a POST
+    from any other origin is refused by the CSRF check. The secret must be strong: the demo
+    does not use `insecure_dev_secret`.
+    """
     templates = Jinja2Templates(env=_environment())
     starlette = Starlette(
         routes=[
@@ -117,9 +162,11 @@ def create_app(
             Mount("/static", StaticFiles(packages=[("coatcheck.demo", "static")]), name="static"),
         ],
     )
-    middleware = SessionMiddleware(starlette, secret=secret, store=store, name=COOKIE_NAME)
+    origins = list(trusted_origins) if trusted_origins is not None else origins_for("127.0.0.1", 8000)
+    protected = CSRFMiddleware(starlette, trusted_origins=origins)
+    middleware = SessionMiddleware(protected, secret=secret, store=store, name=COOKIE_NAME)
     if store_url is None:
-        store_url = store if isinstance(store, str) else repr(middleware.store)
+        store_url = store if isinstance(store, str) else repr(store)
     demo = Demo(manager=middleware.manager, store_url=store_url)
     if started_at is not None:
         demo.started_at = started_at
@@ -140,7 +187,7 @@ def _environment() -> jinja2.Environment:
     env.globals["format_time"] = format_time
     env.globals["format_delta"] = format_delta
     env.globals["catalog"] = CATALOG
-    env.globals["csrf_field"] = lambda: markupsafe.Markup("")
+    templating.install(env)  # csrf_input() for every form
     return env
 
 
@@ -155,31 +202,49 @@ def _session(request: Request) -> Session:
     return session
 
 
-async def render(request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
+async def render(
+    request: Request, template: str, *, forms: bool = False, status_code: int = 200, **context: Any
+) -> Response:
     """Render a page with its flash messages and the inspector.
 
-    The session is committed *before* rendering (only if this request changed it), so the
-    inspector shows the record exactly as the store now holds it.
+    Pages with forms (and every page once logged in: the log-out button is a form) need the
+    session's CSRF token, so it is created first. Then the session is committed *before*
+    rendering, if this request changed it, so the inspector shows the record exactly as
+    the store now holds it.
     """
     demo = _demo(request)
     session = _session(request)
-    # GET pages never change the session's identity, so this is what the cookie became.
-    sent = request_cookies(_cookie_header(request), demo.cookie_names()).get(COOKIE_NAME)
-    status = cookie_status(session, sent, demo.manager.keyring)
+    header = _cookie_header(request)
+    sent = request_cookies(header, demo.cookie_names())
+    # GET pages never change the session's identity before this point.
+    status = cookie_status(
+        session,
+        sent.get(COOKIE_NAME) or next(iter(sent.values()), None),
+        demo.manager.keyring,
+        client_side=demo.client_side is not None,
+    )
     flashes = session.flashes()
+    if forms or session.user_id is not None:
+        _ = session.csrf_token  # created on first use
     if session.modified:
         await session.save()
-    record = await record_view(session, demo.store)
+    if demo.client_side is not None:
+        record = cookie_record_view(session, demo.manager.serializer)
+    else:
+        record = await record_view(session, demo.store)
+    cookies = _browser_cookies(request, demo, sent)
     context.update(
         request=request,
         demo=demo,
         user=session.user_id,
         flashes=flashes,
         inspector={
-            "cookies": _browser_cookies(request, demo),
+            "cookies": cookies,
+            "cookie_bytes": sum(c.size for c in cookies),
             "status": status,
             "record": record,
-            "store": store_view(demo.store, demo.store_url),
+            "store": store_view(demo.client_side or demo.store, demo.store_url),
+            "client_side": demo.client_side is not None,
             "settings": demo.manager.settings,
         },
     )
@@ -189,9 +254,8 @@ async def render(request: Request, template: str, status_code: int = 200, **cont
     )
 
 
-def _browser_cookies(request: Request, demo: Demo) -> list[Any]:
-    names = demo.cookie_names()
-    sent = request_cookies(_cookie_header(request), names)
+def _browser_cookies(request: Request, demo: Demo, sent: dict[str, bytes]) -> list[BrowserCookie]:
+    session = _session(request)
     settings = demo.manager.settings
     secure = demo.manager.is_secure(request_info(request.scope))
     fallback = {
@@ -199,10 +263,13 @@ def _browser_cookies(request: Request, demo: Demo) -> list[Any]:
         "http_only": settings.cookie.http_only,
         "secure": secure if settings.cookie.secure == "auto" else settings.cookie.secure,
         "same_site": settings.cookie.same_site,
+        # A loaded session's cookie was last sent with the session's current max-age.
+        "max_age": UNKNOWN if session.is_new else session.cookie.max_age_seconds,
     }
     host = request.url.hostname or ""
     now = time.time()
     witness = demo.witness
+    note = _VALUE_NOTES.get(demo.cookie_mode, _VALUE_NOTES["sealed"])
     return [
         browser_cookie(
             name,
@@ -211,6 +278,7 @@ def _browser_cookies(request: Request, demo: Demo) -> list[Any]:
             host=host,
             fallback=fallback,
             now=now,
+            value_note=note,
         )
         for name, value in sorted(sent.items())
     ]
@@ -237,7 +305,7 @@ async def home(request: Request) -> Response:
 
 
 async def login_page(request: Request) -> Response:
-    return await render(request, "login.html")
+    return await render(request, "login.html", forms=True)
 
 
 async def login(request: Request) -> Response:
@@ -266,10 +334,10 @@ async def profile(request: Request) -> Response:
         return await render(request, "unauthorized.html", status_code=401)
     store = _demo(request).store
     sessions = None
-    if isinstance(store, UserIndex):
+    if _demo(request).client_side is None and isinstance(store, UserIndex):
         sessions = await store.sessions_for(session.user_id)
     this_hint = storage_key(session.id)[:12] if not session.is_new else None
-    return await render(request, "profile.html", sessions=sessions, this_hint=this_hint)
+    return await render(request, "profile.html", forms=True, sessions=sessions, this_hint=this_hint)
 
 
 async def logout_others(request: Request) -> Response:
@@ -278,7 +346,7 @@ async def logout_others(request: Request) -> Response:
     if user is None:
         return await render(request, "unauthorized.html", status_code=401)
     store = _demo(request).store
-    if not isinstance(store, UserIndex):
+    if _demo(request).client_side is not None or not isinstance(store, UserIndex):
         session.flash("This store keeps no index of users' sessions, so it cannot find your others.", "error")
         return redirect("/profile")
     # destroy_user() removes every session of the user, this one included; logging in
@@ -294,7 +362,7 @@ async def logout_others(request: Request) -> Response:
 
 
 async def cart_page(request: Request) -> Response:
-    return await render(request, "cart.html", cart=list(_session(request).get("cart") or []))
+    return await render(request, "cart.html", forms=True, cart=list(_session(request).get("cart") or []))
 
 
 async def cart_add(request: Request) -> Response:
@@ -302,6 +370,9 @@ async def cart_add(request: Request) -> Response:
     item = (await _form(request)).get("item", "")
     if item not in CATALOG:
         session.flash("There is no such item.", "error")
+        return redirect("/cart")
+    if len(session.get("cart") or []) >= MAX_CART:
+        session.flash(f"Your cart is full ({MAX_CART} items): this is a demo.", "error")
         return redirect("/cart")
     # A nested change: the list inside the session is mutated in place, and coatcheck
     # notices it at commit by comparing serialized values, with no "modified" flag.
@@ -329,6 +400,7 @@ async def settings_page(request: Request) -> Response:
     return await render(
         request,
         "settings.html",
+        forms=True,
         remembered=session.cookie.max_age is not None,
         remember_days=REMEMBER_ME.days,
     )
@@ -352,4 +424,4 @@ async def restart_page(request: Request) -> Response:
     return await render(request, "restart.html", survived=survived, now=time.time(), pid=os.getpid())
 
 
-__all__ = ["COOKIE_NAME", "DemoApp", "create_app"]
+__all__ = ["COOKIE_NAME", "Demo", "DemoApp", "create_app", "origins_for"]

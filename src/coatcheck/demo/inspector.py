@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from ..codec import Serializer
 from ..cookies import parse_cookie_header
 from ..crypto import Keyring, storage_key
-from ..record import Meta, Record
+from ..record import Meta
 from ..session import CSRF_KEY, Session
-from ..stores.base import Inventory, PatchingStore, Store, UserIndex
+from ..stores.base import ClientSideStore, Inventory, PatchingStore, Store, UserIndex
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -113,6 +114,7 @@ class BrowserCookie:
 
     name: str
     preview: str  # the value, truncated
+    value_note: str  # what the value is
     size: int  # name + value, as DevTools counts it
     domain: str
     path: str
@@ -131,14 +133,18 @@ class CookieStatus:
     sent: bool
     signature_ok: bool
     loaded: bool
+    client_side: bool = False
 
     @property
     def verdict(self) -> str:
+        """none, loaded, forged (bad signature), unknown (no record), unopened (cookie://)."""
         if not self.sent:
             return "none"
-        if not self.signature_ok:
-            return "forged"
-        return "loaded" if self.loaded else "unknown"
+        if self.loaded:
+            return "loaded"
+        if self.client_side:
+            return "unopened"
+        return "unknown" if self.signature_ok else "forged"
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,11 +156,14 @@ class Row:
 
 @dataclass(slots=True)
 class RecordView:
-    """The server-side record as the store holds it (after this request's changes)."""
+    """The session's record: as the store holds it (after this request's changes), or for
+    client-side sessions as the server read it out of the cookie (with this request's changes)."""
 
-    key_hint: str
+    key_hint: str | None
     data_json: str
     meta: list[Row] = field(default_factory=list)
+    in_cookie: bool = False
+    data_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +172,7 @@ class StoreView:
     url: str
     where: str
     survives_restart: bool
-    capabilities: list[str]
+    capabilities: str
 
 
 def request_cookies(header: bytes | None, names: frozenset[str]) -> dict[str, bytes]:
@@ -183,6 +192,9 @@ def preview(value: bytes) -> str:
     return f"{text[:PREVIEW_CHARS]}… ({len(text) - PREVIEW_CHARS} more characters)"
 
 
+UNKNOWN = "unknown"
+
+
 def browser_cookie(
     name: str,
     value: bytes,
@@ -191,33 +203,52 @@ def browser_cookie(
     host: str,
     fallback: dict[str, Any],
     now: float,
+    value_note: str,
 ) -> BrowserCookie:
-    """What DevTools would show for this cookie; `fallback` is the configured attributes."""
+    """What DevTools would show for this cookie.
+
+    `sent` is the Set-Cookie this process last sent for this value; without it (the cookie
+    was set by an earlier server process) the flags come from `fallback`, the configured
+    attributes, whose "max_age" is the session's current max-age or UNKNOWN.
+    """
     if sent is None:
+        max_age = fallback["max_age"]
+        if max_age == UNKNOWN:
+            expires, note = "not known", "set by an earlier server process, which this one cannot ask"
+        elif max_age is None:
+            expires, note = "Session", "no Max-Age: the browser drops it when it closes"
+        else:
+            expires = "not known exactly"
+            note = (
+                f"Max-Age={int(max_age)}, counted from the last time the session changed, "
+                "which was before this server process started"
+            )
         return BrowserCookie(
             name=name,
             preview=preview(value),
+            value_note=value_note,
             size=len(name) + len(value),
             domain=host,
             path=str(fallback["path"]),
-            expires="not known",
-            expires_note="set by an earlier server process: this one never saw its Set-Cookie",
+            expires=expires,
+            expires_note=note,
             http_only=bool(fallback["http_only"]),
             secure=bool(fallback["secure"]),
-            same_site=str(fallback["same_site"] or "not set"),
+            same_site=_SAME_SITE.get(str(fallback["same_site"]), "not set"),
             known=False,
         )
     attrs = sent.attributes
-    max_age = sent.max_age
-    if max_age is None:
+    sent_max_age = sent.max_age
+    if sent_max_age is None:
         expires, note = "Session", "no Max-Age: the browser drops it when it closes"
     else:
-        at = sent.sent_at + max_age
+        at = sent.sent_at + sent_max_age
         expires = format_time(at)
-        note = f"Max-Age={int(max_age)}: {format_delta(at - now)} from now"
+        note = f"Max-Age={int(sent_max_age)}: {format_delta(at - now)} from now"
     return BrowserCookie(
         name=name,
         preview=preview(value),
+        value_note=value_note,
         size=len(name) + len(value),
         domain=attrs.get("domain") or host,
         path=attrs.get("path", "/"),
@@ -230,12 +261,19 @@ def browser_cookie(
     )
 
 
-def cookie_status(session: Session, cookie_value: bytes | None, keyring: Keyring) -> CookieStatus:
-    """Call at the start of a request, before any change to the session."""
+_SAME_SITE = {"lax": "Lax", "strict": "Strict", "none": "None", "auto": "Lax on HTTP, None on HTTPS"}
+
+
+def cookie_status(
+    session: Session, cookie_value: bytes | None, keyring: Keyring, *, client_side: bool = False
+) -> CookieStatus:
+    """Call before any change to the session's identity (login, logout) in this request."""
     if cookie_value is None:
-        return CookieStatus(sent=False, signature_ok=False, loaded=False)
-    signature_ok = keyring.unsign_id(cookie_value) is not None
-    return CookieStatus(sent=True, signature_ok=signature_ok, loaded=not session.is_new)
+        return CookieStatus(sent=False, signature_ok=False, loaded=False, client_side=client_side)
+    signature_ok = not client_side and keyring.unsign_id(cookie_value) is not None
+    return CookieStatus(
+        sent=True, signature_ok=signature_ok, loaded=not session.is_new, client_side=client_side
+    )
 
 
 async def record_view(session: Session, store: Store) -> RecordView | None:
@@ -246,11 +284,28 @@ async def record_view(session: Session, store: Store) -> RecordView | None:
     record = await store.get(key)
     if record is None:
         return None
-    return RecordView(key_hint=key[:12], data_json=data_json(record), meta=meta_rows(record.meta))
+    return RecordView(key_hint=key[:12], data_json=data_json(record.data), meta=meta_rows(record.meta))
 
 
-def data_json(record: Record) -> str:
-    data = dict(record.data)
+def cookie_record_view(session: Session, serializer: Serializer) -> RecordView | None:
+    """For client-side sessions: the record as the server read it out of the cookie, with this
+    request's changes (they are sealed into the response's cookie); None if there is none."""
+    data = session.to_dict()
+    if session.meta is None and not data:
+        return None
+    rows = meta_rows(session.meta) if session.meta is not None else []
+    return RecordView(
+        key_hint=None,
+        data_json=data_json(data),
+        meta=rows,
+        in_cookie=True,
+        data_bytes=len(serializer.dumps(data)),
+    )
+
+
+def data_json(data: dict[str, Any]) -> str:
+    """The data, pretty-printed, with the CSRF token shortened (the pages carry it masked)."""
+    data = dict(data)
     token = data.get(CSRF_KEY)
     if isinstance(token, str):
         data[CSRF_KEY] = token[:8] + "…"
@@ -280,18 +335,22 @@ def meta_rows(meta: Meta, now: float | None = None) -> list[Row]:
     return rows
 
 
-def store_view(store: Store, url: str) -> StoreView:
+def store_view(store: Any, url: str) -> StoreView:
     kind = type(store).__name__
     where, survives = _DESCRIPTIONS.get(kind, ("a custom store", True))
-    capabilities = [
-        label
-        for label, protocol in (
-            ("delta commits", PatchingStore),
-            ("user index", UserIndex),
-            ("inventory", Inventory),
-        )
-        if isinstance(store, protocol)
-    ]
+    if isinstance(store, ClientSideStore):
+        capabilities = "nothing on the server: it cannot list, count or revoke sessions"
+    else:
+        found = [
+            label
+            for label, protocol in (
+                ("delta commits", PatchingStore),
+                ("user index", UserIndex),
+                ("inventory", Inventory),
+            )
+            if isinstance(store, protocol)
+        ]
+        capabilities = ", ".join(found) or "nothing beyond get, set, touch and destroy"
     return StoreView(kind=kind, url=url, where=where, survives_restart=survives, capabilities=capabilities)
 
 
@@ -302,7 +361,7 @@ _DESCRIPTIONS = {
     "SQLStore": ("a SQL database: survives restarts of this app", True),
     "MongoStore": ("a MongoDB collection: survives restarts of this app", True),
     "MemcachedStore": ("a memcached server: survives restarts of this app, not of memcached", True),
-    "CookieStore": ("your browser: the whole session is sealed into the cookie", True),
+    "CookieStore": ("your browser: the whole session travels in the cookie, sealed", True),
 }
 
 

@@ -8,14 +8,14 @@ import os
 import secrets
 import stat
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from ..crypto import HOW_TO_MAKE_ONE, Keyring
 from ..errors import CoatcheckError, ConfigurationError, SessionStoreError
-from ..stores.base import Store
+from ..stores.base import ClientSideStore, Store
 from ..stores.sqlite import SQLiteStore
 from ..stores.url import from_url
 
@@ -45,7 +45,7 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
-def secret_path_for(store: Store, directory: Path | None = None) -> Path:
+def secret_path_for(store: Store | ClientSideStore, directory: Path | None = None) -> Path:
     """Where the demo keeps its secret: next to a SQLite file, else in the working directory."""
     if isinstance(store, SQLiteStore) and isinstance(store.path, Path):
         return store.path.resolve().parent / SECRET_FILE_NAME
@@ -102,6 +102,8 @@ def probe_store(url: str) -> None:
 
     async def ask() -> None:
         store = from_url(url)
+        if isinstance(store, ClientSideStore):
+            return  # the cookie is the store: nothing to reach
         try:
             await asyncio.wait_for(store.get("0" * 64), PROBE_TIMEOUT)
         except TimeoutError:
@@ -126,23 +128,32 @@ def run(
     host: str = "127.0.0.1",
     port: int = 8000,
     secret_file: Path | None = None,
+    origins: Iterable[str] = (),
     say: Callable[[str], None] | None = None,
 ) -> None:
     """Serve the demo with uvicorn until interrupted. Raises CoatcheckError on bad settings."""
     import uvicorn
 
-    from .app import create_app
+    from .app import create_app, origins_for
 
     probe_store(store_url)
     store = from_url(store_url)
     secret = load_or_create_secret(secret_file or secret_path_for(store))
-    app = create_app(store=store, secret=secret.value, store_url=store_url)
+    app = create_app(
+        store=store,
+        secret=secret.value,
+        store_url=redact_url(store_url),
+        trusted_origins=[*origins_for(host, port), *origins],
+    )
     echo = say or (lambda text: print(text, file=sys.stderr))
     echo(f"coatcheck demo on http://{_host_for_url(host)}:{port}  (store: {redact_url(store_url)})")
     what = "created" if secret.created else "using"
     echo(f"{what} the development secret in {secret.path} (keep it private; it signs the cookies)")
     if host not in ("127.0.0.1", "localhost", "::1"):
-        echo("warning: the demo is for local learning; it listens beyond this machine on plain HTTP")
+        echo(
+            "warning: the demo is for local learning and listens beyond this machine on plain HTTP; "
+            "add --origin http://<address>:<port> for each address browsers will use"
+        )
     echo("press Ctrl+C to stop")
     uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
 

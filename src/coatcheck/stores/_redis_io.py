@@ -278,6 +278,8 @@ class ClientCommands:
 
     `owned`: close the client (and `closers`, e.g. Sentinel connections) on close(); a
     client the application passed in is left open for the application to close.
+    `retry_broken`: retry a command once, on a fresh connection from the pool, when its
+    connection breaks (used for Sentinel clients, see `opener`).
     """
 
     def __init__(
@@ -286,23 +288,51 @@ class ClientCommands:
         *,
         owned: bool,
         closers: Sequence[Callable[[], Awaitable[Any]]] = (),
+        retry_broken: bool = False,
     ) -> None:
+        from redis.asyncio.cluster import RedisCluster
+
         self.client = client
         self._owned = owned
         self._closers = list(closers)
+        self._retry_broken = retry_broken
+        # redis-py 8.1's RedisCluster can fail concurrent first commands (AttributeError
+        # inside its connection setup) while they race to discover the cluster; one
+        # initialize() before any command, under a lock, avoids that.
+        self._ready = not isinstance(client, RedisCluster)
+        self._lock: asyncio.Lock | None = None
+
+    async def _initialize(self) -> None:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if not self._ready:
+                await self.client.initialize()
+                self._ready = True
 
     async def execute(self, *args: Arg) -> Any:
-        return await self.client.execute_command(*args)
+        if not self._ready:
+            await self._initialize()
+        if not self._retry_broken:
+            return await self.client.execute_command(*args)
+        try:
+            return await self.client.execute_command(*args)
+        except RedisConnectionError:
+            return await self.client.execute_command(*args)
 
     async def pipeline(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
         if not commands:
             return []
+        if not self._ready:
+            await self._initialize()
         pipe = self.client.pipeline(transaction=False)
         for command in commands:
             pipe.execute_command(*command)
         return list(await pipe.execute())
 
     async def scan(self, pattern: bytes, count: int) -> AsyncIterator[bytes]:
+        if not self._ready:
+            await self._initialize()
         async for key in self.client.scan_iter(match=pattern, count=count):
             yield key
 
@@ -396,16 +426,20 @@ def opener(
         from redis.asyncio.sentinel import Sentinel
 
         sentinel = Sentinel(list(parsed.nodes), sentinel_kwargs=dict(timeouts))  # type: ignore[no-untyped-call]
+        # After a failover the first write meets the demoted master (READONLY); redis-py 8.1's
+        # own retry then reconnects to that same old address, while a connection taken
+        # afresh from the pool asks Sentinel where the master is now. So the retry is ours.
         client = sentinel.master_for(
             parsed.service,
             db=parsed.db,
             client_name=client_name,
-            retry=_retry(1),
+            retry=_retry(0),
             **auth,
             **timeouts,
             **pool_size,
         )
-        return ClientCommands(client, owned=True, closers=[s.aclose for s in sentinel.sentinels])
+        closers = [s.aclose for s in sentinel.sentinels]
+        return ClientCommands(client, owned=True, closers=closers, retry_broken=True)
 
     return open_sentinel
 

@@ -204,6 +204,30 @@ def test_memcached_url_errors(url: str, message: str) -> None:
         from_url(url)
 
 
+# ---- Redis and cookie (their stores are tested in their own files) ----------------------------
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:6379/0",
+        "rediss://cache.internal:6380/1",
+        "redis+cluster://a.internal:7000,b.internal:7001",
+        "redis+sentinel://s1.internal:26379,s2.internal:26379/mymaster",
+    ],
+)
+def test_redis_schemes(url: str) -> None:
+    from coatcheck.stores import RedisStore
+
+    store = from_url(url)  # builds the client; connects on first use
+    assert isinstance(store, RedisStore)
+    close(store)
+
+
+def test_cookie_scheme() -> None:
+    from coatcheck.stores import CookieStore
+
+    assert isinstance(from_url("cookie://"), CookieStore)
+
+
 # ---- not a URL, unknown schemes ---------------------------------------------------------------
 @pytest.mark.parametrize("url", ["", "sessions.db", "localhost:6379", None, 42])
 def test_not_a_url(url: Any) -> None:
@@ -265,6 +289,7 @@ MISSING_LIBRARY = textwrap.dedent(
         ("mongodb://db.internal/app", "pymongo", "mongo"),
         ("mongodb+srv://cluster0.example.invalid/app", "pymongo", "mongo"),
         ("memcached://cache.internal:11211", "aiomcache", "memcached"),
+        ("redis://cache.internal:6379/0", "redis", "redis"),
     ],
 )
 def test_a_missing_library_names_the_extra(url: str, module: str, extra: str) -> None:

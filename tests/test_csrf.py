@@ -110,6 +110,7 @@ ROUTES = [
     Mount(
         "/sub", routes=[Route("/hook", webhook, methods=["POST"]), Route("/form", submit, methods=["POST"])]
     ),
+    Mount("/ext", app=csrf_exempt(Starlette(routes=[Route("/in", submit, methods=["POST"])]))),
     WebSocketRoute("/ws", ws),
 ]
 
@@ -502,6 +503,7 @@ async def test_decorated_starlette_endpoints_are_exempt(app: Starlette) -> None:
         assert response.json() == {"hook": "payload"}
         assert (await c.post("/endpoint")).json() == {"endpoint": True}
         assert (await c.post("/sub/hook", content=b"x")).json() == {"hook": "x"}
+        assert (await c.post("/ext/in", content=b"y")).json() == {"ok": True, "body": "y"}
         refused(await c.post("/sub/form", content=b"x"), "token-missing")
 
 

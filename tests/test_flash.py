@@ -32,7 +32,6 @@ from coatcheck.templating import install
 from tests.services import free_port
 
 StoreFactory = Callable[[], Any]
-LOOP = "asyncio"  # not "auto" (uvloop): RedisStore's protocol asserts an asyncio.Transport (reported)
 
 
 # ---- stores -----------------------------------------------------------------------------------
@@ -69,7 +68,7 @@ def serve(app: Any) -> Iterator[str]:
     """Run `app` under uvicorn on a free loopback port in a thread; yield its base URL."""
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", loop=LOOP)
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import stat
@@ -54,15 +55,24 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *, code: int
 
 
 # ---- stores ---------------------------------------------------------------------------------
-@pytest.fixture(params=["sqlite", "redis"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+@pytest.fixture(params=["sqlite", "redis", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         path = tmp_path / "sessions.db"
         asyncio.run(_create_sqlite(path))
-        return f"sqlite:///{path}"
-    url: str = request.getfixturevalue("redis_url")
-    # A private key prefix per test: the shared Redis holds other tests' sessions too.
-    return f"{url}?prefix=cli-test-{os.getpid()}-{time.monotonic_ns()}:"
+        yield f"sqlite:///{path}"
+    elif request.param == "redis":
+        url: str = request.getfixturevalue("redis_url")
+        # A private key prefix per test: the shared Redis holds other tests' sessions too.
+        yield f"{url}?prefix=cli-test-{os.getpid()}-{time.monotonic_ns()}:"
+    else:
+        server: str = request.getfixturevalue("postgres_url")
+        table = f"cli_test_{secrets.token_hex(6)}"  # a private table, dropped afterwards
+        yield f"{server}?table={table}"
+        import psycopg
+
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
 
 
 async def _create_sqlite(path: Path) -> None:
@@ -279,10 +289,17 @@ async def test_sqlite_purge_reports_progress_per_batch(tmp_path: Path) -> None:
     await store.close()
 
 
-def test_purge_on_a_store_with_native_expiry(store_url: str) -> None:
-    result = cli("sessions", "purge", "--store", store_url)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("Purged ")
+def test_purge_keeps_live_sessions_on_every_store(store_url: str) -> None:
+    expired = seed(store_url, *({"ttl": -60.0} for _ in range(3)))
+    live = seed(store_url, {"user": "ann"})
+    try:
+        result = cli("sessions", "purge", "--store", store_url)
+        assert result.returncode == 0, result.stderr
+        # Stores with native expiry (Redis) may have dropped the expired ones already.
+        assert re.fullmatch(r"Purged [0-3] expired sessions?\.", result.stdout.strip())
+        assert live_keys(store_url) == set(live)
+    finally:
+        cleanup(store_url, expired + live)
 
 
 def test_stats_count_by_age_and_by_user(seeded: tuple[str, list[str]]) -> None:

@@ -117,6 +117,7 @@ async def test_a_page_with_a_form_starts_a_session_holding_only_the_csrf_token(
     assert set((await stored(app, client) or {}).keys()) == {"_csrf"}
     assert TOKEN.search(response.text)
     assert "<code>_csrf</code> is the CSRF token" in response.text  # the inspector shows it, explained
+    assert "This response starts a session, so its cookie comes with it" in response.text
 
 
 async def test_a_form_post_without_the_csrf_token_is_refused(client: httpx.AsyncClient, app: DemoApp) -> None:
@@ -285,6 +286,7 @@ async def test_remember_me_sets_and_clears_a_persistent_cookie(
     assert "Max-Age=2592000" in page.text  # the inspector shows what the browser was told
     record = await app.demo.store.get(storage_key(session_id(client)))
     assert record is not None and record.meta.cookie == {"max_age": 2592000.0}
+    assert "30 days (2592000 s)" in page.text
     response = await post(client, "/settings", {})
     assert "Max-Age" not in response.headers["set-cookie"]
     page = await client.get("/settings")

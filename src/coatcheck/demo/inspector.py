@@ -330,7 +330,11 @@ def meta_rows(meta: Meta, now: float | None = None) -> list[Row]:
     max_age = meta.cookie.get("max_age")
     if "max_age" in meta.cookie:
         rows.append(
-            Row("cookie max-age", "none" if max_age is None else f"{int(max_age)} s", "per-session override")
+            Row(
+                "cookie max-age",
+                "none" if max_age is None else f"{format_delta(max_age)} ({int(max_age)} s)",
+                "set for this session only (remember me)",
+            )
         )
     return rows
 

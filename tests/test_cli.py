@@ -10,6 +10,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -396,6 +397,16 @@ def test_demo_with_a_bad_store_is_a_one_line_error(tmp_path: Path) -> None:
         says="could not connect to Redis",
     )
     assert not (tmp_path / ".coatcheck-demo-secret").exists()
+
+
+def test_demo_on_a_busy_port_is_a_one_line_error(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = cli("demo", "--port", str(port), cwd=tmp_path)
+    assert_one_line_error(result, code=1, says=f"cannot listen on 127.0.0.1:{port}")
+    assert "choose another --port" in result.stderr
 
 
 def test_the_readme_demo_command_serves_with_the_default_store(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import socket
 import stat
 import sys
 from collections.abc import Callable, Iterable
@@ -137,6 +138,7 @@ def run(
     from .app import create_app, origins_for
 
     probe_store(store_url)
+    check_port(host, port)
     store = from_url(store_url)
     secret = load_or_create_secret(secret_file or secret_path_for(store))
     app = create_app(
@@ -156,6 +158,25 @@ def run(
         )
     echo("press Ctrl+C to stop")
     uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
+
+
+def check_port(host: str, port: int) -> None:
+    """Fail before printing "demo on http://..." if the address cannot be listened on."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigurationError(
+            f"cannot listen on {host!r}: {exc.strerror}; use e.g. --host 127.0.0.1"
+        ) from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            raise CoatcheckError(
+                f"cannot listen on {_host_for_url(host)}:{port} ({exc.strerror}): choose another --port"
+            ) from None
 
 
 def _host_for_url(host: str) -> str:

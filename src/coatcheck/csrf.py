@@ -28,6 +28,7 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Literal, TypeVar
 from urllib.parse import unquote_to_bytes, urlsplit
 
@@ -66,8 +67,7 @@ def mask_token(token: str) -> str:
     """The token XOR a fresh random pad, pad first, base64url: different bytes on every call."""
     raw = token.encode()
     pad = secrets.token_bytes(len(raw))
-    masked = bytes(a ^ b for a, b in zip(raw, pad, strict=True))
-    return base64.urlsafe_b64encode(pad + masked).rstrip(b"=").decode("ascii")
+    return base64.urlsafe_b64encode(pad + _xor(raw, pad)).rstrip(b"=").decode("ascii")
 
 
 def unmask_token(masked: str) -> bytes | None:
@@ -81,7 +81,12 @@ def unmask_token(masked: str) -> bytes | None:
     half, odd = divmod(len(blob), 2)
     if odd or half == 0:
         return None
-    return bytes(a ^ b for a, b in zip(blob[:half], blob[half:], strict=True))
+    return _xor(blob[:half], blob[half:])
+
+
+def _xor(a: bytes, b: bytes) -> bytes:
+    """Bytewise XOR of two equal-length strings (one big-integer operation, not a loop)."""
+    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(len(a), "big")
 
 
 def tokens_match(session_token: str | None, submitted: str | None) -> bool:
@@ -108,6 +113,7 @@ def get_token(session: MutableMapping[str, Any]) -> str:
 
 
 # ---- origins -------------------------------------------------------------------------------
+@lru_cache(maxsize=256)  # the same few origins arrive on every request; bounded against junk
 def normalize_origin(value: str) -> str | None:
     """`scheme://host[:port]` in lower case without a default port, or None if `value` is not
     an http(s) origin (a path, query, user info or non-ASCII host makes it not one)."""
@@ -336,6 +342,13 @@ def _refuse(reason: str, detail: str, status: int = 403) -> Verdict:
     return Verdict(False, reason, detail, status)
 
 
+_MALFORMED = _refuse(
+    "token-malformed",
+    "the CSRF token is not a masked token: render it with csrf_input()/csrf_token() "
+    "(coatcheck.csrf.get_token), not session.csrf_token",
+)
+
+
 def check_origin(request: CSRFRequest, policy: CSRFPolicy) -> Verdict | None:
     """Sec-Fetch-Site, Origin and Referer rules: a refusal, or None if they pass."""
     if request.sec_fetch_site == "cross-site":
@@ -401,13 +414,8 @@ def check_token(session_token: str | None, submitted: str | None, policy: CSRFPo
             f"{policy.field_name!r} field of a urlencoded or multipart form",
         )
     raw = unmask_token(submitted)
-    malformed = _refuse(
-        "token-malformed",
-        "the CSRF token is not a masked token: render it with csrf_input()/csrf_token() "
-        "(coatcheck.csrf.get_token), not session.csrf_token",
-    )
     if raw is None:
-        return malformed
+        return _MALFORMED
     if not isinstance(session_token, str) or not session_token:
         return _refuse(
             "session-token-missing",
@@ -415,7 +423,7 @@ def check_token(session_token: str | None, submitted: str | None, policy: CSRFPo
         )
     expected = session_token.encode()
     if len(raw) != len(expected):  # lengths are public; this catches an unmasked token sent as is
-        return malformed
+        return _MALFORMED
     if not hmac.compare_digest(raw, expected):
         return _refuse(
             "token-mismatch",

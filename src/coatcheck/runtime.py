@@ -134,14 +134,7 @@ class SessionManager:
             if record is not None and not engine.is_live(record.meta, now):
                 record = None
         if record is None:
-            return self.session_class(
-                settings=self.settings,
-                serializer=self.serializer,
-                now=now,
-                manager=self,
-                request=request,
-                read_only=read_only,
-            )
+            return self._fresh(request, now, read_only)
         return self.session_class(
             settings=self.settings,
             serializer=self.serializer,
@@ -154,15 +147,43 @@ class SessionManager:
             read_only=read_only,
         )
 
+    def load_without_io(self, request: RequestInfo, *, read_only: bool = False) -> Session | None:
+        """`load` when it needs no I/O: the fresh session of a request that carries no session
+        cookie (server-side stores); None when `load` must run. Lets the sync bridge skip
+        the event loop for anonymous requests."""
+        if self.client_side is not None or (request.cookie and self.cookie_name in request.cookie):
+            return None
+        return self._fresh(request, self.clock(), read_only)
+
+    def _fresh(self, request: RequestInfo, now: float, read_only: bool) -> Session:
+        return self.session_class(
+            settings=self.settings,
+            serializer=self.serializer,
+            now=now,
+            manager=self,
+            request=request,
+            read_only=read_only,
+        )
+
     # ---- request end --------------------------------------------------------------------
     async def commit(
         self, session: Session, request: RequestInfo, *, unset: bool = False
     ) -> engine.CommitPlan:
         """Apply the engine's plan to the store; returns the plan so the adapter can send headers."""
+        plan, store_work = self.prepare_commit(session, request, unset=unset)
+        if store_work:
+            await self.apply_commit(session, plan)
+        return plan
+
+    def prepare_commit(
+        self, session: Session, request: RequestInfo, *, unset: bool = False
+    ) -> tuple[engine.CommitPlan, bool]:
+        """The decision half of `commit`, with no I/O: (plan, True if `apply_commit(session,
+        plan)` must still run). Lets the sync bridge skip the event loop when nothing is written."""
         if self.client_side is not None:
-            return self._commit_client_side(session, request, unset=unset)
+            return self._commit_client_side(session, request, unset=unset), False
         if session._read_only or not (session._accessed or session._retired_ids or unset):
-            return _NOTHING if not session._accessed else engine.CommitPlan(cache_headers=True)
+            return (_NOTHING if not session._accessed else engine.CommitPlan(cache_headers=True)), False
         now = self.clock()
         secure = self.is_secure(request)
         plan = engine.plan_commit(
@@ -175,9 +196,15 @@ class SessionManager:
             can_patch=self.can_patch,
             hints=self._hints(request) if self.settings.client_hints else None,
         )
+        if plan.destroy or plan.write != "none":
+            return plan, True
+        self._committed(session, plan)
+        return plan, False
+
+    async def apply_commit(self, session: Session, plan: engine.CommitPlan) -> None:
+        """The I/O half of `commit`: perform a plan from `prepare_commit` on the store."""
         await self._apply(plan)
         self._committed(session, plan)
-        return plan
 
     async def _apply(self, plan: engine.CommitPlan) -> None:
         store = self.store

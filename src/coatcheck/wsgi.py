@@ -73,12 +73,18 @@ class WSGISessionManager(SessionManager):
             self.store = from_url(self._store_url)
 
     def load_sync(self, request: RequestInfo) -> Session:
-        """`load` from a WSGI thread. Raises SessionStoreError."""
-        return _sync.run_sync(self.load(request))
+        """`load` from a WSGI thread; enters the event loop only if the store must be read.
+        Raises SessionStoreError."""
+        session = self.load_without_io(request)
+        return session if session is not None else _sync.run_sync(self.load(request))
 
     def commit_sync(self, session: Session, request: RequestInfo, *, unset: bool = False) -> CommitPlan:
-        """`commit` from a WSGI thread. Raises SessionStoreError."""
-        return _sync.run_sync(self.commit(session, request, unset=unset))
+        """`commit` from a WSGI thread; enters the event loop only if the store must be
+        written (a request that only read its session needs no I/O). Raises SessionStoreError."""
+        plan, store_work = self.prepare_commit(session, request, unset=unset)
+        if store_work:
+            _sync.run_sync(self.apply_commit(session, plan))
+        return plan
 
     def close_sync(self) -> None:
         """Close the store (its connections and threads)."""

@@ -462,3 +462,26 @@ def test_starlette_middleware_list_works(secret: str) -> None:
     with TestClient(app) as c:
         c.get("/incr")
         assert c.get("/incr").json() == {"n": 2}
+
+
+async def test_explicit_save_writes_once_and_still_sends_the_cookie(secret: str, store: CountingStore) -> None:
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def save_early(request: Request) -> JSONResponse:
+        request.session["n"] = request.session.get("n", 0) + 1
+        await request.session.save()
+        assert await store.inner.count() == 1  # written before the handler returns
+        return JSONResponse({"n": request.session["n"]})
+
+    app = make_app(secret=secret, store=store, cookie=Cookie(max_age=600))
+    app.router.routes.append(Route("/save", save_early))
+    async with client(app) as c:
+        first = await c.get("/save")
+        assert "Max-Age=600" in set_cookies(first)[0]
+        assert store.calls == {"set": 1}
+        store.calls.clear()
+        again = await c.get("/save")  # loaded, modified, persistent cookie: refreshed
+        assert "Max-Age=600" in set_cookies(again)[0]
+    assert store.calls == {"get": 1, "patch": 1}

@@ -198,7 +198,7 @@ def plan_commit(
         id_changed=id_changed,
         stored=saving or not is_new,
         modified=modified,
-        cookie_changed=session._cookie_changed,
+        cookie_changed=session._cookie_changed or session._send_cookie,
         max_age=max_age,
         settings=settings,
     ):

@@ -230,7 +230,10 @@ class SessionManager:
             session._loaded_keys = frozenset(session._data)
             session._baseline = {}
             session._intent_modified = False
-            session._cookie_changed = plan.set_cookie is not None and session._cookie_changed
+            session._cookie_changed = False
+            # the response must still carry the cookie this save decided to send (new id,
+            # changed max-age, or a persistent cookie refreshed because the data changed)
+            session._send_cookie = session._send_cookie or plan.set_cookie is not None
         elif plan.write == "touch" and plan.record is not None:
             session._meta = plan.record.meta
             session._touch = False

@@ -191,6 +191,7 @@ class Session(MutableMapping[str, Any]):
         self._baseline: dict[str, bytes] = {}
         self._cookie_overrides: dict[str, Any] = dict(meta.cookie) if meta else {}
         self._cookie_changed = False
+        self._send_cookie = False  # set by an explicit save() that planned a Set-Cookie
         self._original_max_age = SessionCookie(self).max_age_seconds
         self._retired_ids: list[str] = []
         self._destroyed = False

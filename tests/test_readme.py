@@ -27,7 +27,7 @@ async def test_the_starlette_quick_start_runs_as_written(tmp_path, monkeypatch: 
     monkeypatch.setenv("SESSION_SECRET", secrets.token_urlsafe(32))
     monkeypatch.chdir(tmp_path)  # the example's SQLite file lands here
     module = types.ModuleType("readme_app")
-    exec(compile(source, "README.md:app.py", "exec"), module.__dict__)  # noqa: S102 - our own README
+    exec(compile(source, "README.md:app.py", "exec"), module.__dict__)
     monkeypatch.setitem(sys.modules, "readme_app", module)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=module.app), base_url="http://x") as c:
         assert (await c.get("/")).json() == {"visits": 1, "new": True}

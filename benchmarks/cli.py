@@ -20,7 +20,7 @@ from benchmarks.plot import plot
 from benchmarks.procs import Children, raise_on_termination
 from benchmarks.redisctl import PrivateRedis, redis_server_version
 from benchmarks.report import Setup, render
-from benchmarks.runner import LoadOptions, Outcome, run_rounds
+from benchmarks.runner import LoadOptions, Measurement, Outcome, run_rounds
 from benchmarks.stats import aggregate
 from benchmarks.targets import verdicts
 from benchmarks.wrk import wrk_version
@@ -50,6 +50,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "repeatable, comma-separated",
     )
     p.add_argument("--list", action="store_true", help="list the cases and exit")
+    p.add_argument(
+        "--from-json",
+        type=Path,
+        metavar="PATH",
+        help="do not measure: re-render RESULTS.md and results.png from a saved results.json",
+    )
     p.add_argument(
         "--out",
         type=Path,
@@ -121,6 +127,8 @@ def ensure_node_modules(selected: list[tuple[Impl, tuple[str, ...]]]) -> str | N
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.from_json is not None:
+        return report_from_json(args.from_json, args.out)
     patterns = [p.strip() for item in args.only for p in item.split(",") if p.strip()]
     selected = select(patterns)
     if args.list or not selected:
@@ -185,7 +193,6 @@ def write_outputs(
     server_cpu: str | None,
     load: LoadOptions,
 ) -> None:
-    rows = aggregate(outcome.measurements)
     gunicorn = f"1 worker, {args.gunicorn_worker}"
     if args.gunicorn_worker == "gthread":
         gunicorn += f" with {args.gunicorn_threads} threads"
@@ -204,18 +211,40 @@ def write_outputs(
         gunicorn=gunicorn,
         py_versions={d: envinfo.py_version(d) for d in envinfo.PY_PACKAGES},
         node_versions={p: envinfo.node_version(p) for p in envinfo.NODE_PACKAGES},
+        revision=envinfo.git_revision(),
     )  # fmt: skip
-    args.out.mkdir(parents=True, exist_ok=True)
-    md = args.out / "RESULTS.md"
-    md.write_text(render(setup, rows, verdicts(rows), outcome.unavailable, outcome.failed))
-    png = args.out / "results.png"
-    if rows:
-        plot(rows, png, f"req/s by route (wrk -c{load.connections}, medians of {load.rounds})")
+    title = f"req/s by route (wrk -c{load.connections}, medians of {load.rounds} rounds)"
     raw = {
         "setup": dataclasses.asdict(setup),
+        "title": title,
         "measurements": [dataclasses.asdict(m) for m in outcome.measurements],
         "unavailable": outcome.unavailable,
         "failed": outcome.failed,
     }
     (WORK / "results.json").write_text(json.dumps(raw, indent=2))
-    log(f"wrote {md} and {png} (raw data: {WORK / 'results.json'})")
+    emit(setup, outcome, args.out, title)
+    log(f"raw data: {WORK / 'results.json'}")
+
+
+def emit(setup: Setup, outcome: Outcome, out: Path, title: str) -> None:
+    """Write RESULTS.md and results.png into ``out``."""
+    rows = aggregate(outcome.measurements)
+    out.mkdir(parents=True, exist_ok=True)
+    md = out / "RESULTS.md"
+    md.write_text(render(setup, rows, verdicts(rows), outcome.unavailable, outcome.failed))
+    png = out / "results.png"
+    if rows:
+        plot(rows, png, title)
+    log(f"wrote {md} and {png}")
+
+
+def report_from_json(path: Path, out: Path) -> int:
+    """Re-render RESULTS.md and results.png from a saved results.json (no measuring)."""
+    raw = json.loads(path.read_text())
+    outcome = Outcome(
+        measurements=[Measurement(**m) for m in raw["measurements"]],
+        unavailable=raw["unavailable"],
+        failed=raw["failed"],
+    )
+    emit(Setup(**raw["setup"]), outcome, out, raw.get("title", "req/s by route"))
+    return 0

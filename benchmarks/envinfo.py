@@ -60,6 +60,25 @@ def node_runtime() -> str:
     return out.stdout.strip()
 
 
+def git_revision() -> str:
+    """The measured tree's commit (``+dirty`` when it has uncommitted changes)."""
+    repo = NODE_DIR.parent.parent
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return sha + ("+dirty" if dirty else "")  # fmt: skip
+
+
 def machine() -> dict[str, str]:
     return {
         "nproc": str(os.cpu_count()),

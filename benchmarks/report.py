@@ -22,6 +22,7 @@ class Setup:
     gunicorn: str
     py_versions: dict[str, str]
     node_versions: dict[str, str]
+    revision: str = ""  # git commit of the measured tree
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -64,6 +65,23 @@ def results_table(rows: list[Row], failed: dict[str, str]) -> list[str]:
     return _table(header, body)
 
 
+def _noise_warning(rows: list[Row]) -> list[str]:
+    """A loud note when other processes used the server core during the runs."""
+    if not rows:
+        return []
+    worst = max(r.others_share for r in rows)
+    median = sorted(r.others_share for r in rows)[len(rows) // 2]
+    if worst <= 0.10:
+        return []
+    return [
+        f"**Warning: this run was disturbed.** Other processes used the server core during the "
+        f"runs (median case {median:.0%}, worst {worst:.0%} of it; see `others on core`). "
+        "Absolute req/s and their ratios are unreliable; the CPU-time ratios in the headline "
+        "table are steadier. Re-run on a quiet machine for numbers to quote.",
+        "",
+    ]
+
+
 def render(
     setup: Setup,
     rows: list[Row],
@@ -79,6 +97,7 @@ def render(
         "",
         "## Setup",
         "",
+        f"- coatcheck tree: {setup.revision or 'not recorded'}",
         f"- Machine: {m['nproc']} CPUs ({m['cpu']}), Linux {m['kernel']}",
         f"- Python {m['python']}, Node {m['node']}, {setup.redis_version}, {setup.wrk_version}",
         f"- Load: {setup.load}",
@@ -88,6 +107,7 @@ def render(
         "- Python packages: " + ", ".join(f"{k} {v}" for k, v in setup.py_versions.items()),
         "- Node packages: " + ", ".join(f"{k} {v}" for k, v in setup.node_versions.items()),
         "",
+        *_noise_warning(rows),
         "## Results",
         "",
         "Medians over the rounds. `x framework /plain` is req/s divided by the bare framework's",
@@ -108,9 +128,13 @@ def render(
         "",
         "## Headline ratios (targets from issue 9)",
         "",
+        "Status is judged on median req/s. The last column is the ratio the server CPU time per",
+        "request implies (inverse CPU us/req): if the two disagree, other load on the machine",
+        "disturbed the run (see `others on core`), and the CPU ratio is the better estimate.",
+        "",
         *_table(
-            ["comparison", "measured", "target", "status"],
-            [[v.label, v.measured, v.target, v.status] for v in verdicts],
+            ["comparison", "measured (req/s)", "target", "status", "same ratio by CPU us/req"],
+            [[v.label, v.measured, v.target, v.status, v.by_cpu] for v in verdicts],
         ),
         "",
     ]

@@ -61,6 +61,7 @@ class Verdict:
     measured: str
     target: str
     status: str
+    by_cpu: str = "-"  # the same ratio from server CPU us/req (steadier on a busy machine)
 
 
 def _missing(*cases: Case) -> str:
@@ -76,7 +77,10 @@ def judge_ratio(rows: list[Row], t: RatioTarget) -> Verdict:
     ratio = num.rps / den.rps
     measured = f"{ratio:.2f}x ({num.rps:,.0f} / {den.rps:,.0f} req/s)"
     status = "info" if t.minimum is None else ("met" if ratio >= t.minimum else "NOT met")
-    return Verdict(t.label, measured, target, status)
+    by_cpu = "-"
+    if num.cpu_us > 0 and den.cpu_us > 0:
+        by_cpu = f"{den.cpu_us / num.cpu_us:.2f}x ({den.cpu_us:.0f} / {num.cpu_us:.0f} us)"
+    return Verdict(t.label, measured, target, status, by_cpu)
 
 
 def judge_commands(rows: list[Row], t: CommandTarget) -> Verdict:

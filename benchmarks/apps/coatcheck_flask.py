@@ -1,9 +1,8 @@
 """coatcheck's Flask extension on Redis; handlers use ``flask.session`` as usual."""
 
-from coatcheck.flask import Session
-
 from benchmarks.apps.common import SECRET, redis_url
 from benchmarks.apps.flask_common import make_app
+from coatcheck.flask import Session
 
 app = make_app()
 app.secret_key = SECRET

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import fcntl
 import json
 import os
 import shlex
@@ -50,6 +51,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "repeatable, comma-separated",
     )
     p.add_argument("--list", action="store_true", help="list the cases and exit")
+    p.add_argument(
+        "--allow-concurrent",
+        action="store_true",
+        help="run even if another benchmark run holds benchmarks/.work/harness.lock",
+    )
     p.add_argument(
         "--from-json",
         type=Path,
@@ -140,9 +146,19 @@ def main(argv: list[str] | None = None) -> int:
 
     raise_on_termination()
     WORK.mkdir(parents=True, exist_ok=True)
-    sqlite_path = WORK / "coatcheck-bench.db"
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{sqlite_path}{suffix}").unlink(missing_ok=True)
+    lock = (WORK / "harness.lock").open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        if not args.allow_concurrent:
+            log("another `python -m benchmarks` is running on this machine; two runs disturb "
+                "each other's numbers. Wait for it, or pass --allow-concurrent.")  # fmt: skip
+            return 3
+        log("warning: another benchmark run is in progress; numbers will be disturbed")
+    # Per-run scratch (logs, Redis dir, SQLite file), so concurrent runs cannot collide.
+    run_dir = WORK / f"run-{os.getpid()}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    sqlite_path = run_dir / "coatcheck-bench.db"
     server_cpu = cpu_or_none(args.server_cpu)
     load = LoadOptions(args.duration, args.rounds, args.warmup, args.connections,
                        cpu_or_none(args.load_cpu), server_cpu, args.retry_noisy,
@@ -152,12 +168,12 @@ def main(argv: list[str] | None = None) -> int:
     children = Children()
     started = time.monotonic()
     try:
-        redis = PrivateRedis(children, WORK / "redis", cpu_or_none(args.redis_cpu))
+        redis = PrivateRedis(children, run_dir / "redis", cpu_or_none(args.redis_cpu))
         log(f"redis-server {redis.version()} on 127.0.0.1:{redis.port}")
         opts = servers.ServerOptions(
             cpu=server_cpu, redis_url=redis.url, sqlite_path=sqlite_path,
             gunicorn_worker=args.gunicorn_worker, gunicorn_threads=args.gunicorn_threads,
-            logs=WORK / "logs",
+            logs=run_dir / "logs",
         )  # fmt: skip
         running = []
         for impl, routes in selected:
@@ -179,8 +195,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         children.close()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{sqlite_path}{suffix}").unlink(missing_ok=True)
+        log(f"server logs: {run_dir / 'logs'}")
 
-    write_outputs(args, argv, outcome, redis_version, server_cpu, load)
+    write_outputs(args, argv, outcome, redis_version, server_cpu, load, run_dir)
     log(f"done in {time.monotonic() - started:.0f}s")
     return 0
 
@@ -192,6 +211,7 @@ def write_outputs(
     redis_version: str,
     server_cpu: str | None,
     load: LoadOptions,
+    run_dir: Path,
 ) -> None:
     gunicorn = f"1 worker, {args.gunicorn_worker}"
     if args.gunicorn_worker == "gthread":
@@ -221,9 +241,11 @@ def write_outputs(
         "unavailable": outcome.unavailable,
         "failed": outcome.failed,
     }
-    (WORK / "results.json").write_text(json.dumps(raw, indent=2))
+    text = json.dumps(raw, indent=2)
+    (run_dir / "results.json").write_text(text)
+    (WORK / "results.json").write_text(text)  # the latest run, for --from-json
     emit(setup, outcome, args.out, title)
-    log(f"raw data: {WORK / 'results.json'}")
+    log(f"raw data: {run_dir / 'results.json'}")
 
 
 def emit(setup: Setup, outcome: Outcome, out: Path, title: str) -> None:

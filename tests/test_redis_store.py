@@ -752,3 +752,41 @@ async def test_sessions_are_stored_under_the_hash_of_the_id(private_redis: int, 
     assert all(session_id not in k for k in keys)
     await app.store.close()
     client.close()
+
+
+@pytest.fixture
+def secured_redis() -> Iterator[int]:
+    """A private redis-server that wants a password, with an ACL user "app" as well."""
+    extra = ("--requirepass", "default-pw", "--user", "app", "on", ">app-pw", "~*", "&*", "+@all")
+    with redis_server(extra=extra) as (port, _):
+        yield port
+
+
+@pytest.mark.parametrize("connection", ["pipelined", "pool"])
+@pytest.mark.parametrize("credentials", [":default-pw", "app:app-pw"])
+async def test_auth_database_and_client_name_reach_the_server(
+    secured_redis: int, connection: str, credentials: str
+) -> None:
+    port = secured_redis
+    store = RedisStore(f"redis://{credentials}@127.0.0.1:{port}/3?client_name=shop&connection={connection}")
+    key = new_key()
+    await store.set(key, make_record({"n": 1}))
+    got = await store.get(key)
+    assert got is not None and got.data == {"n": 1}
+    admin = redis.Redis(port=port, password="default-pw", db=3)
+    assert admin.exists(f"coatcheck:s:{key}") == 1, "written to database 3"
+    names = {c["name"] for c in admin.client_list()}
+    assert "shop" in names
+    admin.close()
+    await store.close()
+
+
+@pytest.mark.parametrize("connection", ["pipelined", "pool"])
+async def test_a_wrong_password_is_a_store_error_not_a_hang(secured_redis: int, connection: str) -> None:
+    store = RedisStore(f"redis://:wrong@127.0.0.1:{secured_redis}/0", connection=connection)
+    started = time.monotonic()
+    with pytest.raises(SessionStoreError, match="could not load a session") as info:
+        await store.get(new_key())
+    assert time.monotonic() - started < 1.0
+    assert "wrong" not in str(info.value).replace("WRONGPASS", "")
+    await store.close()

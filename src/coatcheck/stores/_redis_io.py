@@ -95,6 +95,7 @@ class _Protocol(asyncio.Protocol):
         self._pending: deque[tuple[asyncio.Future[Any], float]] = deque()
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._outgoing: list[bytes] = []
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -108,9 +109,7 @@ class _Protocol(asyncio.Protocol):
             raise RedisConnectionError(f"connection to Redis at {self._where} is closed")
         future = self._loop.create_future()
         self._pending.append((future, self._loop.time() + self._timeout))
-        self._transport.write(hiredis.pack_command(tuple(args)))  # type: ignore[arg-type]
-        if self._timer is None:
-            self._timer = self._loop.call_at(self._pending[0][1], self._check_deadline)
+        self._queue(hiredis.pack_command(tuple(args)))  # type: ignore[arg-type]
         return future
 
     def send_many(self, commands: Sequence[Sequence[Arg]]) -> list[asyncio.Future[Any]]:
@@ -119,10 +118,23 @@ class _Protocol(asyncio.Protocol):
         deadline = self._loop.time() + self._timeout
         futures = [self._loop.create_future() for _ in commands]
         self._pending.extend((future, deadline) for future in futures)
-        self._transport.write(b"".join(hiredis.pack_command(tuple(c)) for c in commands))  # type: ignore[arg-type]
-        if self._timer is None and futures:
-            self._timer = self._loop.call_at(self._pending[0][1], self._check_deadline)
+        for command in commands:
+            self._queue(hiredis.pack_command(tuple(command)))  # type: ignore[arg-type]
         return futures
+
+    def _queue(self, packed: bytes) -> None:
+        """Commands issued during one turn of the event loop leave in one write: under
+        load, many requests' commands share a system call (and a TCP segment)."""
+        if not self._outgoing:
+            self._loop.call_soon(self._flush)
+            if self._timer is None:
+                self._timer = self._loop.call_at(self._pending[0][1], self._check_deadline)
+        self._outgoing.append(packed)
+
+    def _flush(self) -> None:
+        outgoing, self._outgoing = self._outgoing, []
+        if self._transport is not None and not self.closed:
+            self._transport.write(outgoing[0] if len(outgoing) == 1 else b"".join(outgoing))
 
     def data_received(self, data: bytes) -> None:
         reader, pending = self._reader, self._pending
@@ -160,6 +172,7 @@ class _Protocol(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
         pending, self._pending = self._pending, deque()
+        self._outgoing = []
         for future, _ in pending:
             if not future.done():
                 future.set_exception(error)

@@ -37,7 +37,9 @@ from ._redis_url import parse_url, redact, seconds, ssl_context, tls_settings, w
 from .url import missing_extra, register_scheme
 
 if TYPE_CHECKING:
+    from ..express import ExpressFormat
     from ._redis_io import Arg, Commands
+    from .express_redis import ExpressRedisStore
 
 Connection = Literal["pipelined", "pool"]
 
@@ -297,6 +299,12 @@ class RedisStore:
         where = repr(self._url_text) if self._url_text is not None else self._where
         return f"RedisStore({where}, prefix={self.prefix!r})"
 
+    def with_format(self, record_format: ExpressFormat) -> ExpressRedisStore:
+        """These connections in connect-redis's layout (`SessionMiddleware(compat="express")`)."""
+        from .express_redis import ExpressRedisStore
+
+        return ExpressRedisStore(self).with_format(record_format)
+
     # ---- plumbing -----------------------------------------------------------------------
     def _commands(self) -> Commands:
         """The connection for this event loop in this process (opened on first use)."""
@@ -377,20 +385,25 @@ class RedisStore:
             await asyncio.gather(*calls)
 
     def _decode(self, reply: Any) -> Record | None:
-        items = reply.items() if isinstance(reply, dict) else zip(reply[::2], reply[1::2], strict=True)
+        """An HGETALL reply (a flat list, or a dict from redis-py) as a live record, or None."""
+        if isinstance(reply, dict):
+            pairs: Any = reply.items()
+        else:
+            fields = iter(reply)
+            pairs = zip(fields, fields, strict=True)
         loads = self._loads
         data: dict[str, Any] = {}
         meta_blob = None
         try:
-            for name, value in items:
-                if name[:1] == b".":
+            for name, value in pairs:
+                if name[0] == 46:  # b"." starts a data field
                     data[name[1:].decode()] = loads(value)
                 elif name == b"m":
                     meta_blob = value
             if meta_blob is None:
                 raise ValueError("no metadata field")
             meta = Meta.from_dict(loads(meta_blob))
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
             raise SessionStoreError(f"corrupt session record in Redis ({self._where}): {exc}") from None
         if meta.is_expired(self._clock()):
             return None

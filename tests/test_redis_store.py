@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import gc
 import ipaddress
 import os
 import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -459,6 +461,7 @@ async def test_accepts_an_existing_client_and_leaves_it_open(private_redis: int)
         (lambda: RedisStore(client=aredis.Redis(), socket_timeout=1), "client's own connection settings"),
         (lambda: RedisStore("redis://localhost/0", connection="magic"), "'pipelined' or 'pool'"),  # type: ignore[arg-type]
         (lambda: RedisStore("redis://localhost/0", socket_timeout=0), "positive number of seconds"),
+        (lambda: RedisStore("redis://localhost/0?client_name=my app"), "must not contain spaces"),
     ],
 )
 def test_bad_arguments_are_configuration_errors(make: Any, message: str) -> None:
@@ -621,6 +624,49 @@ def test_one_store_serves_several_event_loops_in_turn(private_redis: int) -> Non
     assert run(store.get(key)).data == {"n": 1}
     run(store.patch(key, {"n": 2}, (), make_record().meta))
     assert run(store.get(key)).data == {"n": 2}
+
+
+def test_connections_of_finished_event_loops_are_let_go(private_redis: int) -> None:
+    store = RedisStore(f"redis://127.0.0.1:{private_redis}/0?client_name=loops")
+    key = new_key()
+    run(store.set(key, make_record({"n": 0})))
+    for n in range(1, 6):  # each asyncio.run() is a new loop, closed afterwards
+        run(store.patch(key, {"n": n}, (), make_record().meta))
+    gc.collect()
+    admin = redis.Redis(port=private_redis)
+    deadline = time.monotonic() + 5
+    while (count := sum(1 for c in admin.client_list() if c["name"] == "loops")) > 1:
+        assert time.monotonic() < deadline, f"{count} connections still open"
+        time.sleep(0.05)
+    admin.close()
+    assert run(store.get(key)).data == {"n": 5}
+
+
+def test_threads_with_their_own_loops_share_one_store(private_redis: int) -> None:
+    """E.g. a WSGI server's background loop next to an ASGI one: never a crossed connection."""
+    store = RedisStore(f"redis://127.0.0.1:{private_redis}/0")
+    errors: list[BaseException] = []
+
+    def worker(tag: int) -> None:
+        async def main() -> None:
+            for i in range(200):
+                key = new_key()
+                await store.set(key, make_record({"tag": tag, "i": i}))
+                got = await store.get(key)
+                assert got is not None and got.data == {"tag": tag, "i": i}
+            await store.close()
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
 
 
 def test_a_store_built_before_fork_works_in_the_child(private_redis: int) -> None:

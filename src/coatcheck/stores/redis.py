@@ -24,8 +24,8 @@ import contextlib
 import hashlib
 import math
 import os
+import threading
 import time
-import weakref
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -169,6 +169,12 @@ _DESTROY_IF_OWNED = _Script.of(_DESTROY_IF_OWNED_BODY)
 _INDEX_ADD = _Script.of(_INDEX_ADD_BODY)
 
 
+def _client_name(name: str | None) -> str | None:
+    if name and any(c.isspace() for c in name):
+        raise ConfigurationError(f"client_name {name!r} must not contain spaces (Redis refuses them)")
+    return name or None
+
+
 def _has_hash_tag(prefix: str) -> bool:
     """True if keys starting with `prefix` all hash to one Cluster slot ("{app}:...")."""
     start = prefix.find("{")
@@ -270,7 +276,7 @@ class RedisStore:
                 connect_timeout=connect_timeout,
                 pipelined=mode == "pipelined",
                 max_connections=max_connections,
-                client_name=options.get("client_name") or None,
+                client_name=_client_name(options.get("client_name")),
                 tls=tls_settings(options) if parsed.tls else None,
                 ssl_context=ssl_context,
             )
@@ -288,12 +294,12 @@ class RedisStore:
         self._index_in_script = not cluster or _has_hash_tag(resolved_prefix)
         self._index_flag = "1" if self._index_in_script else "0"
 
+        # (event loop, process id, its connection): read in one go, so two threads running
+        # two loops never pick up each other's connection
+        self._last: tuple[asyncio.AbstractEventLoop | None, int, Commands | None] = (None, 0, None)
         self._pid = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._current: Commands | None = None
-        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Commands] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._by_loop: dict[asyncio.AbstractEventLoop, Commands] = {}
+        self._switch_lock = threading.Lock()
 
     def __repr__(self) -> str:
         where = repr(self._url_text) if self._url_text is not None else self._where
@@ -309,16 +315,22 @@ class RedisStore:
     def _commands(self) -> Commands:
         """The connection for this event loop in this process (opened on first use)."""
         loop = asyncio.get_running_loop()
-        if loop is self._loop and self._pid == os.getpid():
-            return self._current  # type: ignore[return-value]
+        last_loop, last_pid, commands = self._last
+        if last_loop is loop and last_pid == os.getpid():
+            return commands  # type: ignore[return-value]
+        return self._switch(loop)
+
+    def _switch(self, loop: asyncio.AbstractEventLoop) -> Commands:
         pid = os.getpid()
-        if pid != self._pid:  # forked: the parent's sockets are not ours to use (or close)
-            self._by_loop = weakref.WeakKeyDictionary()
-            self._pid = pid
-        commands = self._by_loop.get(loop)
-        if commands is None:
-            commands = self._by_loop[loop] = self._open()
-        self._loop, self._current = loop, commands
+        with self._switch_lock:
+            if pid != self._pid:  # forked: the parent's sockets are not ours to use (or close)
+                self._by_loop, self._pid = {}, pid
+            else:  # connections of finished loops died with them
+                self._by_loop = {k: v for k, v in self._by_loop.items() if not k.is_closed()}
+            commands = self._by_loop.get(loop)
+            if commands is None:
+                commands = self._by_loop[loop] = self._open()
+            self._last = (loop, pid, commands)
         return commands
 
     def _failure(self, action: str, exc: BaseException, key: str | None = None) -> SessionStoreError:
@@ -486,14 +498,12 @@ class RedisStore:
             raise self._failure("destroy a session", exc, key) from exc
 
     async def close(self) -> None:
-        """Close this event loop's connections (a given client stays open)."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
-        commands = self._by_loop.pop(loop) if loop is not None and loop in self._by_loop else None
-        self._loop = self._current = None
-        self._by_loop = weakref.WeakKeyDictionary()  # other loops' connections die with their loops
+        """Close this event loop's connection (a given client stays open). Connections of
+        other, still running loops are left to those loops."""
+        loop = asyncio.get_running_loop()
+        with self._switch_lock:
+            commands = self._by_loop.pop(loop, None) if self._pid == os.getpid() else None
+            self._last = (None, 0, None)
         if commands is not None:
             with contextlib.suppress(*self._errors):  # a dead server leaves nothing to release
                 await commands.close()

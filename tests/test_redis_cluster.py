@@ -9,6 +9,8 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ import pytest
 import redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 
+from coatcheck.errors import SessionStoreError
 from coatcheck.stores import RedisStore, from_url
 from coatcheck.testing import StoreConformance, make_record, new_key
 from tests.services import free_port, unavailable, wait_for_port
@@ -51,33 +54,61 @@ def cluster_state(port: int) -> str:
     return "unknown"
 
 
-@pytest.fixture(scope="module")
-def cluster_ports() -> Iterator[list[int]]:
-    """Three cluster-enabled redis-servers joined with `redis-cli --cluster create`."""
+@dataclass
+class Cluster:
+    """Cluster-enabled redis-servers joined by `redis-cli --cluster create`."""
+
+    ports: list[int]
+    argvs: list[list[str]]
+    processes: list[subprocess.Popen[bytes]]
+
+    def start_node(self, index: int) -> None:
+        self.processes[index] = subprocess.Popen(
+            self.argvs[index], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_for_port("127.0.0.1", self.ports[index])
+
+    def wait_for_state(self, state: str, ports: list[int], timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while any(cluster_state(p) != state for p in ports):
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"cluster never reached cluster_state:{state}: {[cluster_state(p) for p in ports]}"
+                )
+            time.sleep(0.05)
+
+
+@contextmanager
+def running_cluster(node_timeout_ms: int = 5000) -> Iterator[Cluster]:
     server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
     if server is None or cli is None:
         unavailable("redis-server/redis-cli", "the binaries are not installed (apt-get install redis-server)")
     ports = distinct_free_ports(2 * MASTERS)
     client_ports, bus_ports = ports[:MASTERS], ports[MASTERS:]
-    processes: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory(prefix="coatcheck-cluster-") as tmp:
+        argvs = []
+        for port, bus in zip(client_ports, bus_ports, strict=True):
+            node_dir = Path(tmp) / str(port)
+            node_dir.mkdir()
+            argv = [
+                server,
+                "--bind", "127.0.0.1",
+                "--port", str(port),
+                "--cluster-enabled", "yes",
+                "--cluster-port", str(bus),  # Redis >= 7: no port+10000 guesswork
+                "--cluster-config-file", str(node_dir / "nodes.conf"),
+                "--cluster-node-timeout", str(node_timeout_ms),
+                "--dir", str(node_dir),
+                "--save", "",
+                "--appendonly", "no",
+            ]  # fmt: skip
+            argvs.append(argv)
+        cluster = Cluster(client_ports, argvs, [])
         try:
-            for port, bus in zip(client_ports, bus_ports, strict=True):
-                node_dir = Path(tmp) / str(port)
-                node_dir.mkdir()
-                argv = [
-                    server,
-                    "--bind", "127.0.0.1",
-                    "--port", str(port),
-                    "--cluster-enabled", "yes",
-                    "--cluster-port", str(bus),  # Redis >= 7: no port+10000 guesswork
-                    "--cluster-config-file", str(node_dir / "nodes.conf"),
-                    "--cluster-node-timeout", "5000",
-                    "--dir", str(node_dir),
-                    "--save", "",
-                    "--appendonly", "no",
-                ]  # fmt: skip
-                processes.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            for argv in argvs:
+                cluster.processes.append(
+                    subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                )
             for port in client_ports:
                 wait_for_port("127.0.0.1", port)
             subprocess.run(
@@ -86,19 +117,20 @@ def cluster_ports() -> Iterator[list[int]]:
                 capture_output=True,
                 timeout=60,
             )
-            deadline = time.monotonic() + 30
-            while any(cluster_state(p) != "ok" for p in client_ports):
-                if time.monotonic() > deadline:
-                    pytest.fail(
-                        f"cluster never reached cluster_state:ok: {[cluster_state(p) for p in client_ports]}"
-                    )
-                time.sleep(0.1)
-            yield client_ports
+            cluster.wait_for_state("ok", client_ports)
+            yield cluster
         finally:
-            for process in processes:
+            for process in cluster.processes:
                 process.terminate()
-            for process in processes:
+            for process in cluster.processes:
                 process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def cluster_ports() -> Iterator[list[int]]:
+    """Three masters, shared by the tests of this module (each uses its own key prefix)."""
+    with running_cluster() as cluster:
+        yield cluster.ports
 
 
 def cluster_url(ports: list[int], prefix: str) -> str:
@@ -200,3 +232,47 @@ def test_concurrent_first_commands_on_a_fresh_store(cluster_ports: list[int]) ->
             await store.close()
 
     asyncio.run(main())
+
+
+def test_a_failed_cluster_gives_fast_store_errors_and_the_store_recovers() -> None:
+    """A master dies: its keys fail at once; once the cluster declares itself down every
+    command gets CLUSTERDOWN (mapped to SessionStoreError, quickly); when the node returns
+    the same store works again by itself."""
+    prefix = f"ccdown-{secrets.token_hex(4)}:"
+    with running_cluster(node_timeout_ms=1000) as cluster:
+
+        async def main() -> None:
+            store = RedisStore(cluster_url(cluster.ports, prefix), socket_timeout=1)
+            keys = [new_key() for _ in range(30)]
+            for key in keys:
+                await store.set(key, make_record({"k": key}))
+
+            cluster.processes[1].kill()
+            cluster.processes[1].wait()
+            survivors = [cluster.ports[0], cluster.ports[2]]
+            cluster.wait_for_state("fail", survivors)
+            for key in keys[:5]:
+                started = time.monotonic()
+                with pytest.raises(SessionStoreError, match="could not load a session") as info:
+                    await store.get(key)
+                assert time.monotonic() - started < 3.0
+                assert key not in str(info.value)
+
+            cluster.start_node(1)
+            cluster.wait_for_state("ok", cluster.ports)
+            deadline = time.monotonic() + 20
+            while True:  # redis-py re-learns the slot map on its next attempts
+                try:
+                    got = [await store.get(key) for key in keys]
+                    break
+                except SessionStoreError:
+                    assert time.monotonic() < deadline, "the store did not recover"
+                    await asyncio.sleep(0.1)
+            # the restarted master kept no data (no persistence here): its keys read as missing
+            assert all(g is None or g.data == {"k": k} for g, k in zip(got, keys, strict=True))
+            assert any(g is not None for g in got)
+            await store.set(keys[0], make_record({"k": "again"}))
+            assert (await store.get(keys[0])).data == {"k": "again"}  # type: ignore[union-attr]
+            await store.close()
+
+        asyncio.run(main())

@@ -114,6 +114,7 @@ class Settings:
     absolute_timeout: float | None = 30 * 86400.0
     touch_after: float = 60.0
     client_hints: bool = False
+    id_bytes: int = 32  # random bytes per new session id (24 with compat="express", like uid-safe)
 
     @classmethod
     def build(
@@ -130,6 +131,7 @@ class Settings:
         absolute_timeout: Duration | None = timedelta(days=30),
         touch_after: Duration = timedelta(seconds=60),
         client_hints: bool = False,
+        id_bytes: int = 32,
     ) -> Settings:
         if unset not in ("keep", "destroy"):
             raise ConfigurationError(f'unset must be "keep" or "destroy", got {unset!r}')
@@ -160,6 +162,7 @@ class Settings:
             absolute_timeout=absolute,
             touch_after=touch,
             client_hints=client_hints,
+            id_bytes=id_bytes,
         )
 
 

@@ -27,9 +27,9 @@ HOW_TO_MAKE_ONE = (
 )
 
 
-def new_session_id() -> str:
-    """A fresh session id: 32 bytes from `secrets`, base64url without padding (43 chars)."""
-    return secrets.token_urlsafe(ID_BYTES)
+def new_session_id(nbytes: int = ID_BYTES) -> str:
+    """A fresh session id: `nbytes` (32) bytes from `secrets`, base64url without padding (43 chars)."""
+    return secrets.token_urlsafe(nbytes)
 
 
 def storage_key(session_id: str) -> str:

@@ -189,6 +189,7 @@ _PLAIN_OPTIONS = {
     "SESSION_CLIENT_HINTS": "client_hints",
     "SESSION_INSECURE_DEV_SECRET": "insecure_dev_secret",
     "SESSION_SERIALIZER": "serializer",
+    "SESSION_COMPAT": "compat",
 }
 
 
@@ -204,6 +205,8 @@ def options_from_config(config: Mapping[str, Any]) -> dict[str, Any]:
     if config.get("SESSION_STORE") is not None:
         options["store"] = config["SESSION_STORE"]
     options["name"] = config.get("SESSION_COOKIE_NAME") or "session"
+    if config.get("SESSION_COMPAT") and options["name"] == "session":
+        options["name"] = None  # Flask's default name: let compat="express" pick connect.sid
     lifetime = _lifetime(config)
     options["permanent_lifetime"] = lifetime
     secure = config.get("SESSION_COOKIE_SECURE", False)

@@ -15,6 +15,7 @@ from .codec import DEFAULT_SERIALIZER, Serializer
 from .config import Cookie, Duration, Settings, Unset
 from .crypto import Keyring, storage_key
 from .errors import ConfigurationError, SessionStoreError, SessionTooLarge
+from .express import Compat, ExpressFormat, adopt_store, check_compat
 from .session import Session
 from .stores.base import ClientSideStore, OpenedSession, PatchingStore, Store
 from .stores.sqlite import SQLiteStore
@@ -48,7 +49,7 @@ class SessionManager:
         *,
         secret: str | bytes | Sequence[str | bytes],
         store: Store | ClientSideStore | str | None = None,
-        name: str = "session",
+        name: str | None = None,
         cookie: Cookie | None = None,
         resave: bool = False,
         save_uninitialized: bool = False,
@@ -63,7 +64,12 @@ class SessionManager:
         insecure_dev_secret: bool = False,
         serializer: Serializer = DEFAULT_SERIALIZER,
         clock: Callable[[], float] = time.time,
+        compat: Compat | None = None,
     ) -> None:
+        # compat="express": express-session's cookie name, ids and store layout (coatcheck.express)
+        self.compat = check_compat(compat)
+        if name is None:
+            name = "connect.sid" if self.compat == "express" else "session"
         self.settings = Settings.build(
             name=name,
             cookie=cookie,
@@ -76,6 +82,7 @@ class SessionManager:
             absolute_timeout=absolute_timeout,
             touch_after=touch_after,
             client_hints=client_hints,
+            id_bytes=24 if self.compat == "express" else 32,
         )
         self.keyring = Keyring(secret, insecure_dev_secret=insecure_dev_secret)
         if store is None:
@@ -92,6 +99,12 @@ class SessionManager:
             raise ConfigurationError(
                 f"store must be a Store (get/set/touch/destroy/close) or a URL string, got {type(store).__name__}"
             )
+        self.record_format: ExpressFormat | None = None
+        self._key: Callable[[str], str] = storage_key
+        if self.compat == "express":  # the store keeps express-session's layout, keyed by raw id
+            self.record_format = ExpressFormat(self.settings)
+            store = adopt_store(store, self.record_format)
+            self._key = self.record_format.storage_key
         self.store: Store = cast(Store, store)
         self.can_patch = isinstance(store, PatchingStore)
         self.cookie_name = self.settings.name.encode()
@@ -130,7 +143,7 @@ class SessionManager:
         session_id = engine.session_id_from_cookie(request.cookie, self.cookie_name, self.keyring)
         record = None
         if session_id is not None:
-            record = await self._io("loading a session", self.store.get(storage_key(session_id)))
+            record = await self._io("loading a session", self.store.get(self._key(session_id)))
             if record is not None and not engine.is_live(record.meta, now):
                 record = None
         if record is None:
@@ -186,6 +199,8 @@ class SessionManager:
             return (_NOTHING if not session._accessed else engine.CommitPlan(cache_headers=True)), False
         now = self.clock()
         secure = self.is_secure(request)
+        if self.record_format is not None:
+            self.record_format.prepare(session, secure=secure)
         plan = engine.plan_commit(
             session,
             settings=self.settings,
@@ -209,10 +224,10 @@ class SessionManager:
     async def _apply(self, plan: engine.CommitPlan) -> None:
         store = self.store
         for retired in plan.destroy:
-            await self._io("destroying a session", store.destroy(storage_key(retired)))
+            await self._io("destroying a session", store.destroy(self._key(retired)))
         if plan.write == "none" or plan.record is None or plan.session_id is None:
             return
-        key = storage_key(plan.session_id)
+        key = self._key(plan.session_id)
         if plan.write == "set":
             await self._io("saving a session", store.set(key, plan.record))
         elif plan.write == "patch":
@@ -245,11 +260,14 @@ class SessionManager:
             return
         if session._request is None:
             raise RuntimeError("session.save() needs the request the session was loaded for")
+        secure = self.is_secure(session._request)
+        if self.record_format is not None:
+            self.record_format.prepare(session, secure=secure)
         plan = engine.plan_commit(
             session,
             settings=self.settings,
             keyring=self.keyring,
-            secure=self.is_secure(session._request),
+            secure=secure,
             now=self.clock(),
             can_patch=self.can_patch,
             force=not session._destroyed,
@@ -265,7 +283,7 @@ class SessionManager:
         session_id = session._stored_id
         record = None
         if session_id is not None:
-            record = await self._io("reloading a session", self.store.get(storage_key(session_id)))
+            record = await self._io("reloading a session", self.store.get(self._key(session_id)))
         now = self.clock()
         if record is None or not engine.is_live(record.meta, now):
             session._reset(None, {}, None)

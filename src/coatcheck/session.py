@@ -205,7 +205,7 @@ class Session(MutableMapping[str, Any]):
     def id(self) -> str:
         """The session id (generated on first use for a new session). Never log it."""
         if self._id is None:
-            self._id = new_session_id()
+            self._id = new_session_id(self._settings.id_bytes)
         return self._id
 
     @property
@@ -327,7 +327,7 @@ class Session(MutableMapping[str, Any]):
         if self._stored_id is not None:
             self._retired_ids.append(self._stored_id)
         self._stored_id = None
-        self._id = new_session_id()
+        self._id = new_session_id(self._settings.id_bytes)
         self._meta = None
         self._loaded_keys = frozenset()
         self._baseline = {}

@@ -14,6 +14,7 @@ from . import _sync
 from .asgi import _UNAVAILABLE
 from .engine import CommitPlan, add_cache_headers
 from .errors import SessionStoreError
+from .express import adopt_store
 from .runtime import RequestInfo, SessionManager, log_store_error
 from .session import Session
 from .stores.url import from_url
@@ -70,7 +71,10 @@ class WSGISessionManager(SessionManager):
     def _renew_store(self) -> None:
         if self._store_url is not None:
             _sync.keep_forever(self.store)  # never closed here: it may hold the parent's sockets
-            self.store = from_url(self._store_url)
+            store = from_url(self._store_url)
+            if self.record_format is not None:  # compat="express": the Node layout again
+                store = adopt_store(store, self.record_format)
+            self.store = store
 
     def load_sync(self, request: RequestInfo) -> Session:
         """`load` from a WSGI thread; enters the event loop only if the store must be read.

@@ -26,7 +26,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 try:
@@ -43,6 +43,10 @@ from ..codec import DEFAULT_SERIALIZER, Serializer
 from ..errors import ConfigurationError, SessionStoreError
 from ..record import Meta, Record, SessionInfo
 from .url import register_scheme
+
+if TYPE_CHECKING:
+    from ..express import ExpressFormat
+    from .express_mongo import ExpressMongoStore
 
 __all__ = ["MongoStore", "escape_field", "unescape_field"]
 
@@ -135,6 +139,12 @@ class MongoStore:
 
     def __repr__(self) -> str:
         return f"MongoStore(database={self.database_name!r}, collection={self.collection_name!r})"
+
+    def with_format(self, record_format: ExpressFormat) -> ExpressMongoStore:
+        """This client in connect-mongo's layout (`SessionMiddleware(compat="express")`)."""
+        from .express_mongo import ExpressMongoStore
+
+        return ExpressMongoStore(self).with_format(record_format)
 
     # ---- plumbing -----------------------------------------------------------------------
     async def _run(self, what: str, work: Callable[[], Awaitable[T]], key: str | None = None) -> T:

@@ -7,8 +7,9 @@ needs a result runs the loop itself (`run_until_complete`) while it waits, so th
 case costs no thread hand-off at all. With several request threads (gunicorn gthread) one
 of them is the *leader* that runs the loop; the others queue their coroutine onto it with
 `run_coroutine_threadsafe` and wait; a waiter whose result is not ready when the leader
-leaves becomes the next leader. A background loop thread measured 2-3x slower per store
-call on this kind of machine, because every call then pays two cross-thread wake-ups.
+leaves becomes the next leader. A background loop thread measured 1.4x slower per Redis
+load (every call pays two cross-thread wake-ups), and under gunicorn gthread this sharing
+beat both a lock around the loop and a loop per thread.
 
 Fork safety: the loop and its lock belong to the process that made them. A forked child
 (gunicorn workers of a preloaded app) builds its own on first use and never touches the

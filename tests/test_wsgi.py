@@ -49,6 +49,7 @@ ASGI_ONLY = {
     "test_fastapi_request_session_is_ours",
     "test_lifespan_shutdown_closes_the_store",
     "test_starlette_middleware_list_works",
+    "test_explicit_save_writes_once_and_still_sends_the_cookie",  # adds a Starlette route; twin below
 }
 
 
@@ -404,3 +405,28 @@ def test_forked_child_gets_its_own_loop_and_fresh_ids(secret: str, tmp_path: Any
     # the parent's loop still works after the child is gone
     assert list(middleware(environ(cookie=parent_cookie), Recorder())) == [b"3"]
     assert _sync._process_loop() is parent_loop
+
+
+def test_explicit_sync_save_writes_once_and_still_sends_the_cookie(secret: str, store: CountingStore) -> None:
+    from coatcheck import Cookie
+
+    counts: list[int] = []
+
+    def save_early(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        session: WSGISession = environ[ENVIRON_KEY]
+        session["n"] = session.get("n", 0) + 1
+        session.save()
+        counts.append(len(store.inner._entries))  # written before the handler returns
+        start_response("200 OK", [])
+        return [str(session["n"]).encode()]
+
+    middleware = SessionMiddleware(save_early, secret=secret, store=store, cookie=Cookie(max_age=600))
+    first = Recorder()
+    middleware(environ(), first)
+    assert "Max-Age=600" in first.header("Set-Cookie")[0]
+    assert store.calls == {"set": 1} and counts == [1]
+    store.calls.clear()
+    again = Recorder()
+    assert list(middleware(environ(cookie=cookie_of(first)), again)) == [b"2"]
+    assert "Max-Age=600" in again.header("Set-Cookie")[0]  # loaded, modified, persistent: refreshed
+    assert store.calls == {"get": 1, "patch": 1}

@@ -33,7 +33,7 @@ from starlette.routing import Route
 
 from coatcheck import Cookie, SessionMiddleware
 from coatcheck.config import Settings
-from coatcheck.crypto import Keyring
+from coatcheck.crypto import Keyring, storage_key
 from coatcheck.errors import ConfigurationError, SessionStoreError
 from coatcheck.express import (
     EXPRESS_ATTRIBUTES,
@@ -49,7 +49,7 @@ from coatcheck.record import Meta, Record
 from coatcheck.stores import CookieStore, MemoryStore, RedisStore
 from coatcheck.stores.express_redis import ExpressRedisStore
 from tests.helpers import Clock
-from tests.services import MONGODB_URL, REDIS_URL, free_port, unavailable, wait_for_port
+from tests.services import MONGODB_URL, REDIS_URL, free_port, redis_server, unavailable, wait_for_port
 
 NODE_DIR = Path(__file__).resolve().parent / "interop" / "node"
 NODE_PACKAGES = ("express", "express-session", "connect-redis", "redis", "cookie-session")
@@ -891,3 +891,73 @@ async def test_sessions_are_shared_with_express_over_connect_mongo(
         await client[database].drop_collection(collection)
         await client.close()
         await app.manager.close()
+
+
+# ---- the docs' examples run as written --------------------------------------------------------
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def python_block(path: Path, first_line: str) -> str:
+    for block in re.findall(r"```python\n(.*?)```", path.read_text(), flags=re.S):
+        if block.startswith(first_line):
+            return block
+    raise AssertionError(f"{path.name} has no python block starting with {first_line!r}")
+
+
+@pytest.mark.redis
+async def test_the_readme_example_shares_connect_redis_records(
+    secret: str, redis_url: str, raw: redis.Redis
+) -> None:
+    source = python_block(ROOT / "README.md", "# compat: both apps on one Redis")
+
+    async def put(request: Request) -> JSONResponse:
+        request.session["cart"] = [1]
+        return JSONResponse({"id": request.session.id})
+
+    namespace: dict[str, Any] = {"app": Starlette(routes=[Route("/", put)]), "SESSION_SECRET": secret}
+    exec(compile(source, "README.md", "exec"), namespace)
+    browser = Browser()
+    async with asgi_client(namespace["app"]) as python:
+        sid = (await browser.call(python, "/"))["id"]
+    try:
+        assert ID.match(sid) and set(browser.cookies) == {"connect.sid"}
+        assert json.loads(raw.get("sess:" + sid))["cart"] == [1]
+    finally:
+        raw.delete("sess:" + sid)
+
+
+@pytest.mark.node
+@pytest.mark.redis
+async def test_switching_compat_off_keeps_everyone_logged_in(express: StartExpress, secret: str) -> None:
+    """The guide's migration script, on a Redis of its own (it moves every sess:* key)."""
+    source = python_block(ROOT / "docs" / "express-migration.md", "# migrate_sessions.py")
+    namespace: dict[str, Any] = {"__name__": "migrate_sessions"}
+    exec(compile(source, "docs/express-migration.md", "exec"), namespace)
+    with redis_server() as (port, _):
+        url = f"redis://127.0.0.1:{port}/0"
+        node_url = express(SECRET=secret, REDIS_URL=url, PREFIX="sess:")
+        compat_app = python_app(secret, RedisStore(url), compat="express")
+        browser = Browser()
+        async with http_client(node_url) as node, asgi_client(compat_app) as python:
+            alice = (await browser.call(node, "/login", {"user": "alice", "maxAge": 3_600_000}))["id"]
+            bob_jar: dict[str, str] = {}
+            bob = (await browser.call(python, "/login", {"user": "bob"}, cookies=bob_jar))["id"]
+        await compat_app.manager.close()
+
+        settings = Settings.build(name="connect.sid")
+        assert await namespace["migrate"](url, settings) == 2
+
+        native_app = python_app(secret, RedisStore(url), name="connect.sid")  # compat off
+        client = redis.Redis.from_url(url)
+        try:
+            assert not client.keys("sess:*")
+            async with asgi_client(native_app) as python:
+                seen = await browser.call(python, "/me")
+                assert seen["user"] == "alice" and seen["id"] == alice
+                seen = await browser.call(python, "/me", cookies=bob_jar)
+                assert seen["user_id"] == "bob" and seen["id"] == bob
+                # a session keeps its max-age and deadline through the move
+                assert 3500 < client.ttl("coatcheck:s:" + storage_key(alice)) <= 3600
+        finally:
+            client.close()
+            await native_app.manager.close()

@@ -31,7 +31,7 @@ from ..express import ExpressFormat, dumps, loads
 from ..record import Meta, Record
 
 if TYPE_CHECKING:
-    from collections.abc import Collection
+    from collections.abc import AsyncIterator, Collection
 
     from ._redis_io import Arg, Commands
     from .redis import RedisStore
@@ -192,3 +192,16 @@ class ExpressRedisStore:
 
     async def close(self) -> None:
         await self.redis.close()
+
+    # ---- migrations ---------------------------------------------------------------------
+    async def session_ids(self) -> AsyncIterator[str]:
+        """Every session id under the prefix (SCAN; may repeat one while Redis resizes), for
+        moving sessions to coatcheck's own layout when compat is switched off. The ids are
+        live credentials: never log them."""
+        pattern = "".join("\\" + c if c in "*?[]\\" else c for c in self.prefix) + "*"
+        skip = len(self.prefix.encode())
+        try:
+            async for name in self._commands().scan(pattern.encode(), 1000):
+                yield name[skip:].decode()
+        except _ERRORS as exc:
+            raise SessionStoreError(f"Redis ({self.redis!r}) could not list sessions: {exc}") from exc

@@ -70,7 +70,9 @@ class SessionMiddleware:
             await self.app(scope, receive, send)
             return
         try:
-            session = await self.manager.load(request, read_only=kind == "websocket")
+            session = self.manager.load_without_io(request, read_only=kind == "websocket")
+            if session is None:
+                session = await self.manager.load(request, read_only=kind == "websocket")
         except SessionStoreError as exc:
             log_store_error(exc, "loading a session")
             await (_unavailable(send) if kind == "http" else send({"type": "websocket.close", "code": 1011}))

@@ -231,8 +231,8 @@ class SessionManager:
         if plan.write == "set":
             await self._io("saving a session", store.set(key, plan.record))
         elif plan.write == "patch":
-            assert isinstance(store, PatchingStore)
-            await self._io("saving a session", store.patch(key, plan.changed, plan.removed, plan.record.meta))
+            patching = cast(PatchingStore, store)  # can_patch was checked once, at start-up
+            await self._io("saving a session", patching.patch(key, plan.changed, plan.removed, plan.record.meta))
         elif plan.write == "touch":
             await self._io("touching a session", store.touch(key, plan.record.meta))
 

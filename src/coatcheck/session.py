@@ -192,7 +192,8 @@ class Session(MutableMapping[str, Any]):
         self._cookie_overrides: dict[str, Any] = dict(meta.cookie) if meta else {}
         self._cookie_changed = False
         self._send_cookie = False  # set by an explicit save() that planned a Set-Cookie
-        self._original_max_age = SessionCookie(self).max_age_seconds
+        overrides = self._cookie_overrides
+        self._original_max_age = overrides["max_age"] if "max_age" in overrides else self._settings.cookie.max_age
         self._retired_ids: list[str] = []
         self._destroyed = False
         self._touch = False

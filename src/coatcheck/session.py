@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Iterator, MutableMapping
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from .codec import Serializer
 from .crypto import new_session_id
@@ -192,8 +192,8 @@ class Session(MutableMapping[str, Any]):
         self._cookie_overrides: dict[str, Any] = dict(meta.cookie) if meta else {}
         self._cookie_changed = False
         self._send_cookie = False  # set by an explicit save() that planned a Set-Cookie
-        overrides = self._cookie_overrides
-        self._original_max_age = overrides["max_age"] if "max_age" in overrides else self._settings.cookie.max_age
+        default_max_age = cast("float | None", self._settings.cookie.max_age)  # seconds once validated
+        self._original_max_age: float | None = self._cookie_overrides.get("max_age", default_max_age)
         self._retired_ids: list[str] = []
         self._destroyed = False
         self._touch = False

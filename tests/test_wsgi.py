@@ -430,3 +430,204 @@ def test_explicit_sync_save_writes_once_and_still_sends_the_cookie(secret: str, 
     assert list(middleware(environ(cookie=cookie_of(first)), again)) == [b"2"]
     assert "Max-Age=600" in again.header("Set-Cookie")[0]  # loaded, modified, persistent: refreshed
     assert store.calls == {"get": 1, "patch": 1}
+
+
+# ---- CSRF for WSGI apps ---------------------------------------------------------------------
+CSRF_ORIGIN = "http://testserver"
+
+
+def csrf_inner_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    import json
+
+    from werkzeug.wrappers import Request, Response
+
+    from coatcheck.csrf import get_token
+
+    request = Request(environ)
+    session = environ[ENVIRON_KEY]
+    if request.path == "/token":
+        body: Any = {"token": get_token(session)}
+    elif request.path == "/login":
+        session.login("42")
+        body = {"user": session.user_id}
+    elif request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        fields: dict[str, Any] = dict(request.form.items())
+        fields.update({k: {"filename": f.filename, "size": len(f.read())} for k, f in request.files.items()})
+        body = {"ok": True, "form": fields}
+    else:
+        body = {"ok": True, "body": request.get_data().decode("latin-1")}
+    return Response(json.dumps(body), mimetype="application/json")(environ, start_response)
+
+
+def csrf_client(secret: str, base_url: str = CSRF_ORIGIN, **options: Any) -> httpx.Client:
+    from coatcheck.wsgi import CSRFMiddleware
+
+    options.setdefault("trusted_origins", [CSRF_ORIGIN])
+    options.setdefault("exempt_paths", ["/hooks/*"])
+    app = SessionMiddleware(CSRFMiddleware(csrf_inner_app, **options), secret=secret, store=MemoryStore())
+    return httpx.Client(transport=httpx.WSGITransport(app=app), base_url=base_url)
+
+
+def csrf_token(c: httpx.Client) -> str:
+    return str(c.get("/token").json()["token"])
+
+
+def assert_refused(response: httpx.Response, reason: str, status: int = 403) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["x-csrf-failure"] == reason
+    assert f"({reason})" in response.text
+    assert response.headers["content-type"] == "text/plain; charset=utf-8"
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "OPTIONS", "TRACE"])
+def test_wsgi_csrf_safe_methods_pass_even_cross_site(secret: str, method: str) -> None:
+    with csrf_client(secret) as c:
+        response = c.request(method, "/submit", headers={"sec-fetch-site": "cross-site"})
+    assert response.status_code == 200
+
+
+def test_wsgi_csrf_form_with_token_passes_and_the_app_reads_the_whole_form(secret: str) -> None:
+    with csrf_client(secret) as c:
+        token = csrf_token(c)
+        response = c.post("/submit", data={"csrf_token": token, "amount": "10", "to": "bob"})
+    assert response.json() == {"ok": True, "form": {"csrf_token": token, "amount": "10", "to": "bob"}}
+
+
+def test_wsgi_csrf_large_multipart_upload_passes_when_the_token_comes_first(secret: str) -> None:
+    upload = secrets_bytes(300 * 1024)
+    with csrf_client(secret, max_body_size=64 * 1024) as c:
+        token = csrf_token(c)
+        response = c.post("/submit", data={"csrf_token": token}, files={"file": ("big.bin", upload)})
+    assert response.json()["form"]["file"] == {"filename": "big.bin", "size": len(upload)}
+
+
+def test_wsgi_csrf_form_without_the_token_in_the_first_bytes_gets_413(secret: str) -> None:
+    with csrf_client(secret, max_body_size=4096) as c:
+        token = csrf_token(c)
+        response = c.post("/submit", content=f"pad={'x' * 8000}&csrf_token={token}",
+                          headers={"content-type": "application/x-www-form-urlencoded"})  # fmt: skip
+    assert_refused(response, "body-too-large", 413)
+
+
+def test_wsgi_csrf_header_token_passes_and_the_body_is_untouched(secret: str) -> None:
+    with csrf_client(secret) as c:
+        token = csrf_token(c)
+        response = c.post("/submit", json={"a": 1}, headers={"x-csrf-token": token, "origin": CSRF_ORIGIN})
+    assert response.json() == {"ok": True, "body": '{"a":1}'}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "reason"),
+    [
+        ({"json": {"a": 1}}, "token-missing"),
+        ({"content": "csrf_token=abc", "headers": {"content-type": "text/plain"}}, "token-missing"),
+        ({"content": b"x"}, "token-missing"),
+        ({"data": {"csrf_token": "plain-unmasked"}}, "token-malformed"),
+    ],
+)
+def test_wsgi_csrf_bodies_without_a_valid_token_are_refused(
+    secret: str, kwargs: dict[str, Any], reason: str
+) -> None:
+    with csrf_client(secret) as c:
+        csrf_token(c)
+        assert_refused(c.post("/submit", **kwargs), reason)
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH", "DELETE", "PROPFIND"])
+def test_wsgi_csrf_every_unsafe_or_unknown_method_is_checked(secret: str, method: str) -> None:
+    with csrf_client(secret) as c:
+        token = csrf_token(c)
+        assert_refused(c.request(method, "/submit"), "token-missing")
+        assert c.request(method, "/submit", headers={"x-csrf-token": token}).status_code == 200
+
+
+def test_wsgi_csrf_token_of_another_session_and_a_session_without_token(secret: str) -> None:
+    with csrf_client(secret) as c, csrf_client(secret) as other:
+        foreign = csrf_token(other)
+        assert_refused(c.post("/submit", headers={"x-csrf-token": foreign}), "session-token-missing")
+        csrf_token(c)
+        assert_refused(c.post("/submit", headers={"x-csrf-token": foreign}), "token-mismatch")
+
+
+def test_wsgi_csrf_login_rotates_the_token(secret: str) -> None:
+    with csrf_client(secret) as c:
+        before = csrf_token(c)
+        assert c.post("/login", headers={"x-csrf-token": before}).status_code == 200
+        assert_refused(c.post("/submit", headers={"x-csrf-token": before}), "session-token-missing")
+        after = csrf_token(c)
+        assert_refused(c.post("/submit", headers={"x-csrf-token": before}), "token-mismatch")
+        assert c.post("/submit", headers={"x-csrf-token": after}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("headers", "reason"),
+    [
+        ({"sec-fetch-site": "cross-site", "origin": CSRF_ORIGIN}, "sec-fetch-site"),
+        ({"origin": "http://evil.example"}, "origin-untrusted"),
+        ({"origin": "null"}, "origin-null"),
+        ({"origin": "http://evil.example", "host": "evil.example"}, "origin-untrusted"),  # never from Host
+    ],
+)
+def test_wsgi_csrf_origin_rules_refuse_even_a_valid_token(
+    secret: str, headers: dict[str, str], reason: str
+) -> None:
+    with csrf_client(secret) as c:
+        token = csrf_token(c)
+        assert_refused(c.post("/submit", headers={"x-csrf-token": token, **headers}), reason)
+
+
+def test_wsgi_csrf_https_without_origin_needs_a_trusted_https_referer(secret: str) -> None:
+    with csrf_client(secret, base_url="https://testserver", trusted_origins=["https://testserver"]) as c:
+        token = csrf_token(c)
+        assert_refused(c.post("/submit", headers={"x-csrf-token": token}), "referer-missing")
+        ok = c.post("/submit", headers={"x-csrf-token": token, "referer": "https://testserver/form"})
+        assert ok.status_code == 200
+
+
+def test_wsgi_csrf_exempt_paths_skip_every_check(secret: str) -> None:
+    with csrf_client(secret) as c:
+        assert (
+            c.post("/hooks/github", content=b"{}", headers={"origin": "http://evil.example"}).status_code
+            == 200
+        )
+        assert_refused(c.post("/hooksmith", content=b"{}"), "token-missing")
+
+
+def test_wsgi_csrf_reads_a_chunked_form_to_its_end(secret: str) -> None:
+    """No Content-Length, wsgi.input_terminated (gunicorn's chunked bodies): read until EOF."""
+    import io
+
+    from coatcheck.wsgi import CSRFMiddleware
+
+    app = SessionMiddleware(
+        CSRFMiddleware(csrf_inner_app, trusted_origins=[CSRF_ORIGIN]), secret=secret, store=MemoryStore()
+    )
+    recorder = Recorder()
+    body = b"".join(app(environ("/token"), recorder))
+    cookie = cookie_of(recorder)
+    token = __import__("json").loads(body)["token"]
+    form = f"amount=5&csrf_token={token}".encode()
+    env = environ(
+        "/submit",
+        cookie,
+        REQUEST_METHOD="POST",
+        CONTENT_TYPE="application/x-www-form-urlencoded",
+        HTTP_ORIGIN=CSRF_ORIGIN,
+        **{"wsgi.input": io.BytesIO(form), "wsgi.input_terminated": True},
+    )
+    recorder = Recorder()
+    answer = b"".join(app(env, recorder))
+    assert recorder.status.startswith("200"), answer
+
+
+def test_wsgi_csrf_outside_session_middleware_is_a_configuration_error() -> None:
+    from coatcheck.errors import ConfigurationError
+    from coatcheck.wsgi import CSRFMiddleware
+
+    app = CSRFMiddleware(csrf_inner_app, trusted_origins=[CSRF_ORIGIN])
+    with pytest.raises(ConfigurationError, match="SessionMiddleware"):
+        app(environ("/submit", REQUEST_METHOD="POST"), Recorder())
+
+
+def secrets_bytes(size: int) -> bytes:
+    return os.urandom(size)

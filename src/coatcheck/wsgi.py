@@ -6,17 +6,18 @@ Same options and semantics as the ASGI middleware (`coatcheck.asgi`): the same
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+import io
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from types import TracebackType
 from typing import Any
 
-from . import _sync
+from . import _sync, csrf
 from .asgi import _UNAVAILABLE
-from .engine import CommitPlan, add_cache_headers
-from .errors import SessionStoreError
+from .engine import CommitPlan, add_cache_headers, is_secure
+from .errors import ConfigurationError, SessionStoreError
 from .express import adopt_store
 from .runtime import RequestInfo, SessionManager, log_store_error
-from .session import Session
+from .session import CSRF_KEY, Session
 from .stores.url import from_url
 
 ENVIRON_KEY = "coatcheck.session"
@@ -258,8 +259,192 @@ class _LateStartBody:
             close()
 
 
+# ---- CSRF -----------------------------------------------------------------------------------
+_CSRF_HEADERS = {
+    "HTTP_ORIGIN": b"origin",
+    "HTTP_REFERER": b"referer",
+    "HTTP_SEC_FETCH_SITE": b"sec-fetch-site",
+    "CONTENT_TYPE": b"content-type",
+}
+_READ_CHUNK = 64 * 1024
+
+
+class CSRFMiddleware:
+    """CSRF protection for WSGI apps, with the rules of `coatcheck.csrf` (the same functions
+    the ASGI `CSRFMiddleware` uses). Goes *inside* `SessionMiddleware`:
+    `SessionMiddleware(CSRFMiddleware(app, trusted_origins=[...]), secret=..., store=...)`.
+
+    Refusals are 403 (`text/plain`, naming the failed check, never a token; the reason is in
+    `X-CSRF-Failure`); a form whose token field is not within `max_body_size` bytes gets 413.
+    The app still reads the whole body: what was read to find the field is replayed.
+    Render tokens with `coatcheck.csrf.get_token(environ["coatcheck.session"])`.
+    Exemptions are explicit: `exempt_paths`.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        *,
+        trusted_origins: Iterable[str],
+        field_name: str = csrf.DEFAULT_FIELD_NAME,
+        header_name: str = csrf.DEFAULT_HEADER_NAME,
+        exempt_paths: Iterable[str] = (),
+        max_body_size: int = csrf.DEFAULT_MAX_BODY_SIZE,
+        trust_proxy: bool | None = None,
+    ) -> None:
+        self.app = app
+        self.policy = csrf.CSRFPolicy.build(
+            trusted_origins=trusted_origins,
+            field_name=field_name,
+            header_name=header_name,
+            exempt_paths=exempt_paths,
+            max_body_size=max_body_size,
+        )
+        if trust_proxy is not None and not isinstance(trust_proxy, bool):
+            raise ConfigurationError(
+                f"trust_proxy must be True, False or None (same as the session), got {trust_proxy!r}"
+            )
+        self.trust_proxy = trust_proxy
+        self._token_key = "HTTP_" + self.policy.header_name.upper().replace("-", "_")
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        method = str(environ.get("REQUEST_METHOD", "GET"))
+        if method in csrf.SAFE_METHODS:
+            return self.app(environ, start_response)
+        session = environ.get(ENVIRON_KEY)
+        if not isinstance(session, MutableMapping):
+            raise ConfigurationError(
+                "CSRFMiddleware found no session in environ['coatcheck.session']: wrap it in "
+                "SessionMiddleware, e.g. SessionMiddleware(CSRFMiddleware(app, ...), secret=..., store=...)"
+            )
+        request = self._request(environ, method, session)
+        verdict = csrf.check_request(request, self.policy)
+        if verdict is None:
+            submitted = request.header_token or None
+            if submitted is None and csrf.form_kind(request.content_type) is not None:
+                found = self._read_form(environ, request)
+                if isinstance(found, csrf.Verdict):
+                    return _refuse(start_response, found)
+                submitted = found
+            verdict = csrf.check_token(session.get(CSRF_KEY), submitted, self.policy)
+        if not verdict.allowed:
+            return _refuse(start_response, verdict)
+        return self.app(environ, start_response)
+
+    def _request(self, environ: dict[str, Any], method: str, session: Any) -> csrf.CSRFRequest:
+        info = request_info(environ)
+        trust = self.trust_proxy
+        if trust is None:  # follow the session middleware's setting
+            trust = bool(getattr(getattr(session, "_settings", None), "trust_proxy", False))
+        headers = [
+            (name, str(environ[key]).encode("latin-1"))
+            for key, name in _CSRF_HEADERS.items()
+            if key in environ
+        ]
+        token = environ.get(self._token_key)
+        if token is not None:
+            headers.append((self.policy.header_name.encode("latin-1"), str(token).encode("latin-1")))
+        return csrf.CSRFRequest.from_headers(
+            method=method,
+            path=info.path,
+            secure=is_secure(info.scheme, info.forwarded_proto, trust),
+            headers=headers,
+            header_name=self.policy.header_name,
+        )
+
+    def _read_form(self, environ: dict[str, Any], request: csrf.CSRFRequest) -> str | csrf.Verdict | None:
+        """Read the form until the token field is certainly found (or the body ends), then put
+        what was read back in front of `wsgi.input` for the app."""
+        stream = environ.get("wsgi.input")
+        if stream is None:
+            return None
+        try:
+            remaining: int | None = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            remaining = 0
+        if not remaining and environ.get("wsgi.input_terminated"):
+            remaining = None  # chunked: read until the stream ends
+        buffer = bytearray()
+        limit = self.policy.max_body_size
+        field, content_type = self.policy.field_name, request.content_type
+        token = None
+        ended = False
+        while token is None and len(buffer) <= limit:
+            # Never read past limit + 1 bytes: a field later than that is refused, as in ASGI.
+            want = limit + 1 - len(buffer) if remaining is None else min(limit + 1 - len(buffer), remaining)
+            chunk = stream.read(min(_READ_CHUNK, want)) if want > 0 else b""
+            if not chunk:
+                ended = True
+                break
+            buffer += chunk
+            if remaining is not None:
+                remaining -= len(chunk)
+                ended = remaining == 0
+            token = csrf.find_form_token(bytes(buffer), content_type, field, complete=ended)
+            if ended:
+                break
+        if token is None and ended:
+            token = csrf.find_form_token(bytes(buffer), content_type, field, complete=True)
+        environ["wsgi.input"] = _ReplayInput(bytes(buffer), stream)
+        if token is None and not ended:
+            return csrf.Verdict(
+                False,
+                "body-too-large",
+                f"no {self.policy.field_name!r} field in the first {limit} bytes of the form: put the "
+                "token field first in the form, send the X-CSRF-Token header, or raise "
+                "CSRFMiddleware(max_body_size=...)",
+                413,
+            )
+        return token
+
+
+class _ReplayInput:
+    """`wsgi.input` for the app: the bytes the CSRF check already read, then the rest."""
+
+    def __init__(self, head: bytes, rest: Any) -> None:
+        self._head = io.BytesIO(head)
+        self._rest = rest
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            return self._head.read() + bytes(self._rest.read())
+        data = self._head.read(size)
+        if len(data) < size:
+            data += bytes(self._rest.read(size - len(data)))
+        return data
+
+    def readline(self, size: int | None = -1) -> bytes:
+        line = self._head.readline() if size is None or size < 0 else self._head.readline(size)
+        if line.endswith(b"\n") or (size is not None and 0 <= size <= len(line)):
+            return line
+        more = self._rest.readline() if size is None or size < 0 else self._rest.readline(size - len(line))
+        return line + bytes(more)
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        return list(iter(self.readline, b""))
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.readline, b"")
+
+
+def _refuse(start_response: StartResponse, verdict: csrf.Verdict) -> list[bytes]:
+    title = "Payload Too Large" if verdict.status == 413 else "Forbidden"
+    body = f"{title}: CSRF check failed ({verdict.reason}): {verdict.detail}.\n".encode()
+    start_response(
+        f"{verdict.status} {title}",
+        [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-store"),
+            ("X-CSRF-Failure", verdict.reason),
+        ],
+    )
+    return [body]
+
+
 __all__ = [
     "ENVIRON_KEY",
+    "CSRFMiddleware",
     "SessionMiddleware",
     "WSGISession",
     "WSGISessionManager",

@@ -94,6 +94,7 @@ def keep_forever(obj: object) -> None:
 def after_fork_in_child(method: Callable[[], None]) -> None:
     """Call the bound `method` in every forked child, right after fork() (single-threaded
     then), for as long as its object lives."""
+    _fork_hooks[:] = [ref for ref in _fork_hooks if ref() is not None]
     _fork_hooks.append(weakref.WeakMethod(method))
 
 

@@ -311,6 +311,9 @@ def _connect_flask_login(app: Flask) -> None:
         from flask_login import user_logged_in, user_logged_out
     except ImportError:
         return
+    if app.extensions.get("coatcheck.flask_login"):
+        return  # init_app called again on this app: one rotation per login is enough
+    app.extensions["coatcheck.flask_login"] = True
     user_logged_in.connect(_rotate_on_login, app, weak=False)
     user_logged_out.connect(_rotate_on_logout, app, weak=False)
 

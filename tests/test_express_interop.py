@@ -123,19 +123,35 @@ class Browser:
         self, client: httpx.AsyncClient, path: str, body: Any = None, *, cookies: dict[str, str] | None = None
     ) -> dict[str, Any]:
         jar = self.cookies if cookies is None else cookies
-        headers = {"cookie": "; ".join(f"{k}={v}" for k, v in jar.items())} if jar else {}
         if body is None:
-            response = await client.get(path, headers=headers)
+            response = await client.get(path, headers=cookie_header(jar))
         else:
-            response = await client.post(path, json=body, headers=headers)
-        assert response.status_code == 200, response.text
-        for header in response.headers.get_list("set-cookie"):
-            name, value, gone = parse_set_cookie(header)
-            if gone:
-                jar.pop(name, None)
-            else:
-                jar[name] = value
-        return response.json()  # type: ignore[no-any-return]
+            response = await client.post(path, json=body, headers=cookie_header(jar))
+        return remember(jar, response)
+
+    def call_sync(self, client: httpx.Client, path: str, body: Any = None) -> dict[str, Any]:
+        """`call` for WSGI apps (and a Node app seen from the same synchronous test)."""
+        if body is None:
+            response = client.get(path, headers=cookie_header(self.cookies))
+        else:
+            response = client.post(path, json=body, headers=cookie_header(self.cookies))
+        return remember(self.cookies, response)
+
+
+def cookie_header(jar: dict[str, str]) -> dict[str, str]:
+    return {"cookie": "; ".join(f"{k}={v}" for k, v in jar.items())} if jar else {}
+
+
+def remember(jar: dict[str, str], response: httpx.Response) -> dict[str, Any]:
+    """Apply the response's Set-Cookie headers to `jar`; the JSON body of a 200."""
+    assert response.status_code == 200, response.text
+    for header in response.headers.get_list("set-cookie"):
+        name, value, gone = parse_set_cookie(header)
+        if gone:
+            jar.pop(name, None)
+        else:
+            jar[name] = value
+    return response.json()  # type: ignore[no-any-return]
 
 
 def parse_set_cookie(header: str) -> tuple[str, str, bool]:
@@ -681,6 +697,64 @@ def test_flask_session_compat_config(secret: str) -> None:
         {"SECRET_KEY": secret, "SESSION_COOKIE_NAME": "sid", "SESSION_COMPAT": "express"}
     )
     assert named["name"] == "sid"
+
+
+def test_mongo_store_takes_connect_mongos_collection(secret: str) -> None:
+    from coatcheck.stores import MongoStore
+    from coatcheck.stores.express_mongo import ExpressMongoStore
+
+    store = SessionMiddleware(
+        None, secret=secret, store=MongoStore("mongodb://127.0.0.1:1/app"), compat="express"
+    ).store  # type: ignore[arg-type]
+    assert isinstance(store, ExpressMongoStore)
+    assert (store.mongo.database_name, store.collection_name, store.stringify) == ("app", "sessions", True)
+    named = MongoStore("mongodb://127.0.0.1:1/app", collection="web_sessions")
+    assert (
+        SessionMiddleware(None, secret=secret, store=named, compat="express").store.collection_name
+        == "web_sessions"
+    )  # type: ignore[arg-type]
+
+
+@pytest.mark.node
+@pytest.mark.redis
+def test_a_flask_app_shares_sessions_with_express(
+    express: StartExpress, secret: str, redis_url: str, prefix: str
+) -> None:
+    from flask import Flask, jsonify, request, session
+
+    from coatcheck.flask import Session
+
+    flask_app = Flask(__name__)
+    flask_app.config.update(
+        SECRET_KEY=secret, SESSION_STORE=RedisStore(redis_url, prefix=prefix), SESSION_COMPAT="express"
+    )
+    Session(flask_app)
+
+    @flask_app.get("/me")
+    def me() -> Any:
+        return jsonify(user=(session.get("passport") or {}).get("user"), data=dict(session))
+
+    @flask_app.post("/set")
+    def put() -> Any:
+        session.update(request.get_json())
+        return jsonify(data=dict(session))
+
+    node_url = express(SECRET=secret, REDIS_URL=redis_url, PREFIX=prefix)
+    browser = Browser()
+    with (
+        httpx.Client(base_url=node_url, cookies=no_cookie_jar()) as node,
+        httpx.Client(
+            transport=httpx.WSGITransport(app=flask_app),
+            base_url="http://testserver",
+            cookies=no_cookie_jar(),
+        ) as flask,
+    ):
+        browser.call_sync(node, "/login", {"user": "carol"})
+        assert set(browser.cookies) == {"connect.sid"}
+        assert browser.call_sync(flask, "/me")["user"] == "carol"
+        browser.call_sync(flask, "/set", {"from": "flask"})
+        seen = browser.call_sync(node, "/me")["session"]
+        assert seen["from"] == "flask" and seen["passport"] == {"user": "carol"}
 
 
 def test_wsgi_middleware_takes_compat(secret: str) -> None:

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import PyMongoError
+from pymongo.errors import OperationFailure, PyMongoError
 
 from ..errors import SessionStoreError
 from ..express import ExpressFormat, loads, mongo_date, mongo_fields, mongo_session
@@ -36,6 +36,7 @@ T = TypeVar("T")
 Document = dict[str, Any]
 
 COLLECTION = "sessions"  # connect-mongo's collectionName default
+_INDEX_EXISTS = (85, 86)  # IndexOptionsConflict, IndexKeySpecsConflict
 MAX_ATTEMPTS = 50  # a commit loses a round only to another commit that won: enough for 50 at once
 
 
@@ -99,12 +100,17 @@ class ExpressMongoStore:
             ) from None
 
     async def _ensure_index(self) -> None:
-        """connect-mongo's TTL index, with its default name, so either side may create it first."""
+        """connect-mongo's TTL index (`{expires: 1}`, default name), so either side may create it
+        first; one that exists with other options (created by hand) is left as it is."""
         if self._ready_lock is None:
             self._ready_lock = asyncio.Lock()
         async with self._ready_lock:
             if not self._ready:
-                await self._collection.create_index([("expires", ASCENDING)], expireAfterSeconds=0)
+                try:
+                    await self._collection.create_index([("expires", ASCENDING)], expireAfterSeconds=0)
+                except OperationFailure as exc:
+                    if exc.code not in _INDEX_EXISTS:
+                        raise
                 self._ready = True
 
     def _live(self, key: str) -> Document:

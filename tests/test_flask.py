@@ -503,3 +503,23 @@ def test_client_side_session_too_big_for_one_cookie_is_split_and_read_back(secre
     client = app.test_client()
     assert len(set_cookies(client.get("/big"))) >= 2
     assert client.get("/big-size").json == {"size": 6000}
+
+
+# ---- the ASGI behaviour tests, through coatcheck.flask ------------------------------------------
+from tests.apps.flask_routes import make_flask_app  # noqa: E402
+from tests.test_wsgi import SHARED_TESTS as _WSGI_SHARED  # noqa: E402
+from tests.test_wsgi import rebind, wsgi_client  # noqa: E402
+
+# Not expressible through Flask's session interface: removing the session mid-request
+# (`unset`), and Starlette's AssertionError for a session outside the cookie path.
+FLASK_EXCLUDED = {"test_unset_policy", "test_path_gating_leaves_other_paths_alone"}
+
+FLASK_SHARED_TESTS = [name for name in _WSGI_SHARED if name not in FLASK_EXCLUDED]
+for _name in FLASK_SHARED_TESTS:
+    globals()[_name] = rebind(_name, make_flask_app, wsgi_client, __name__)
+
+
+def test_every_flask_shared_behaviour_test_is_rebound() -> None:
+    assert len(FLASK_SHARED_TESTS) >= 30
+    for name in FLASK_SHARED_TESTS:
+        assert globals()[name].__globals__["make_app"] is make_flask_app

@@ -53,15 +53,18 @@ ASGI_ONLY = {
 }
 
 
-def _through_wsgi(test: types.FunctionType) -> types.FunctionType:
-    """The same test function, with `make_app` and `client` bound to the WSGI twins."""
-    namespace = {**test.__globals__, "make_app": make_wsgi_app, "client": wsgi_client}
+def rebind(
+    name: str, make_app: Callable[..., Any], client: Callable[..., Any], module: str
+) -> types.FunctionType:
+    """tests.test_asgi's test `name`, with `make_app` and `client` bound to another adapter's."""
+    test = vars(asgi_tests)[name]
+    namespace = {**test.__globals__, "make_app": make_app, "client": client}
     twin = types.FunctionType(test.__code__, namespace, test.__name__, test.__defaults__, test.__closure__)
     twin.__dict__.update(test.__dict__)  # pytest marks (parametrize) travel along
     twin.__kwdefaults__ = test.__kwdefaults__
     twin.__annotations__ = test.__annotations__
     twin.__qualname__ = test.__qualname__
-    twin.__module__ = __name__
+    twin.__module__ = module
     return twin
 
 
@@ -71,7 +74,7 @@ SHARED_TESTS = sorted(
     if name.startswith("test_") and isinstance(value, types.FunctionType) and name not in ASGI_ONLY
 )
 for _name in SHARED_TESTS:
-    globals()[_name] = _through_wsgi(vars(asgi_tests)[_name])
+    globals()[_name] = rebind(_name, make_wsgi_app, wsgi_client, __name__)
 
 
 @pytest.fixture

@@ -193,15 +193,16 @@ _PLAIN_OPTIONS = {
 }
 
 
-def options_from_config(config: Mapping[str, Any]) -> dict[str, Any]:
+def options_from_config(config: Mapping[str, Any], *, need_secret: bool = True) -> dict[str, Any]:
     """`FlaskSessionManager` options from a Flask config (the mapping is documented in
-    docs/flask.md). Raises ConfigurationError naming the config key to change."""
+    docs/flask.md). Raises ConfigurationError naming the config key to change.
+    `need_secret=False`: the secret is given otherwise (`Session(app, secret=...)`)."""
     if "SESSION_TYPE" in config and "SESSION_STORE" not in config:
         raise ConfigurationError(
             "SESSION_TYPE is Flask-Session's setting: coatcheck reads SESSION_STORE, a URL such as "
             "'redis://localhost/0' or 'sqlite:///sessions.db', or a store object"
         )
-    options: dict[str, Any] = {"secret": _secret(config)}
+    options: dict[str, Any] = {"secret": _secret(config)} if need_secret else {}
     if config.get("SESSION_STORE") is not None:
         options["store"] = config["SESSION_STORE"]
     options["name"] = config.get("SESSION_COOKIE_NAME") or "session"
@@ -270,7 +271,8 @@ class Session:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        manager = FlaskSessionManager(**{**options_from_config(app.config), **self.options})
+        config_options = options_from_config(app.config, need_secret="secret" not in self.options)
+        manager = FlaskSessionManager(**{**config_options, **self.options})
         app.session_interface = CoatcheckSessionInterface(manager)
         app.extensions[_EXTENSION] = manager
         self._managers[id(app)] = manager

@@ -464,8 +464,9 @@ def test_starlette_middleware_list_works(secret: str) -> None:
         assert c.get("/incr").json() == {"n": 2}
 
 
-async def test_explicit_save_writes_once_and_still_sends_the_cookie(secret: str, store: CountingStore) -> None:
-    from starlette.requests import Request
+async def test_explicit_save_writes_once_and_still_sends_the_cookie(
+    secret: str, store: CountingStore
+) -> None:
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 

@@ -232,7 +232,9 @@ class SessionManager:
             await self._io("saving a session", store.set(key, plan.record))
         elif plan.write == "patch":
             patching = cast(PatchingStore, store)  # can_patch was checked once, at start-up
-            await self._io("saving a session", patching.patch(key, plan.changed, plan.removed, plan.record.meta))
+            await self._io(
+                "saving a session", patching.patch(key, plan.changed, plan.removed, plan.record.meta)
+            )
         elif plan.write == "touch":
             await self._io("touching a session", store.touch(key, plan.record.meta))
 

@@ -168,7 +168,7 @@ class SessionManager:
             return None
         return self._fresh(request, self.clock(), read_only)
 
-    def _fresh(self, request: RequestInfo, now: float, read_only: bool) -> Session:
+    def _fresh(self, request: RequestInfo | None, now: float, read_only: bool) -> Session:
         return self.session_class(
             settings=self.settings,
             serializer=self.serializer,
@@ -305,15 +305,6 @@ class SessionManager:
         await self.store.close()
 
     # ---- client-side sessions (CookieStore): the cookie is the store ----------------------
-    def _new_session(self, request: RequestInfo | None, now: float, read_only: bool) -> Session:
-        return self.session_class(
-            settings=self.settings,
-            serializer=self.serializer,
-            now=now,
-            manager=self,
-            request=request,
-            read_only=read_only,
-        )
 
     async def _open_client_side(self, cookie_header: bytes | None, now: float) -> OpenedSession | None:
         assert self.client_side is not None
@@ -328,7 +319,7 @@ class SessionManager:
         now = self.clock()
         opened = await self._open_client_side(request.cookie, now)
         if opened is None:
-            return self._new_session(request, now, read_only)
+            return self._fresh(request, now, read_only)
         session = self.session_class(
             settings=self.settings,
             serializer=self.serializer,

@@ -225,6 +225,15 @@ def path_is_exempt(path: str, exempt_paths: Iterable[str]) -> bool:
 
 
 # ---- the decision --------------------------------------------------------------------------
+def checked_trust_proxy(trust_proxy: object) -> bool | None:
+    """The CSRF middlewares' `trust_proxy` option: True, False, or None (follow the session's)."""
+    if trust_proxy is not None and not isinstance(trust_proxy, bool):
+        raise ConfigurationError(
+            f"trust_proxy must be True, False or None (same as the session), got {trust_proxy!r}"
+        )
+    return trust_proxy
+
+
 @dataclass(frozen=True, slots=True)
 class CSRFPolicy:
     """The validated CSRF settings. Build it with `CSRFPolicy.build(...)`."""
@@ -607,11 +616,7 @@ class CSRFMiddleware:
             exempt_paths=exempt_paths,
             max_body_size=max_body_size,
         )
-        if trust_proxy is not None and not isinstance(trust_proxy, bool):
-            raise ConfigurationError(
-                f"trust_proxy must be True, False or None (same as the session), got {trust_proxy!r}"
-            )
-        self.trust_proxy = trust_proxy
+        self.trust_proxy = checked_trust_proxy(trust_proxy)
         self.check_websockets = bool(check_websockets)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

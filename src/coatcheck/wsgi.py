@@ -300,11 +300,7 @@ class CSRFMiddleware:
             exempt_paths=exempt_paths,
             max_body_size=max_body_size,
         )
-        if trust_proxy is not None and not isinstance(trust_proxy, bool):
-            raise ConfigurationError(
-                f"trust_proxy must be True, False or None (same as the session), got {trust_proxy!r}"
-            )
-        self.trust_proxy = trust_proxy
+        self.trust_proxy = csrf.checked_trust_proxy(trust_proxy)
         self._token_key = "HTTP_" + self.policy.header_name.upper().replace("-", "_")
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:

@@ -85,7 +85,7 @@ class Keyring:
             )
 
     def _mac(self, key: bytes, value: str) -> str:
-        digest = hmac.new(key, value.encode(), hashlib.sha256).digest()
+        digest = hmac.digest(key, value.encode(), "sha256")  # one-shot: no HMAC object per call
         return base64.b64encode(digest).decode().rstrip("=")
 
     def sign_id(self, session_id: str) -> str:

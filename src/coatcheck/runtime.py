@@ -308,9 +308,11 @@ class SessionManager:
 
     async def _open_client_side(self, cookie_header: bytes | None, now: float) -> OpenedSession | None:
         assert self.client_side is not None
-        opened: OpenedSession | None = await self._io(
-            "opening a client-side session", self.client_side.open(cookie_header, self.settings.name, now)
-        )
+        opening = self.client_side.open(cookie_header, self.settings.name, now)
+        if getattr(self.client_side, "is_revoked", None) is None:
+            opened: OpenedSession | None = await opening  # pure computation: nothing to time out
+        else:  # an app's revocation hook may do I/O: bound it like a store call
+            opened = await self._io("opening a client-side session", opening)
         return None if opened is None or not engine.is_live(opened.record.meta, now) else opened
 
     async def _load_client_side(self, request: RequestInfo, *, read_only: bool) -> Session:

@@ -110,7 +110,9 @@ def assert_consistent(results: list[tuple[list[int], set[int]]], requests_each: 
     for seen, _ in results:
         assert seen == list(range(1, requests_each + 1))  # nothing lost, nothing counted twice
     all_pids = set().union(*(pids for _, pids in results))
-    assert len(all_pids) == workers  # every worker served
+    # The kernel decides which worker accepts each connection, so not every one of `workers`
+    # is guaranteed a request; several must have served, and sessions must have moved.
+    assert 2 <= len(all_pids) <= workers
     assert any(len(pids) > 1 for _, pids in results)  # sessions moved between workers
 
 

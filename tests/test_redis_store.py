@@ -119,16 +119,8 @@ class TestRedisStoreUvloopConformance(TestRedisStoreConformance):
     """The pipelined connection on uvloop (what uvicorn uses in production)."""
 
     def run(self, body: Any) -> None:
-        uvloop = pytest.importorskip("uvloop")
-
-        async def main() -> None:
-            store = await self.make_store()
-            try:
-                await body(store)
-            finally:
-                await self.close_store(store)
-
-        uvloop.run(main())
+        self.runner = pytest.importorskip("uvloop").run
+        super().run(body)
 
 
 # ---- private servers --------------------------------------------------------------------------

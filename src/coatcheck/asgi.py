@@ -124,32 +124,22 @@ class SessionMiddleware:
 
 
 async def _too_large(send: Send, exc: SessionTooLarge) -> None:
-    body = f"Internal Server Error: {exc}\n".encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 500,
-            "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"cache-control", b"no-store"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await _plain_response(send, 500, f"Internal Server Error: {exc}\n".encode())
 
 
 async def _unavailable(send: Send) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 503,
-            "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"retry-after", b"5"),
-                (b"cache-control", b"no-store"),
-                (b"content-length", str(len(_UNAVAILABLE)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": _UNAVAILABLE})
+    await _plain_response(send, 503, _UNAVAILABLE, [(b"retry-after", b"5")])
+
+
+async def _plain_response(
+    send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    """A short uncacheable text/plain response, sent in place of the app's."""
+    headers = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        *(extra or []),
+        (b"cache-control", b"no-store"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -197,24 +197,28 @@ class SessionManager:
             return self._commit_client_side(session, request, unset=unset), False
         if session._read_only or not (session._accessed or session._retired_ids or unset):
             return (_NOTHING if not session._accessed else engine.CommitPlan(cache_headers=True)), False
-        now = self.clock()
-        secure = self.is_secure(request)
-        if self.record_format is not None:
-            self.record_format.prepare(session, secure=secure)
-        plan = engine.plan_commit(
-            session,
-            settings=self.settings,
-            keyring=self.keyring,
-            secure=secure,
-            now=now,
-            unset=unset,
-            can_patch=self.can_patch,
-            hints=self._hints(request) if self.settings.client_hints else None,
+        plan = self._plan(
+            session, request, unset=unset, hints=self._hints(request) if self.settings.client_hints else None
         )
         if plan.destroy or plan.write != "none":
             return plan, True
         self._committed(session, plan)
         return plan, False
+
+    def _plan(self, session: Session, request: RequestInfo, **options: Any) -> engine.CommitPlan:
+        """The engine's plan for this session now (`options`: unset, hints, force)."""
+        secure = self.is_secure(request)
+        if self.record_format is not None:
+            self.record_format.prepare(session, secure=secure)
+        return engine.plan_commit(
+            session,
+            settings=self.settings,
+            keyring=self.keyring,
+            secure=secure,
+            now=self.clock(),
+            can_patch=self.can_patch,
+            **options,
+        )
 
     async def apply_commit(self, session: Session, plan: engine.CommitPlan) -> None:
         """The I/O half of `commit`: perform a plan from `prepare_commit` on the store."""
@@ -262,18 +266,7 @@ class SessionManager:
             return
         if session._request is None:
             raise RuntimeError("session.save() needs the request the session was loaded for")
-        secure = self.is_secure(session._request)
-        if self.record_format is not None:
-            self.record_format.prepare(session, secure=secure)
-        plan = engine.plan_commit(
-            session,
-            settings=self.settings,
-            keyring=self.keyring,
-            secure=secure,
-            now=self.clock(),
-            can_patch=self.can_patch,
-            force=not session._destroyed,
-        )
+        plan = self._plan(session, session._request, force=not session._destroyed)
         await self._apply(plan)
         self._committed(session, plan)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -69,6 +69,9 @@ class StoreConformance:
     async def close_store(self, store: Any) -> None:
         await store.close()
 
+    #: Runs each test's coroutine; set to e.g. `uvloop.run` to run the suite on another loop.
+    runner: Callable[[Coroutine[Any, Any, None]], None] = staticmethod(asyncio.run)
+
     def run(self, body: TestBody) -> None:
         async def main() -> None:
             store = await self.make_store()
@@ -77,7 +80,7 @@ class StoreConformance:
             finally:
                 await self.close_store(store)
 
-        asyncio.run(main())
+        self.runner(main())
 
     @staticmethod
     def _need(store: Any, capability: type, name: str) -> None:

@@ -6,15 +6,18 @@ so a green CI run always means the test ran against the real thing.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NoReturn
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -31,6 +34,15 @@ def unavailable(service: str, reason: str) -> NoReturn:
     if IN_CI:
         pytest.fail(f"{message} (CI=true: a missing service is a failure, not a skip)", pytrace=False)
     pytest.skip(message)
+
+
+def require_listening(service: str, url: str, default_port: int) -> str:
+    """`url` if its server accepts connections; otherwise the test is skipped (or fails in CI)."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or default_port
+    if not port_open(host, port):
+        unavailable(service, f"nothing listens at {host}:{port}")
+    return url
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -74,3 +86,30 @@ def redis_server(*, persistent: bool = False, extra: tuple[str, ...] = ()) -> It
         finally:
             proc.terminate()
             proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def silent_server() -> Iterator[int]:
+    """A loopback server that accepts connections and never says a word: yields its port."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError, OSError):
+                accepted.append(listener.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join()
+        for conn in accepted:
+            conn.close()
+        listener.close()

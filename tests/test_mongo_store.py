@@ -5,10 +5,7 @@ The rest (key escaping, failure against a dead or silent port, configuration) al
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
-import socket
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -22,7 +19,7 @@ from coatcheck.errors import ConfigurationError, SessionStoreError
 from coatcheck.stores import MongoStore
 from coatcheck.stores.mongo import escape_field, unescape_field
 from coatcheck.testing import StoreConformance, make_record, new_key
-from tests.services import MONGODB_URL, free_port
+from tests.services import MONGODB_URL, free_port, silent_server
 
 SKIP_REASON = "COATCHECK_MONGODB_URL is not set (MongoDB is not packaged for this machine)"
 
@@ -202,33 +199,6 @@ def test_escaping_examples() -> None:
     assert escape_field("100%") == "100%25"
     assert escape_field("") == "%" and unescape_field("%") == ""
     assert unescape_field("%2E") == "." and escape_field("%2E") == "%252E"
-
-
-@contextlib.contextmanager
-def silent_server() -> Iterator[int]:
-    """A loopback server that accepts connections and never says a word."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.1)
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError, OSError):
-                accepted.append(listener.accept()[0])
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield int(listener.getsockname()[1])
-    finally:
-        stop.set()
-        thread.join()
-        for conn in accepted:
-            conn.close()
-        listener.close()
 
 
 async def test_a_closed_port_fails_with_a_store_error_within_the_timeout() -> None:

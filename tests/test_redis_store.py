@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 import hiredis
 import httpx
@@ -36,17 +36,14 @@ from coatcheck.record import Meta
 from coatcheck.stores import RedisStore, from_url
 from coatcheck.stores.redis import parse_url
 from coatcheck.testing import StoreConformance, make_record, new_key
-from tests.services import REDIS_URL, port_open, redis_server, unavailable
+from tests.services import REDIS_URL, redis_server, require_listening
 
 pytestmark = pytest.mark.redis
 
 
 # ---- helpers ----------------------------------------------------------------------------------
 def shared_redis_url() -> str:
-    parts = urlsplit(REDIS_URL)
-    if not port_open(parts.hostname or "127.0.0.1", parts.port or 6379):
-        unavailable("Redis", f"nothing listens at {parts.hostname}:{parts.port or 6379}")
-    return REDIS_URL
+    return require_listening("Redis", REDIS_URL, 6379)
 
 
 def delete_prefix(url: str, prefix: str) -> None:

@@ -6,8 +6,6 @@ import asyncio
 import contextlib
 import math
 import secrets
-import socket
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -22,7 +20,7 @@ from coatcheck.errors import ConfigurationError, SessionStoreError
 from coatcheck.record import Meta
 from coatcheck.stores import SQLStore
 from coatcheck.testing import StoreConformance, make_record, new_key
-from tests.services import MYSQL_URL, POSTGRES_URL, free_port, port_open
+from tests.services import MYSQL_URL, POSTGRES_URL, free_port, port_open, silent_server
 
 ASYNC_SCHEMES = {"postgresql": "postgresql+psycopg", "mysql": "mysql+asyncmy"}
 
@@ -375,33 +373,6 @@ def _swap_port(url: str, port: int) -> str:
     parts = urlsplit(url)
     netloc = f"{parts.username}@127.0.0.1:{port}" if parts.username else f"127.0.0.1:{port}"
     return parts._replace(netloc=netloc).geturl()
-
-
-@contextlib.contextmanager
-def silent_server() -> Iterator[int]:
-    """A loopback server that accepts connections and never says a word."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.1)
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError, OSError):
-                accepted.append(listener.accept()[0])
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield int(listener.getsockname()[1])
-    finally:
-        stop.set()
-        thread.join()
-        for conn in accepted:
-            conn.close()
-        listener.close()
 
 
 @pytest.mark.parametrize("scheme", ["postgresql", "mysql"])

@@ -234,6 +234,11 @@ class Session(MutableMapping[str, Any]):
     def cookie(self) -> SessionCookie:
         return SessionCookie(self)
 
+    @property
+    def settings(self) -> Settings:
+        """The middleware settings this session was made under (read-only)."""
+        return self._settings
+
     # ---- mapping ----------------------------------------------------------------------
     def _snapshot(self, key: str) -> None:
         if key in self._loaded_keys and key not in self._baseline:

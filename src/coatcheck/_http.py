@@ -1,0 +1,104 @@
+"""The HTTP edge every adapter shares: session headers and plain error responses, as data.
+
+Adapters (ASGI, WSGI, Flask, and the framework plugins) only translate these values to
+their framework's types; what a 503, a CSRF refusal or the session's cache headers look
+like is decided here, once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from http import HTTPStatus
+
+RawHeaders = list[tuple[bytes, bytes]]
+StrHeaders = list[tuple[str, str]]
+
+UNAVAILABLE_BODY = b"Service Unavailable: the session store did not answer. Please retry shortly.\n"
+CACHE_HEADER_NAMES = frozenset((b"vary", b"cache-control"))
+
+
+@dataclass(frozen=True, slots=True)
+class PlainResponse:
+    """A short, uncacheable text/plain response sent in place of the app's."""
+
+    status: int
+    body: bytes
+    extra_headers: tuple[tuple[bytes, bytes], ...] = ()
+
+    @property
+    def status_line(self) -> str:
+        """WSGI's status string, e.g. "503 Service Unavailable"."""
+        return f"{self.status} {HTTPStatus(self.status).phrase}"
+
+    @property
+    def headers(self) -> RawHeaders:
+        return [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            *self.extra_headers,
+            (b"cache-control", b"no-store"),
+            (b"content-length", str(len(self.body)).encode()),
+        ]
+
+    @property
+    def str_headers(self) -> StrHeaders:
+        return [(name.decode("latin-1"), value.decode("latin-1")) for name, value in self.headers]
+
+
+def unavailable() -> PlainResponse:
+    """The 503 for a store that could not load or save (one log line goes with it)."""
+    return PlainResponse(503, UNAVAILABLE_BODY, ((b"retry-after", b"5"),))
+
+
+def too_large(reason: object) -> PlainResponse:
+    """The 500 for a client-side session that does not fit its cookies (debug mode only)."""
+    return PlainResponse(500, f"Internal Server Error: {reason}\n".encode())
+
+
+def refused(status: int, reason: str, detail: str) -> PlainResponse:
+    """A CSRF refusal (403, or 413 for a form whose token is past the body limit): names the
+    failed check in the body and in `X-CSRF-Failure`, never echoes a token."""
+    title = HTTPStatus(status).phrase
+    body = f"{title}: CSRF check failed ({reason}): {detail}.\n".encode()
+    return PlainResponse(status, body, ((b"x-csrf-failure", reason.encode("latin-1")),))
+
+
+# ---- the session's response headers ---------------------------------------------------------
+def add_cache_headers(headers: Iterable[tuple[bytes, bytes]]) -> RawHeaders:
+    """Add `Vary: Cookie` and make caching private, keeping what the app already said."""
+    out: RawHeaders = []
+    vary_done = cache_done = False
+    for name, value in headers:
+        lower = name.lower()
+        if lower == b"vary":
+            tokens = [t.strip().lower() for t in value.split(b",")]
+            if b"cookie" not in tokens and b"*" not in tokens:
+                value = value + b", Cookie"
+            vary_done = True
+        elif lower == b"cache-control":
+            tokens = [t.strip() for t in value.split(b",") if t.strip()]
+            kept = [t for t in tokens if t.lower() != b"public"]
+            if not any(t.lower() in (b"private", b"no-store") for t in kept):
+                kept.insert(0, b"private")
+            value = b", ".join(kept)
+            cache_done = True
+        out.append((name, value))
+    if not vary_done:
+        out.append((b"vary", b"Cookie"))
+    if not cache_done:
+        out.append((b"cache-control", b"private"))
+    return out
+
+
+def session_headers(headers: Iterable[tuple[bytes, bytes]], cache: bool, cookies: list[bytes]) -> RawHeaders:
+    """The response headers with the session's: Vary/Cache-Control when `cache`, then one
+    Set-Cookie per value (client-side sessions may send several: chunks)."""
+    out = add_cache_headers(headers) if cache else list(headers)
+    out.extend((b"set-cookie", value) for value in cookies)
+    return out
+
+
+def session_str_headers(headers: StrHeaders, cache: bool, cookies: list[bytes]) -> StrHeaders:
+    """`session_headers` for str headers (WSGI, Werkzeug), latin-1 as PEP 3333 says."""
+    raw = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in headers]
+    return [(n.decode("latin-1"), v.decode("latin-1")) for n, v in session_headers(raw, cache, cookies)]

@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from coatcheck import SessionMiddleware
+from coatcheck.config import Settings
 from coatcheck.record import Meta, Record
 from coatcheck.stores import MemoryStore
 
@@ -170,3 +171,12 @@ def use_cookie(c: httpx.AsyncClient, value: str, name: str = "session") -> None:
     """Make the client send exactly this session cookie from now on."""
     c.cookies.clear()
     c.cookies.set(name, value)
+
+
+TEST_SECRET = "test-secret-" + "9f3c2a7e41d8b6055e2c7a9d13f4b8e6a0c5d7e2f1b3a4c6"
+
+
+def make_settings(**options: Any) -> Settings:
+    """Validated settings for engine and session unit tests (a strong test secret unless given)."""
+    options.setdefault("secret", TEST_SECRET)
+    return Settings(**options)

@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 
 from coatcheck import ConfigurationError, Cookie, SessionMiddleware
-from coatcheck.config import Settings
+from tests.helpers import make_settings
 
 
 async def noop(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
@@ -58,6 +58,6 @@ def test_bad_options_fail_at_start_up(options: dict[str, object], message: str, 
 
 
 def test_durations_accept_numbers_and_timedeltas() -> None:
-    settings = Settings.build(idle_timeout=600, absolute_timeout=timedelta(hours=2), touch_after=1.5)
-    assert (settings.idle_timeout, settings.absolute_timeout, settings.touch_after) == (600.0, 7200.0, 1.5)
-    assert Settings.build(cookie=Cookie(max_age=timedelta(days=1))).cookie.max_age == 86400.0
+    settings = make_settings(idle_timeout=600, absolute_timeout=timedelta(hours=2), touch_after=1.5)
+    assert (settings.idle_seconds, settings.absolute_seconds, settings.touch_seconds) == (600.0, 7200.0, 1.5)
+    assert make_settings(cookie=Cookie(max_age=timedelta(days=1))).cookie.max_age == 86400.0

@@ -1,28 +1,40 @@
-"""The engine's decisions as a table: pure function calls, no server."""
+"""The engine's one decision, `decide(snapshot, settings, facts)`, as tables: pure calls, no server.
+
+Sessions are real `Session` objects driven through their public API; the engine only ever
+sees their `snapshot()`. Every path through `decide` is covered for server-side sessions
+and for client-side ones (`self_contained`), where a save or touch is a re-seal.
+"""
 
 from __future__ import annotations
 
 import itertools
-import secrets
+from typing import Any
 
 import pytest
 
 from coatcheck import engine
+from coatcheck._http import add_cache_headers
 from coatcheck.codec import DEFAULT_SERIALIZER
 from coatcheck.config import Cookie, Settings
-from coatcheck.crypto import Keyring
+from coatcheck.engine import NOTHING, Facts, Plan, decide
 from coatcheck.record import Meta
 from coatcheck.session import Session
+from tests.helpers import make_settings
 
 NOW = 1_800_000_000.0
-KEYRING = Keyring(secrets.token_urlsafe(32))
 
 
 def session_for(
-    settings: Settings, *, loaded: bool, data: dict | None = None, last_seen: float = NOW
+    settings: Settings,
+    *,
+    loaded: bool,
+    data: dict[str, Any] | None = None,
+    last_seen: float = NOW,
+    stale_signature: bool = False,
+    read_only: bool = False,
 ) -> Session:
     if not loaded:
-        return Session(settings=settings, serializer=DEFAULT_SERIALIZER, now=NOW)
+        return Session(settings=settings, serializer=DEFAULT_SERIALIZER, now=NOW, read_only=read_only)
     meta = Meta(created=NOW - 100, last_seen=last_seen, idle_deadline=NOW + 3600)
     return Session(
         settings=settings,
@@ -31,12 +43,20 @@ def session_for(
         session_id="sid",
         data=dict(data or {"n": 1}),
         meta=meta,
+        stale_signature=stale_signature,
+        read_only=read_only,
     )
+
+
+def plan_for(session: Session, settings: Settings, **facts: Any) -> Plan:
+    facts.setdefault("secure", False)
+    return decide(session.snapshot(), settings, Facts(now=NOW, **facts))
 
 
 # express-session's rules, written out as the specification the table checks:
 #   saved      = modified or (save_uninitialized if new else resave)
 #   set-cookie = saved if new else (rolling or (persistent cookie and modified))
+# For a client-side session every save is a re-seal, so its cookie goes out whenever it is saved too.
 TABLE = [
     pytest.param(
         resave,
@@ -45,19 +65,20 @@ TABLE = [
         loaded,
         modified,
         max_age,
+        client,
         modified or (resave if loaded else save_uninit),
         (rolling or (max_age is not None and modified)) if loaded else (modified or save_uninit),
-        id=f"resave={resave:d}-saveUninit={save_uninit:d}-rolling={rolling:d}-"
+        id=f"{'client' if client else 'server'}-resave={resave:d}-saveUninit={save_uninit:d}-rolling={rolling:d}-"
         f"{'loaded' if loaded else 'new'}-{'modified' if modified else 'same'}-maxAge={max_age}",
     )
-    for resave, save_uninit, rolling, loaded, modified, max_age in itertools.product(
-        [False, True], [False, True], [False, True], [False, True], [False, True], [None, 3600]
+    for resave, save_uninit, rolling, loaded, modified, max_age, client in itertools.product(
+        [False, True], [False, True], [False, True], [False, True], [False, True], [None, 3600], [False, True]
     )
 ]
 
 
 @pytest.mark.parametrize(
-    ("resave", "save_uninit", "rolling", "loaded", "modified", "max_age", "saved", "cookie"), TABLE
+    ("resave", "save_uninit", "rolling", "loaded", "modified", "max_age", "client", "saved", "cookie"), TABLE
 )
 def test_decision_table(
     resave: bool,
@@ -66,10 +87,11 @@ def test_decision_table(
     loaded: bool,
     modified: bool,
     max_age: int | None,
+    client: bool,
     saved: bool,
     cookie: bool,
 ) -> None:
-    settings = Settings.build(
+    settings = make_settings(
         resave=resave, save_uninitialized=save_uninit, rolling=rolling, cookie=Cookie(max_age=max_age)
     )
     session = session_for(settings, loaded=loaded)
@@ -77,17 +99,22 @@ def test_decision_table(
         session["n"] = 2
     else:
         session.get("n")  # used, not changed
-    plan = engine.plan_commit(
-        session, settings=settings, keyring=KEYRING, secure=False, now=NOW, can_patch=True
-    )
-    assert (plan.write in ("set", "patch")) is saved
-    assert (plan.set_cookie is not None) is cookie
-    if saved:
-        assert plan.write == ("patch" if loaded else "set")
-    if cookie and max_age is not None:
-        assert b"Max-Age=3600" in plan.set_cookie  # type: ignore[operator]
+    plan = plan_for(session, settings, can_patch=True, self_contained=client)
+    if client:
+        assert plan.write == "none" and plan.destroy == ()  # nothing is ever stored
+        assert (plan.cookie == "send") is (saved or cookie)
+        if plan.cookie == "send":
+            assert plan.record is not None and plan.record.data == dict(session)  # the whole record, sealed
+    else:
+        assert (plan.write in ("set", "patch")) is saved
+        assert (plan.cookie == "send") is cookie
+        if saved:
+            assert plan.write == ("patch" if loaded else "set")
+    if plan.cookie == "send":
+        assert plan.max_age == max_age and plan.cache_headers
 
 
+@pytest.mark.parametrize("client", [False, True])
 @pytest.mark.parametrize(
     ("loaded", "elapsed", "explicit", "touched"),
     [
@@ -97,51 +124,176 @@ def test_decision_table(
         (False, 600, False, False),
     ],
 )
-def test_should_touch(loaded: bool, elapsed: float, explicit: bool, touched: bool) -> None:
-    settings = Settings.build(touch_after=60)
+def test_touch_is_throttled_by_touch_after(
+    loaded: bool, elapsed: float, explicit: bool, touched: bool, client: bool
+) -> None:
+    settings = make_settings(touch_after=60)
     session = session_for(settings, loaded=loaded, last_seen=NOW - elapsed)
     session.get("n")
     if explicit:
         session.touch()
-    plan = engine.plan_commit(session, settings=settings, keyring=KEYRING, secure=False, now=NOW)
-    assert (plan.write == "touch") is touched
+    plan = plan_for(session, settings, self_contained=client)
+    assert (plan.write == "touch" if not client else plan.cookie == "send") is touched
     if touched:
         assert plan.record is not None and plan.record.meta.last_seen == NOW
-        assert plan.record.meta.idle_deadline == NOW + settings.idle_timeout  # type: ignore[operator]
+        assert plan.record.meta.idle_deadline == NOW + settings.idle_seconds  # type: ignore[operator]
 
 
-def test_untouched_new_session_does_nothing_even_with_save_uninitialized() -> None:
-    settings = Settings.build(save_uninitialized=True)
-    plan = engine.plan_commit(
-        session_for(settings, loaded=False), settings=settings, keyring=KEYRING, secure=False, now=NOW
-    )
-    assert plan.write == "none" and plan.set_cookie is None and plan.destroy == [] and not plan.cache_headers
+@pytest.mark.parametrize("client", [False, True])
+def test_untouched_session_is_nothing_even_with_save_uninitialized(client: bool) -> None:
+    settings = make_settings(save_uninitialized=True, rolling=True)
+    for loaded in (False, True):
+        assert plan_for(session_for(settings, loaded=loaded), settings, self_contained=client) is NOTHING
+
+
+@pytest.mark.parametrize("client", [False, True])
+def test_explicit_save_forces_a_write_of_an_unchanged_session(client: bool) -> None:
+    settings = make_settings()
+    session = session_for(settings, loaded=True)
+    plan = plan_for(session, settings, force=True, can_patch=True, self_contained=client)
+    if client:
+        assert plan.cookie == "send"
+    else:
+        assert plan.write == "patch" and plan.changed == {} and plan.removed == frozenset()
+
+
+@pytest.mark.parametrize("client", [False, True])
+def test_rolling_resends_the_cookie_of_a_loaded_session_on_both_sides(client: bool) -> None:
+    settings = make_settings(rolling=True)
+    session = session_for(settings, loaded=True)
+    session.get("n")
+    plan = plan_for(session, settings, self_contained=client)
+    assert plan.cookie == "send" and plan.session_id == "sid"
+    assert plan.write == "none"  # rolling re-sends the cookie; it does not rewrite the record
+    if client:
+        assert plan.record is not None and plan.record.meta.last_seen == NOW  # re-sealed with fresh deadlines
+
+
+@pytest.mark.parametrize("client", [False, True])
+def test_secure_cookie_over_plain_http_sets_nothing_and_stores_nothing(client: bool) -> None:
+    settings = make_settings(cookie=Cookie(secure=True))
+    session = session_for(settings, loaded=True)
+    session.regenerate(keep_data=True)
+    session["n"] = 3
+    plan = plan_for(session, settings, secure=False, self_contained=client)
+    assert plan.write == "none" and plan.cookie == "none" and plan.destroy == ()
+    assert plan_for(session, settings, secure=True, self_contained=client).cookie == "send"
+
+
+@pytest.mark.parametrize("client", [False, True])
+@pytest.mark.parametrize(
+    ("unset", "expected_cookie", "deletes"), [("keep", "none", False), ("destroy", "expire", True)]
+)
+def test_unset_session(unset: str, expected_cookie: str, deletes: bool, client: bool) -> None:
+    settings = make_settings(unset=unset)
+    session = session_for(settings, loaded=True)
+    session["n"] = 9  # dropped either way: the handler removed the session
+    plan = plan_for(session, settings, unset=True, self_contained=client)
+    assert plan.write == "none" and plan.cookie == expected_cookie
+    assert plan.destroy == (("sid",) if deletes and not client else ())
+
+
+@pytest.mark.parametrize("client", [False, True])
+def test_destroy_expires_the_cookie_and_deletes_the_record(client: bool) -> None:
+    settings = make_settings()
+    session = session_for(settings, loaded=True)
+    session.destroy()
+    plan = plan_for(session, settings, self_contained=client)
+    assert plan.cookie == "expire" and plan.write == "none" and plan.cache_headers
+    assert plan.destroy == (() if client else ("sid",))
+
+
+def test_a_patch_that_finds_the_record_gone_never_resurrects_it() -> None:
+    settings = make_settings(rolling=True)
+    session = session_for(settings, loaded=True)
+    session["n"] = 2
+    first = plan_for(session, settings, can_patch=True)
+    assert first.write == "patch"
+    session.after_commit(first, record_gone=True)  # what the runtime reports when patch() returns False
+    plan = plan_for(session, settings, can_patch=True, record_gone=True)
+    assert plan.write == "none" and plan.destroy == () and plan.cookie == "expire"
+
+
+def test_login_retires_the_old_id_and_sends_the_new_one() -> None:
+    settings = make_settings()
+    session = session_for(settings, loaded=True, data={"cart": [1]})
+    session.login("42")
+    plan = plan_for(session, settings, can_patch=True)
+    assert plan.destroy == ("sid",) and plan.write == "set" and plan.cookie == "send"
+    assert plan.session_id != "sid" and plan.record is not None
+    assert plan.record.data == {"cart": [1]} and plan.record.meta.user_id == "42"
+
+
+@pytest.mark.parametrize("client", [False, True])
+def test_regenerate_to_an_empty_session_saves_nothing(client: bool) -> None:
+    settings = make_settings()
+    session = session_for(settings, loaded=True)
+    session.regenerate()
+    plan = plan_for(session, settings, self_contained=client)
+    assert plan.write == "none" and plan.record is None
+    if client:  # the old sealed cookie still opens by itself: it must go
+        assert plan.cookie == "expire"
+    else:  # the old record is deleted; the client's stale cookie then finds nothing
+        assert plan.destroy == ("sid",) and plan.cookie == "none"
+
+
+@pytest.mark.parametrize("client", [False, True])
+def test_a_cookie_signed_with_an_older_secret_is_reissued_even_if_unused(client: bool) -> None:
+    settings = make_settings()
+    plan = plan_for(session_for(settings, loaded=True, stale_signature=True), settings, self_contained=client)
+    assert plan.cookie == "send" and plan.session_id == "sid" and plan.write == "none"
+
+
+def test_read_only_sessions_never_commit() -> None:
+    settings = make_settings()
+    session = session_for(settings, loaded=True, read_only=True)
+    session.get("n")
+    assert plan_for(session, settings, force=True) == Plan(cache_headers=True)
+
+
+def test_cookie_pending_from_an_explicit_save_is_still_sent() -> None:
+    settings = make_settings(cookie=Cookie(max_age=60))
+    session = session_for(settings, loaded=True)
+    session["n"] = 5
+    saved = plan_for(session, settings, force=True, can_patch=True)
+    assert saved.write == "patch" and saved.cookie == "send"
+    session.after_commit(saved)  # save() wrote it; the response has not started yet
+    end = plan_for(session, settings, can_patch=True)
+    assert end.write == "none" and end.cookie == "send"
 
 
 def test_delta_commit_carries_only_changed_and_removed_keys() -> None:
-    settings = Settings.build()
+    settings = make_settings()
     session = session_for(settings, loaded=True, data={"a": [1], "b": 2, "c": 3, "untouched": {"x": 1}})
     session["a"].append(2)
     session["b"] = 2  # same value: not a change
     del session["c"]
     session["d"] = "new"
-    plan = engine.plan_commit(
-        session, settings=settings, keyring=KEYRING, secure=False, now=NOW, can_patch=True
-    )
+    plan = plan_for(session, settings, can_patch=True)
     assert plan.write == "patch"
     assert plan.changed == {"a": [1, 2], "d": "new"}
     assert plan.removed == {"c"}
 
 
 def test_deadlines_in_the_saved_meta() -> None:
-    settings = Settings.build(idle_timeout=600, absolute_timeout=7200)
+    settings = make_settings(idle_timeout=600, absolute_timeout=7200)
     session = session_for(settings, loaded=True)
     session["n"] = 5
-    plan = engine.plan_commit(session, settings=settings, keyring=KEYRING, secure=False, now=NOW)
-    meta = plan.record.meta  # type: ignore[union-attr]
+    meta = plan_for(session, settings).record.meta  # type: ignore[union-attr]
     assert meta.created == NOW - 100 and meta.last_seen == NOW
     assert meta.idle_deadline == NOW + 600 and meta.absolute_deadline == NOW - 100 + 7200
     assert meta.expires == NOW + 600
+
+
+def test_format_cookie_defaults_are_pinned_under_the_sessions_own() -> None:
+    settings = make_settings()
+    session = session_for(settings, loaded=False)
+    session.cookie.max_age = 60
+    plan = plan_for(session, settings, cookie_defaults={"express": {"secure": False}})
+    assert plan.record is not None and plan.record.meta.cookie == {
+        "express": {"secure": False},
+        "max_age": 60.0,
+    }
 
 
 @pytest.mark.parametrize(
@@ -153,10 +305,10 @@ def test_deadlines_in_the_saved_meta() -> None:
     ],
 )
 def test_should_destroy(unset: bool, destroyed: bool, destroys: bool) -> None:
-    settings = Settings.build(unset="keep")
+    settings = make_settings(unset="keep")
     assert engine.should_destroy(destroyed=destroyed, unset=unset, settings=settings) is destroys
     assert engine.should_destroy(
-        destroyed=destroyed, unset=unset, settings=Settings.build(unset="destroy")
+        destroyed=destroyed, unset=unset, settings=make_settings(unset="destroy")
     ) is (destroyed or unset)
 
 
@@ -206,4 +358,4 @@ def test_is_secure(scheme: str, forwarded: bytes | None, trust: bool, secure: bo
     ],
 )
 def test_cache_headers(headers: list[tuple[bytes, bytes]], expected: list[tuple[bytes, bytes]]) -> None:
-    assert engine.add_cache_headers(headers) == expected
+    assert add_cache_headers(headers) == expected

@@ -32,7 +32,6 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from coatcheck import Cookie, SessionMiddleware
-from coatcheck.config import Settings
 from coatcheck.crypto import Keyring, storage_key
 from coatcheck.errors import ConfigurationError, SessionStoreError
 from coatcheck.express import (
@@ -48,7 +47,7 @@ from coatcheck.express import (
 from coatcheck.record import Meta, Record
 from coatcheck.stores import CookieStore, MemoryStore, RedisStore
 from coatcheck.stores.express_redis import ExpressRedisStore
-from tests.helpers import Clock
+from tests.helpers import Clock, make_settings
 from tests.services import MONGODB_URL, REDIS_URL, free_port, redis_server, unavailable, wait_for_port
 
 NODE_DIR = Path(__file__).resolve().parent / "interop" / "node"
@@ -597,7 +596,7 @@ async def test_absolute_timeout_is_enforced_by_coatcheck(
 async def test_delta_commit_never_resurrects_a_destroyed_session(
     redis_url: str, prefix: str, raw: redis.Redis
 ) -> None:
-    store = RedisStore(redis_url, prefix=prefix).with_format(ExpressFormat(Settings.build()))
+    store = RedisStore(redis_url, prefix=prefix).with_format(ExpressFormat(make_settings()))
     now = time.time()
     meta = Meta(created=now, last_seen=now)
     sid = new_id()
@@ -612,7 +611,7 @@ async def test_delta_commit_never_resurrects_a_destroyed_session(
 
 @pytest.mark.redis
 async def test_corrupt_record_is_a_store_error(redis_url: str, prefix: str, raw: redis.Redis) -> None:
-    store = RedisStore(redis_url, prefix=prefix).with_format(ExpressFormat(Settings.build()))
+    store = RedisStore(redis_url, prefix=prefix).with_format(ExpressFormat(make_settings()))
     raw.set(prefix + "x" * 32, b"[1, 2]")
     with pytest.raises(SessionStoreError, match="not a JSON object"):
         await store.get("x" * 32)
@@ -633,12 +632,14 @@ async def test_reserved_key_is_refused_with_a_clear_error(secret: str, redis_url
 def test_compat_names_the_cookie_connect_sid_unless_told_otherwise(secret: str) -> None:
     store = RedisStore("redis://127.0.0.1:6379/0")
     assert (
-        SessionMiddleware(None, secret=secret, store=store, compat="express").manager.settings.name
+        SessionMiddleware(None, secret=secret, store=store, compat="express").manager.settings.cookie_name
         == "connect.sid"
     )  # type: ignore[arg-type]
     named = SessionMiddleware(None, secret=secret, store=store, compat="express", name="sid")  # type: ignore[arg-type]
-    assert named.manager.settings.name == "sid"
-    assert SessionMiddleware(None, secret=secret, store=MemoryStore()).manager.settings.name == "session"  # type: ignore[arg-type]
+    assert named.manager.settings.cookie_name == "sid"
+    assert (
+        SessionMiddleware(None, secret=secret, store=MemoryStore()).manager.settings.cookie_name == "session"
+    )  # type: ignore[arg-type]
 
 
 def test_compat_store_layouts(secret: str) -> None:
@@ -665,7 +666,7 @@ def test_compat_refuses_stores_node_cannot_share(secret: str, store: Any, messag
 
 
 def test_unknown_compat_is_a_configuration_error(secret: str) -> None:
-    with pytest.raises(ConfigurationError, match="compat must be 'express' or None"):
+    with pytest.raises(ConfigurationError, match="compat must be one of"):
         SessionMiddleware(None, secret=secret, store=MemoryStore(), compat="rails")  # type: ignore[arg-type]
 
 
@@ -762,9 +763,10 @@ def test_wsgi_middleware_takes_compat(secret: str) -> None:
 
     wsgi = WSGISessionMiddleware(None, secret=secret, store="redis://127.0.0.1:6379/0", compat="express")  # type: ignore[arg-type]
     assert isinstance(wsgi.store, ExpressRedisStore)
-    assert wsgi.manager.settings.name == "connect.sid"
-    wsgi.manager._store_url = "redis://127.0.0.1:6379/0"
-    wsgi.manager._renew_store()  # what a forked gunicorn worker does
+    assert wsgi.manager.settings.cookie_name == "connect.sid"
+    before = wsgi.store
+    wsgi.manager.renew_store()  # type: ignore[attr-defined]  # what a forked gunicorn worker does
+    assert wsgi.store is not before
     assert isinstance(wsgi.store, ExpressRedisStore)
 
 
@@ -773,7 +775,7 @@ NOW = 1_800_000_000.0
 
 
 def fmt(**options: Any) -> ExpressFormat:
-    return ExpressFormat(Settings.build(name="connect.sid", **options))
+    return ExpressFormat(make_settings(name="connect.sid", **options))
 
 
 def test_js_date_is_javascripts_date_to_json() -> None:
@@ -865,7 +867,7 @@ def test_deadline_follows_express(
     f = fmt(**options)
     meta = Meta(created=NOW - 100, last_seen=NOW, cookie=cookie)
     meta.absolute_deadline = (
-        None if f.settings.absolute_timeout is None else meta.created + f.settings.absolute_timeout
+        None if f.settings.absolute_seconds is None else meta.created + f.settings.absolute_seconds
     )
     assert f.deadline(meta) == deadline
 
@@ -1018,7 +1020,7 @@ async def test_switching_compat_off_keeps_everyone_logged_in(express: StartExpre
             bob = (await browser.call(python, "/login", {"user": "bob"}, cookies=bob_jar))["id"]
         await compat_app.manager.close()
 
-        settings = Settings.build(name="connect.sid")
+        settings = make_settings(name="connect.sid")
         assert await namespace["migrate"](url, settings) == 2
 
         native_app = python_app(secret, RedisStore(url), name="connect.sid")  # compat off

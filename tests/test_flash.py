@@ -29,6 +29,7 @@ from coatcheck import Flash, SessionMiddleware
 from coatcheck.session import FLASH_PREFIX, FlashClaims
 from coatcheck.stores import MemoryStore, SQLiteStore
 from coatcheck.templating import install
+from tests.helpers import make_settings
 from tests.services import free_port
 
 StoreFactory = Callable[[], Any]
@@ -205,10 +206,9 @@ async def test_flashes_keep_order_and_categories(secret: str) -> None:
 
 def test_flash_in_one_request_is_taken_in_the_same_request_once() -> None:
     from coatcheck.codec import DEFAULT_SERIALIZER
-    from coatcheck.config import Settings
     from coatcheck.session import Session
 
-    session = Session(settings=Settings.build(), serializer=DEFAULT_SERIALIZER, now=time.time())
+    session = Session(settings=make_settings(), serializer=DEFAULT_SERIALIZER, now=time.time())
     session.flash({"text": "structured", "n": 1}, "warning")
     session.flash("plain")
     assert session.flashes() == [Flash("warning", {"text": "structured", "n": 1}), Flash("info", "plain")]

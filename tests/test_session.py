@@ -7,16 +7,17 @@ from datetime import timedelta
 import pytest
 
 from coatcheck.codec import DEFAULT_SERIALIZER
-from coatcheck.config import Settings
+from coatcheck.masking import tokens_match
 from coatcheck.record import Meta
 from coatcheck.session import CSRF_KEY, FLASH_PREFIX, Flash, Session
+from tests.helpers import make_settings
 
 NOW = 1_800_000_000.0
 
 
 def loaded(data: dict) -> Session:
     return Session(
-        settings=Settings.build(),
+        settings=make_settings(),
         serializer=DEFAULT_SERIALIZER,
         now=NOW,
         session_id="sid",
@@ -74,7 +75,7 @@ def test_non_json_values_are_reported_with_the_key() -> None:
 
 
 def test_new_session_id_is_created_lazily_and_is_stable() -> None:
-    s = Session(settings=Settings.build(), serializer=DEFAULT_SERIALIZER, now=NOW)
+    s = Session(settings=make_settings(), serializer=DEFAULT_SERIALIZER, now=NOW)
     assert s._id is None
     assert s.id == s.id and len(s.id) == 43 and s.is_new
 
@@ -123,13 +124,18 @@ def test_flashes_are_get_and_clear_by_category() -> None:
     assert s.flashes() == [] and not any(k.startswith(FLASH_PREFIX) for k in s)
 
 
-def test_csrf_token_is_stable_within_a_session() -> None:
+def test_csrf_token_is_freshly_masked_on_every_access_and_every_one_validates() -> None:
     s = loaded({})
-    assert s.csrf_token == s.csrf_token == s[CSRF_KEY]
+    first, second = s.csrf_token, s.csrf_token
+    assert first != second  # a new mask per access: nothing for a compression attack to find
+    secret = s[CSRF_KEY]
+    assert secret not in (first, second)  # the synchronizer secret never leaves unmasked
+    assert tokens_match(secret, first) and tokens_match(secret, second)
+    assert s.csrf_token != secret and tokens_match(s[CSRF_KEY], s.csrf_token)
 
 
 def test_read_only_session_refuses_writes() -> None:
-    s = Session(settings=Settings.build(), serializer=DEFAULT_SERIALIZER, now=NOW, read_only=True)
+    s = Session(settings=make_settings(), serializer=DEFAULT_SERIALIZER, now=NOW, read_only=True)
     with pytest.raises(RuntimeError, match="read-only"):
         s["a"] = 1
     with pytest.raises(RuntimeError, match="read-only"):

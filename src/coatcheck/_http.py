@@ -14,6 +14,32 @@ from http import HTTPStatus
 RawHeaders = list[tuple[bytes, bytes]]
 StrHeaders = list[tuple[str, str]]
 
+
+@dataclass(slots=True)
+class RequestInfo:
+    """What the runtime needs to know about a request, extracted by the adapter."""
+
+    path: str
+    scheme: str
+    cookie: bytes | None
+    forwarded_proto: bytes | None = None
+    user_agent: bytes | None = None
+    client_ip: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionHeaders:
+    """What the session adds to a response: cache headers (Vary: Cookie, private) and cookies."""
+
+    cache: bool = False
+    cookies: tuple[bytes, ...] = ()
+
+    def __bool__(self) -> bool:
+        return self.cache or bool(self.cookies)
+
+
+NO_HEADERS = SessionHeaders()
+
 UNAVAILABLE_BODY = b"Service Unavailable: the session store did not answer. Please retry shortly.\n"
 CACHE_HEADER_NAMES = frozenset((b"vary", b"cache-control"))
 
@@ -90,15 +116,15 @@ def add_cache_headers(headers: Iterable[tuple[bytes, bytes]]) -> RawHeaders:
     return out
 
 
-def session_headers(headers: Iterable[tuple[bytes, bytes]], cache: bool, cookies: list[bytes]) -> RawHeaders:
-    """The response headers with the session's: Vary/Cache-Control when `cache`, then one
+def with_session_headers(headers: Iterable[tuple[bytes, bytes]], session: SessionHeaders) -> RawHeaders:
+    """The response headers with the session's: Vary/Cache-Control when asked, then one
     Set-Cookie per value (client-side sessions may send several: chunks)."""
-    out = add_cache_headers(headers) if cache else list(headers)
-    out.extend((b"set-cookie", value) for value in cookies)
+    out = add_cache_headers(headers) if session.cache else list(headers)
+    out.extend((b"set-cookie", value) for value in session.cookies)
     return out
 
 
-def session_str_headers(headers: StrHeaders, cache: bool, cookies: list[bytes]) -> StrHeaders:
-    """`session_headers` for str headers (WSGI, Werkzeug), latin-1 as PEP 3333 says."""
+def with_session_str_headers(headers: Iterable[tuple[str, str]], session: SessionHeaders) -> StrHeaders:
+    """`with_session_headers` for str headers (WSGI, Werkzeug), latin-1 as PEP 3333 says."""
     raw = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in headers]
-    return [(n.decode("latin-1"), v.decode("latin-1")) for n, v in session_headers(raw, cache, cookies)]
+    return [(n.decode("latin-1"), v.decode("latin-1")) for n, v in with_session_headers(raw, session)]

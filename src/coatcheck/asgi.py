@@ -5,9 +5,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from .engine import add_cache_headers
+from . import _http
+from ._http import PlainResponse, RequestInfo
+from .config import Settings
 from .errors import SessionStoreError, SessionTooLarge
-from .runtime import RequestInfo, SessionManager, log_store_error
+from .options import SessionOptions
+from .runtime import Runtime, log_store_error
+from .strategy import build_runtime
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -15,11 +19,9 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-_UNAVAILABLE = b"Service Unavailable: the session store did not answer. Please retry shortly.\n"
-
 
 def request_info(scope: Scope) -> RequestInfo:
-    """Pull what the engine needs out of an ASGI scope."""
+    """Pull what the runtime needs out of an ASGI scope."""
     cookies: list[bytes] = []
     forwarded = agent = None
     for name, value in scope.get("headers", ()):
@@ -40,18 +42,26 @@ def request_info(scope: Scope) -> RequestInfo:
     )
 
 
-class SessionMiddleware:
+async def send_plain(send: Send, response: PlainResponse) -> None:
+    """Send a plain response (503, 500, 403...) in place of the app's."""
+    await send({"type": "http.response.start", "status": response.status, "headers": response.headers})
+    await send({"type": "http.response.body", "body": response.body})
+
+
+class SessionMiddleware(SessionOptions):
     """Server-side (or, with CookieStore, client-side) sessions for any ASGI app.
 
     Puts a `Session` at `scope["session"]` (so Starlette's `request.session` is ours),
     commits it before `http.response.start` is passed on, and answers 503 if the store
     cannot load or save. WebSocket scopes get the session loaded read-only.
-    Options are those of DESIGN.md §2; see `SessionManager` for each one.
+    The options are DESIGN.md §2's; `coatcheck.config.Settings` documents each one.
     """
 
-    def __init__(self, app: ASGIApp, **options: Any) -> None:
-        self.app = app
-        self.manager = SessionManager(**options)
+    app: ASGIApp
+    manager: Runtime
+
+    def _start(self, settings: Settings) -> None:
+        self.manager = build_runtime(settings)
 
     @property
     def store(self) -> Any:
@@ -65,20 +75,26 @@ class SessionMiddleware:
         if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
+        runtime = self.manager
         request = request_info(scope)
-        if not self.manager.in_scope(request.path):
+        if not runtime.in_scope(request.path):
             await self.app(scope, receive, send)
             return
+        read_only = kind == "websocket"
         try:
-            session = self.manager.load_without_io(request, read_only=kind == "websocket")
+            session = runtime.load_without_io(request, read_only=read_only)
             if session is None:
-                session = await self.manager.load(request, read_only=kind == "websocket")
+                session = await runtime.load(request, read_only=read_only)
         except SessionStoreError as exc:
             log_store_error(exc, "loading a session")
-            await (_unavailable(send) if kind == "http" else send({"type": "websocket.close", "code": 1011}))
+            await (
+                send_plain(send, _http.unavailable())
+                if kind == "http"
+                else send({"type": "websocket.close", "code": 1011})
+            )
             return
         scope["session"] = session
-        if kind == "websocket":
+        if read_only:
             await self.app(scope, receive, send)
             return
 
@@ -87,29 +103,24 @@ class SessionMiddleware:
         async def send_with_session(message: Message) -> None:
             nonlocal failed
             if message["type"] == "http.response.start":
-                if not session._accessed and scope.get("session") is session:
-                    await send(message)  # never touched: nothing to commit, no headers to add
-                    return
                 try:
-                    plan = await self.manager.commit(
-                        session, request, unset=scope.get("session") is not session
-                    )
+                    added = await runtime.commit(session, request, unset=scope.get("session") is not session)
                 except SessionStoreError as exc:
                     log_store_error(exc, "saving a session")
                     failed = True
-                    await _unavailable(send)
+                    await send_plain(send, _http.unavailable())
                     return
                 except SessionTooLarge as exc:  # only with CookieStore(debug=True)
                     failed = True
-                    await _too_large(send, exc)
+                    await send_plain(send, _http.too_large(exc))
                     return
-                headers = list(message.get("headers", ()))
-                if plan.cache_headers:
-                    headers = add_cache_headers(headers)
-                headers.extend((b"set-cookie", value) for value in plan.set_cookies())
-                message = {**message, "headers": headers}
+                if added:
+                    message = {
+                        **message,
+                        "headers": _http.with_session_headers(message.get("headers", ()), added),
+                    }
             elif failed:
-                return  # the 503 already went out: drop the app's response
+                return  # the error response already went out: drop the app's
             await send(message)
 
         await self.app(scope, receive, send_with_session)
@@ -121,25 +132,3 @@ class SessionMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_closing)
-
-
-async def _too_large(send: Send, exc: SessionTooLarge) -> None:
-    await _plain_response(send, 500, f"Internal Server Error: {exc}\n".encode())
-
-
-async def _unavailable(send: Send) -> None:
-    await _plain_response(send, 503, _UNAVAILABLE, [(b"retry-after", b"5")])
-
-
-async def _plain_response(
-    send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    """A short uncacheable text/plain response, sent in place of the app's."""
-    headers = [
-        (b"content-type", b"text/plain; charset=utf-8"),
-        *(extra or []),
-        (b"cache-control", b"no-store"),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from .cookies import is_valid_name
+from .crypto import as_secret_list
 from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from .codec import Serializer
+    from .stores.base import ClientSideStore, Store
 
 SameSite = Literal["lax", "strict", "none", "auto"]
 Secure = bool | Literal["auto"]
@@ -24,6 +31,7 @@ _DOMAIN = re.compile(
 )
 
 logger = logging.getLogger("coatcheck")
+MAX_COOKIE_AGE = 1000 * 366 * 86400.0  # an Expires date stays renderable (year < 9999) for centuries
 
 
 def seconds(value: Duration | None, what: str) -> float | None:
@@ -34,6 +42,8 @@ def seconds(value: Duration | None, what: str) -> float | None:
         value = value.total_seconds()
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigurationError(f"{what} must be a timedelta or a number of seconds, got {value!r}")
+    if not math.isfinite(value):
+        raise ConfigurationError(f"{what} must be a finite number of seconds, got {value!r}")
     if value < 0:
         raise ConfigurationError(f"{what} must not be negative, got {value!r}")
     return float(value)
@@ -96,83 +106,106 @@ class Cookie:
             raise ConfigurationError(
                 f"cookie name {name!r} has the __Host- prefix: set Cookie(secure=True, path='/', domain=None)"
             )
-        return replace(self, max_age=seconds(self.max_age, "Cookie(max_age=...)"))
+        max_age = seconds(self.max_age, "Cookie(max_age=...)")
+        if max_age is not None and max_age > MAX_COOKIE_AGE:
+            raise ConfigurationError(
+                f"Cookie(max_age=...) is {max_age:g}s, past what a cookie's Expires date can hold: "
+                "use at most a few years (browsers cap cookies at 400 days anyway)"
+            )
+        return replace(self, max_age=max_age)
 
 
-@dataclass(frozen=True, slots=True)
+Secret = str | bytes | Sequence[str | bytes]
+Compat = Literal["express"]
+COMPAT_MODES: tuple[str, ...] = ("express",)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
-    """Everything the engine needs to decide, validated once at start-up."""
+    """Every middleware option, declared once: its type, its default and its validation.
 
-    name: str = "session"
-    cookie: Cookie = field(default_factory=Cookie)
+    `SessionMiddleware` (ASGI and WSGI) and the Flask extension take exactly these fields as
+    keyword-only parameters (tests/test_options.py keeps them in step). Values are checked
+    here, at start-up; the derived fields below the divider hold them normalised (seconds
+    as floats, the cookie name resolved) for the engine.
+    """
+
+    secret: Secret
+    store: Store | ClientSideStore | str | None = None
+    name: str | None = None
+    cookie: Cookie = Cookie()
     resave: bool = False
     save_uninitialized: bool = False
     rolling: bool = False
     unset: Unset = "keep"
     trust_proxy: bool = False
-    idle_timeout: float | None = 86400.0
-    absolute_timeout: float | None = 30 * 86400.0
-    touch_after: float = 60.0
+    idle_timeout: Duration | None = timedelta(days=1)
+    absolute_timeout: Duration | None = timedelta(days=30)
+    touch_after: Duration = timedelta(seconds=60)
     client_hints: bool = False
-    id_bytes: int = 32  # random bytes per new session id (24 with compat="express", like uid-safe)
+    store_timeout: Duration | None = timedelta(seconds=5)
+    insecure_dev_secret: bool = False
+    serializer: Serializer | str = "json"
+    clock: Callable[[], float] = time.time
+    compat: Compat | None = None
 
-    @classmethod
-    def build(
-        cls,
-        *,
-        name: str = "session",
-        cookie: Cookie | None = None,
-        resave: bool = False,
-        save_uninitialized: bool = False,
-        rolling: bool = False,
-        unset: Unset = "keep",
-        trust_proxy: bool = False,
-        idle_timeout: Duration | None = timedelta(days=1),
-        absolute_timeout: Duration | None = timedelta(days=30),
-        touch_after: Duration = timedelta(seconds=60),
-        client_hints: bool = False,
-        id_bytes: int = 32,
-    ) -> Settings:
-        if unset not in ("keep", "destroy"):
-            raise ConfigurationError(f'unset must be "keep" or "destroy", got {unset!r}')
-        for flag, value in (
-            ("resave", resave),
-            ("save_uninitialized", save_uninitialized),
-            ("rolling", rolling),
-            ("trust_proxy", trust_proxy),
+    # ---- derived at validation (not options) ------------------------------------------------
+    cookie_name: str = field(init=False)
+    cookie_max_age: float | None = field(init=False)
+    idle_seconds: float | None = field(init=False)
+    absolute_seconds: float | None = field(init=False)
+    touch_seconds: float = field(init=False)
+    timeout_seconds: float | None = field(init=False)
+    id_bytes: int = field(init=False)  # random bytes per new id (24 with compat="express", like uid-safe)
+
+    def __post_init__(self) -> None:
+        if self.compat is not None and self.compat not in COMPAT_MODES:
+            raise ConfigurationError(f"compat must be one of {COMPAT_MODES} or None, got {self.compat!r}")
+        if self.unset not in ("keep", "destroy"):
+            raise ConfigurationError(f'unset must be "keep" or "destroy", got {self.unset!r}')
+        for flag in (
+            "resave",
+            "save_uninitialized",
+            "rolling",
+            "trust_proxy",
+            "client_hints",
+            "insecure_dev_secret",
         ):
+            value = getattr(self, flag)
             if not isinstance(value, bool):
                 raise ConfigurationError(f"{flag} must be True or False, got {value!r}")
-        idle = seconds(idle_timeout, "idle_timeout")
-        absolute = seconds(absolute_timeout, "absolute_timeout")
+        if not isinstance(self.cookie, Cookie):
+            raise ConfigurationError(f"cookie must be a coatcheck.Cookie, got {type(self.cookie).__name__}")
+        if not callable(self.clock):
+            raise ConfigurationError("clock must be a callable returning Unix seconds")
+        as_secret_list(self.secret)  # an empty secret fails here, at start-up
+        name = self.name
+        if name is None:
+            name = "connect.sid" if self.compat == "express" else "session"
+        cookie = self.cookie.validated(name)
+        idle = seconds(self.idle_timeout, "idle_timeout")
+        absolute = seconds(self.absolute_timeout, "absolute_timeout")
         if idle is not None and absolute is not None and idle > absolute:
             raise ConfigurationError(
                 f"idle_timeout ({idle:g}s) is longer than absolute_timeout ({absolute:g}s): shorten idle_timeout"
             )
-        touch = seconds(touch_after, "touch_after") or 0.0
-        return cls(
-            name=name,
-            cookie=(cookie or Cookie()).validated(name),
-            resave=resave,
-            save_uninitialized=save_uninitialized,
-            rolling=rolling,
-            unset=unset,
-            trust_proxy=trust_proxy,
-            idle_timeout=idle,
-            absolute_timeout=absolute,
-            touch_after=touch,
-            client_hints=client_hints,
-            id_bytes=id_bytes,
-        )
+        timeout = seconds(self.store_timeout, "store_timeout")
+        if timeout == 0:
+            raise ConfigurationError("store_timeout must be positive (or None for no limit), got 0")
+        derived = {
+            "cookie": cookie,
+            "cookie_name": name,
+            "cookie_max_age": cookie.max_age,
+            "idle_seconds": idle,
+            "absolute_seconds": absolute,
+            "touch_seconds": seconds(self.touch_after, "touch_after") or 0.0,
+            "timeout_seconds": timeout,
+            "id_bytes": 24 if self.compat == "express" else 32,
+        }
+        for attribute, value in derived.items():
+            object.__setattr__(self, attribute, value)  # frozen: derived once, here
 
 
-def as_secret_list(secret: str | bytes | Sequence[str | bytes]) -> list[bytes]:
-    """Normalise the `secret` option to a non-empty list of byte strings."""
-    items: Sequence[str | bytes] = [secret] if isinstance(secret, str | bytes) else secret
-    keys = [s.encode() if isinstance(s, str) else bytes(s) for s in items]
-    if not keys:
-        raise ConfigurationError("secret must be a string, bytes, or a non-empty list of them")
-    for key in keys:
-        if not key:
-            raise ConfigurationError("secret must not be empty")
-    return keys
+def option_names() -> tuple[str, ...]:
+    """The options every constructor takes, in declaration order."""
+    return tuple(f.name for f in fields(Settings) if f.init)

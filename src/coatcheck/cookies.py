@@ -7,11 +7,14 @@ quadratic-time bugs; this parser does one linear pass and never decodes anything
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
 MAX_COOKIE_BYTES = 4096
+
+RenderCookie = Callable[[str, str, float | None], bytes]
+"""(cookie name, value, max_age) -> one Set-Cookie value with the session cookie's attributes."""
 
 _NAME = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _VALUE = re.compile(rb"^[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*$")  # RFC 6265 cookie-octet

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import math
 import secrets
 import string
@@ -14,9 +15,9 @@ from urllib.parse import quote, unquote_to_bytes
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from .config import as_secret_list, logger
 from .errors import ConfigurationError
 
+logger = logging.getLogger("coatcheck")
 ID_BYTES = 32
 MIN_SECRET_BITS = 256
 MAX_SIGNED_ID = 512  # longest signed-id cookie value we will even look at
@@ -98,6 +99,12 @@ class Keyring:
 
         Every secret is tried in constant time per comparison; nothing here touches a store.
         """
+        verified = self.verify_id(cookie_value)
+        return None if verified is None else verified[0]
+
+    def verify_id(self, cookie_value: bytes) -> tuple[str, bool] | None:
+        """(id, signed with the current secret?) for a valid signed cookie value, else None.
+        An id signed with an older secret is re-signed on the next response (rotation)."""
         if len(cookie_value) > MAX_SIGNED_ID:
             return None
         try:
@@ -110,10 +117,10 @@ class Keyring:
         if not dot or not session_id:
             return None
         expected = mac.encode()
-        valid = False
-        for key in self.keys:
-            valid |= hmac.compare_digest(self._mac(key, session_id).encode(), expected)
-        return session_id if valid else None
+        matches = [hmac.compare_digest(self._mac(key, session_id).encode(), expected) for key in self.keys]
+        if not any(matches):
+            return None
+        return session_id, matches[0]
 
     def derive(self, purpose: str, length: int = 32) -> list[bytes]:
         """One key per secret for `purpose` (HKDF-SHA256), in keyring order."""
@@ -126,3 +133,15 @@ class Keyring:
             ).derive(key)
             for key in self.keys
         ]
+
+
+def as_secret_list(secret: str | bytes | Sequence[str | bytes]) -> list[bytes]:
+    """Normalise the `secret` option to a non-empty list of byte strings."""
+    items: Sequence[str | bytes] = [secret] if isinstance(secret, str | bytes) else secret
+    keys = [s.encode() if isinstance(s, str) else bytes(s) for s in items]
+    if not keys:
+        raise ConfigurationError("secret must be a string, bytes, or a non-empty list of them")
+    for key in keys:
+        if not key:
+            raise ConfigurationError("secret must not be empty")
+    return keys

@@ -21,8 +21,6 @@ carry the same bytes. Exemptions are explicit: `exempt_paths` or the `csrf_exemp
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
 import re
 import secrets
@@ -34,6 +32,10 @@ from urllib.parse import unquote_to_bytes, urlsplit
 
 from .engine import is_secure
 from .errors import ConfigurationError
+from .masking import MAX_MASKED_LENGTH as MAX_MASKED_LENGTH
+from .masking import mask_token as mask_token
+from .masking import tokens_match as tokens_match
+from .masking import unmask_token as unmask_token
 from .session import CSRF_KEY
 
 Scope = MutableMapping[str, Any]
@@ -47,7 +49,6 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 DEFAULT_FIELD_NAME = "csrf_token"
 DEFAULT_HEADER_NAME = "X-CSRF-Token"
 DEFAULT_MAX_BODY_SIZE = 1024 * 1024
-MAX_MASKED_LENGTH = 1024  # a masked token is ~115 characters; longer input is not looked at
 EXEMPT_ATTRIBUTE = "_coatcheck_csrf_exempt"
 
 FormKind = Literal["urlencoded", "multipart"]
@@ -63,52 +64,16 @@ _PARAM = re.compile(r';\s*([A-Za-z0-9_*.-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
 
 
 # ---- tokens --------------------------------------------------------------------------------
-def mask_token(token: str) -> str:
-    """The token XOR a fresh random pad, pad first, base64url: different bytes on every call."""
-    raw = token.encode()
-    pad = secrets.token_bytes(len(raw))
-    return base64.urlsafe_b64encode(pad + _xor(raw, pad)).rstrip(b"=").decode("ascii")
-
-
-def unmask_token(masked: str) -> bytes | None:
-    """The token inside a masked token, or None if the value is not a masked token."""
-    if not 0 < len(masked) <= MAX_MASKED_LENGTH or not _TOKEN_CHARS.match(masked):
-        return None
-    try:
-        blob = base64.urlsafe_b64decode(masked + "=" * (-len(masked) % 4))
-    except (binascii.Error, ValueError):
-        return None
-    half, odd = divmod(len(blob), 2)
-    if odd or half == 0:
-        return None
-    return _xor(blob[:half], blob[half:])
-
-
-def _xor(a: bytes, b: bytes) -> bytes:
-    """Bytewise XOR of two equal-length strings (one big-integer operation, not a loop)."""
-    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(len(a), "big")
-
-
-def tokens_match(session_token: str | None, submitted: str | None) -> bool:
-    """True if `submitted` is a masked form of `session_token` (constant-time compare)."""
-    if not session_token or not submitted:
-        return False
-    raw = unmask_token(submitted)
-    return raw is not None and hmac.compare_digest(raw, session_token.encode())
-
-
 def get_token(session: MutableMapping[str, Any]) -> str:
     """A freshly masked token for this session, for a form field or the X-CSRF-Token header.
 
     Creates the session's token on first use (which saves the session). Call it once per
     render: every call returns different bytes that all verify.
     """
-    token = getattr(session, "csrf_token", None)
-    if not isinstance(token, str):  # a plain mapping session (not a coatcheck Session)
-        token = session.get(CSRF_KEY)
-        if not isinstance(token, str):
-            token = secrets.token_urlsafe(32)
-            session[CSRF_KEY] = token
+    token = session.get(CSRF_KEY)
+    if not isinstance(token, str):
+        token = secrets.token_urlsafe(32)
+        session[CSRF_KEY] = token
     return mask_token(token)
 
 

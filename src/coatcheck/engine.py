@@ -1,24 +1,25 @@
-"""Request lifecycle policy, with no I/O: which id to load, what to commit, which headers to send.
+"""Request lifecycle policy, with no I/O: which id to load, what to commit, which cookie to send.
 
+`decide` is the one function that answers "is this session saved, touched, destroyed, and
+does the response carry its cookie?" for server-side *and* client-side sessions, from a
+frozen `Snapshot` of what the request did, the `Settings` and the request's `Facts`.
 Express-session's `shouldSave`, `shouldTouch`, `shouldSetCookie` and `shouldDestroy` are the
-named functions below; `plan_commit` combines them. Adapters perform what the plan says.
+named rules it combines. Whether the cookie is a signed id or a sealed record is a rendering
+step the runtime performs on the returned `Plan`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from .config import Settings
-from .cookies import first_cookie, render_set_cookie
-from .crypto import Keyring
+from .cookies import RenderCookie, render_set_cookie
 from .record import Meta, Record
-from .session import Session
-
-if TYPE_CHECKING:
-    from .stores.base import ClientSideStore, RenderCookie
 
 Write = Literal["none", "set", "patch", "touch"]
+CookieAction = Literal["none", "send", "expire"]
 
 
 # ---- request start ------------------------------------------------------------------------
@@ -37,23 +38,84 @@ def is_secure(scheme: str, forwarded_proto: bytes | None, trust_proxy: bool) -> 
     return scheme in ("https", "wss")
 
 
-def session_id_from_cookie(cookie_header: bytes | None, name: bytes, keyring: Keyring) -> str | None:
-    """The verified id in the first cookie called `name`, or None (absent, malformed, forged)."""
-    if not cookie_header:
-        return None
-    value = first_cookie(cookie_header, name)
-    return None if value is None else keyring.unsign_id(value)
-
-
 def is_live(meta: Meta, now: float) -> bool:
     """A record is dead past either deadline, whether or not the store has reaped it."""
     return not meta.is_expired(now)
 
 
-# ---- commit decisions ---------------------------------------------------------------------
-def should_save(
-    *, is_new: bool, modified: bool, accessed: bool, settings: Settings, force: bool = False
-) -> bool:
+# ---- what the engine is given ---------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What one request did to its session, frozen at commit time (made by `Session.snapshot`)."""
+
+    session_id: str
+    client_id: str | None  # the verified id the request carried, if its record was loaded
+    stored_id: str | None  # the id the store holds the data under (None: not stored yet)
+    accessed: bool
+    read_only: bool = False
+    data: Mapping[str, Any] = field(default_factory=dict)
+    changed: Mapping[str, Any] = field(default_factory=dict)
+    removed: frozenset[str] = frozenset()
+    intent_modified: bool = False  # regenerate(keep_data)/login, save() on a cookie, Flask's modified=True
+    cookie_changed: bool = False  # the per-session max-age changed
+    cookie_pending: bool = False  # an explicit save() decided a Set-Cookie this response still owes
+    destroyed: bool = False
+    touch: bool = False  # touch() was called
+    stale_signature: bool = False  # the cookie verified with an older secret: re-issue it
+    retired_ids: tuple[str, ...] = ()
+    max_age: float | None = None  # this session's cookie max-age, seconds
+    cookie_overrides: Mapping[str, Any] = field(default_factory=dict)
+    meta: Meta | None = None
+    user_id: str | None = None
+
+    @property
+    def is_new(self) -> bool:
+        return self.stored_id is None or self.stored_id != self.session_id
+
+    @property
+    def modified(self) -> bool:
+        return bool(self.changed or self.removed or self.intent_modified or self.cookie_changed)
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What the engine needs to know about the request and the runtime."""
+
+    now: float
+    secure: bool
+    unset: bool = False  # the handler removed the session from the request (scope/environ)
+    force: bool = False  # an explicit save(): write even if nothing changed
+    can_patch: bool = False  # the store applies delta commits
+    self_contained: bool = False  # client-side: the cookie carries the whole record
+    record_gone: bool = False  # a delta commit found the record destroyed or expired meanwhile
+    hints: Mapping[str, str] | None = None  # client hints for a new session's metadata
+    cookie_defaults: Mapping[str, Any] = field(default_factory=dict)  # attributes a format pins
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What the runtime must do before the response starts: destroy, write, then the cookie."""
+
+    destroy: tuple[str, ...] = ()
+    write: Write = "none"
+    session_id: str | None = None
+    record: Record | None = None  # data (for "set" and sealing) and the new meta
+    changed: Mapping[str, Any] = field(default_factory=dict)
+    removed: frozenset[str] = frozenset()
+    cookie: CookieAction = "none"
+    max_age: float | None = None
+    cache_headers: bool = False
+
+    @property
+    def store_work(self) -> bool:
+        return bool(self.destroy) or self.write != "none"
+
+
+NOTHING = Plan()
+
+
+# ---- the rules ------------------------------------------------------------------------------
+def should_save(*, is_new: bool, modified: bool, accessed: bool, settings: Settings, force: bool) -> bool:
     """New sessions are saved when modified (or, with save_uninitialized, when used at all);
     loaded ones when modified (or always, with resave). An explicit `save()` forces it."""
     if force:
@@ -70,7 +132,7 @@ def should_touch(
     per `touch_after` for read-only traffic."""
     if is_new or saving or meta is None:
         return False
-    return explicit or now - meta.last_seen >= settings.touch_after
+    return explicit or now - meta.last_seen >= settings.touch_seconds
 
 
 def should_set_cookie(
@@ -82,9 +144,9 @@ def should_set_cookie(
     max_age: float | None,
     settings: Settings,
 ) -> bool:
-    """An id the client does not hold yet is sent only if it is in the store; a known id is
-    re-sent when rolling, when the cookie changed, or when a persistent cookie's session was
-    modified (refreshes Expires)."""
+    """An id the client does not hold yet is sent only if it is stored; a known id is re-sent
+    when rolling, when the cookie changed (or must be re-signed), or when a persistent
+    cookie's session was modified (refreshes Expires)."""
     if id_changed:
         return stored
     return settings.rolling or cookie_changed or (max_age is not None and modified)
@@ -95,216 +157,109 @@ def should_destroy(*, destroyed: bool, unset: bool, settings: Settings) -> bool:
     return destroyed or (unset and settings.unset == "destroy")
 
 
-# ---- the plan -----------------------------------------------------------------------------
-@dataclass(slots=True)
-class CommitPlan:
-    """What the adapter must do before the response starts, in this order."""
-
-    destroy: list[str] = field(default_factory=list)
-    write: Write = "none"
-    session_id: str | None = None
-    record: Record | None = None
-    changed: dict[str, Any] = field(default_factory=dict)
-    removed: set[str] = field(default_factory=set)
-    set_cookie: bytes | None = None
-    cache_headers: bool = False
-    more_cookies: list[bytes] = field(default_factory=list)  # client-side: chunks, stale-chunk expiry
-
-    def set_cookies(self) -> list[bytes]:
-        """Every Set-Cookie value to send, in order (a client-side session may need several)."""
-        first = [] if self.set_cookie is None else [self.set_cookie]
-        return first + self.more_cookies
-
-
-def new_meta(
-    session: Session,
-    previous: Meta | None,
-    now: float,
-    settings: Settings,
-    hints: dict[str, str] | None,
-) -> Meta:
+def new_meta(snapshot: Snapshot, facts: Facts, settings: Settings) -> Meta:
+    """The metadata written now: deadlines from `now`, creation time kept across commits."""
+    previous, now = snapshot.meta, facts.now
     created = previous.created if previous is not None else now
+    idle, absolute = settings.idle_seconds, settings.absolute_seconds
     return Meta(
         created=created,
         last_seen=now,
-        idle_deadline=None if settings.idle_timeout is None else now + settings.idle_timeout,
-        absolute_deadline=None if settings.absolute_timeout is None else created + settings.absolute_timeout,
-        user_id=session._user_id,
-        cookie=dict(session._cookie_overrides),
-        hints=dict(previous.hints) if previous is not None else dict(hints or {}),
+        idle_deadline=None if idle is None else now + idle,
+        absolute_deadline=None if absolute is None else created + absolute,
+        user_id=snapshot.user_id,
+        cookie={**facts.cookie_defaults, **snapshot.cookie_overrides},
+        hints=dict(previous.hints) if previous is not None else dict(facts.hints or {}),
     )
 
 
-def plan_commit(
-    session: Session,
-    *,
-    settings: Settings,
-    keyring: Keyring,
-    secure: bool,
-    now: float,
-    unset: bool = False,
-    can_patch: bool = False,
-    hints: dict[str, str] | None = None,
-    force: bool = False,
-) -> CommitPlan:
-    """Decide everything the end of a request must do. Pure: reads the session, does no I/O."""
-    plan = CommitPlan(destroy=list(session._retired_ids), cache_headers=session._accessed)
-    if settings.cookie.secure is True and not secure:
-        # Never set a Secure cookie on plain HTTP, and then store nothing either.
-        plan.destroy = []
-        return plan
+# ---- the decision ---------------------------------------------------------------------------
+def decide(snapshot: Snapshot, settings: Settings, facts: Facts) -> Plan:
+    """Everything the end of a request (or an explicit `save()`) must do. Pure."""
+    s = snapshot
+    if s.read_only:
+        return Plan(cache_headers=True) if s.accessed else NOTHING
+    if not (
+        s.accessed or s.retired_ids or s.stale_signature or facts.unset or facts.force or facts.record_gone
+    ):
+        return NOTHING  # never used: no I/O, no headers
+    if settings.cookie.secure is True and not facts.secure:
+        return Plan(cache_headers=s.accessed)  # never a Secure cookie on plain HTTP, and then no write
+    if facts.record_gone:  # destroyed concurrently: never resurrect it, and drop its cookie
+        return Plan(cookie="expire", cache_headers=True)
 
-    if should_destroy(destroyed=session._destroyed, unset=unset, settings=settings):
-        if unset and session._stored_id is not None:
-            plan.destroy.append(session._stored_id)
-        plan.set_cookie = _expired_cookie(settings, secure, now)
-        plan.cache_headers = True
-        return plan
-    if unset:  # unset="keep": the stored session stays, this request's changes are dropped
-        return plan
+    if should_destroy(destroyed=s.destroyed, unset=facts.unset, settings=settings):
+        gone = (s.stored_id,) if facts.unset and s.stored_id is not None else ()
+        return Plan(destroy=_stored(s.retired_ids + gone, facts), cookie="expire", cache_headers=True)
+    if facts.unset:  # unset="keep": the stored session stays, this request's changes are dropped
+        return Plan(destroy=_stored(s.retired_ids, facts), cache_headers=s.accessed)
 
-    changed, removed = session.changes()
-    modified = bool(changed or removed or session._intent_modified or session._cookie_changed)
-    is_new = session.is_new
+    is_new, modified = s.is_new, s.modified
     saving = should_save(
-        is_new=is_new, modified=modified, accessed=session._accessed, settings=settings, force=force
+        is_new=is_new, modified=modified, accessed=s.accessed, settings=settings, force=facts.force
     )
     touching = should_touch(
-        is_new=is_new,
-        saving=saving,
-        explicit=session._touch,
-        meta=session._meta,
-        now=now,
-        settings=settings,
+        is_new=is_new, saving=saving, explicit=s.touch, meta=s.meta, now=facts.now, settings=settings
     )
-    max_age = session.cookie.max_age_seconds
-    if saving:
-        plan.session_id = session.id
-        meta = new_meta(session, session._meta, now, settings, hints)
-        if can_patch and not is_new:
-            plan.write = "patch"
-            plan.changed, plan.removed = changed, removed
-            plan.record = Record(data={}, meta=meta)
-        else:
-            plan.write = "set"
-            plan.record = Record(data=dict(session._data), meta=meta)
-    elif touching:
-        plan.write = "touch"
-        plan.session_id = session.id
-        plan.record = Record(data={}, meta=new_meta(session, session._meta, now, settings, hints))
-
-    id_changed = session._client_id is None or session._client_id != session._id
-    if should_set_cookie(
+    id_changed = s.client_id is None or s.client_id != s.session_id
+    send = should_set_cookie(
         id_changed=id_changed,
         stored=saving or not is_new,
         modified=modified,
-        cookie_changed=session._cookie_changed or session._send_cookie,
-        max_age=max_age,
+        cookie_changed=s.cookie_changed or s.cookie_pending or s.stale_signature,
+        max_age=s.max_age,
         settings=settings,
-    ):
-        if plan.session_id is None:
-            plan.session_id = session.id
-        plan.set_cookie = session_cookie(settings, keyring.sign_id(plan.session_id), max_age, secure, now)
-    if plan.set_cookie is not None:
-        plan.cache_headers = True
-    return plan
+    )
+    if facts.self_contained:
+        return _self_contained(s, settings, facts, send=send or saving or touching, id_changed=id_changed)
 
-
-def _same_site(settings: Settings, secure: bool) -> str | None:
-    same_site = settings.cookie.same_site
-    if same_site == "auto":
-        return "none" if secure else "lax"
-    return same_site
-
-
-def session_cookie(settings: Settings, value: str, max_age: float | None, secure: bool, now: float) -> bytes:
-    """The Set-Cookie value for a live session."""
-    cookie = settings.cookie
-    return render_set_cookie(
-        settings.name,
-        value,
-        max_age=max_age,
-        path=cookie.path,
-        domain=cookie.domain,
-        secure=secure if cookie.secure == "auto" else bool(cookie.secure),
-        http_only=cookie.http_only,
-        same_site=_same_site(settings, secure),
-        partitioned=cookie.partitioned,
-        priority=cookie.priority,
-        now=now,
+    write: Write = "none"
+    record = None
+    if saving:
+        write = "patch" if facts.can_patch and not is_new else "set"
+        record = Record(data={} if write == "patch" else dict(s.data), meta=new_meta(s, facts, settings))
+    elif touching:
+        write = "touch"
+        record = Record(data={}, meta=new_meta(s, facts, settings))
+    return Plan(
+        destroy=s.retired_ids,
+        write=write,
+        session_id=s.session_id if write != "none" or send else None,
+        record=record,
+        changed=s.changed if write == "patch" else {},
+        removed=s.removed if write == "patch" else frozenset(),
+        cookie="send" if send else "none",
+        max_age=s.max_age,
+        cache_headers=s.accessed or send,
     )
 
 
-def _expired_cookie(settings: Settings, secure: bool, now: float) -> bytes:
-    return session_cookie(settings, "", 0, secure, now)
+def _stored(ids: tuple[str, ...], facts: Facts) -> tuple[str, ...]:
+    """Ids whose records must be deleted: none when the cookie is the record."""
+    return () if facts.self_contained else ids
 
 
-# ---- client-side sessions (CookieStore) ------------------------------------------------------
-def plan_client_commit(
-    session: Session,
-    *,
-    settings: Settings,
-    store: ClientSideStore,
-    secure: bool,
-    now: float,
-    cookie_header: bytes | None,
-    unset: bool = False,
-) -> CommitPlan:
-    """`plan_commit` for sessions kept in the cookie: the same save/touch/destroy rules, but
-    every write is a re-seal sent as Set-Cookie (maybe several: chunks, stale chunks
-    expired) and nothing is stored. Raises SessionTooLarge when the session does not fit."""
-    plan = CommitPlan(cache_headers=session._accessed)
-    if settings.cookie.secure is True and not secure:
-        return plan  # never set a Secure cookie on plain HTTP
-    render = cookie_renderer(settings, secure, now)
-
-    if should_destroy(destroyed=session._destroyed, unset=unset, settings=settings):
-        _put_cookies(plan, store.expire(name=settings.name, cookie_header=cookie_header, render=render))
-        return plan
-    if unset:
-        return plan
-
-    changed, removed = session.changes()
-    modified = bool(changed or removed or session._intent_modified or session._cookie_changed)
-    is_new = session.is_new
-    saving = should_save(is_new=is_new, modified=modified, accessed=session._accessed, settings=settings)
-    # A touch slides the idle deadline, which lives in the cookie: it is a re-seal, still
-    # throttled by touch_after. An explicit touch() also asks for one (and so does a cookie
-    # opened with an older secret, which the runtime marks as touched).
-    touching = should_touch(
-        is_new=is_new, saving=saving, explicit=session._touch, meta=session._meta, now=now, settings=settings
-    )
-    if saving or touching or (settings.rolling and not is_new):
-        plan.session_id = session.id
-        plan.record = Record(
-            data=dict(session._data), meta=new_meta(session, session._meta, now, settings, None)
+def _self_contained(s: Snapshot, settings: Settings, facts: Facts, *, send: bool, id_changed: bool) -> Plan:
+    """A client-side session: every save or touch is a re-seal of the whole record into the
+    cookie, and nothing is stored. A cookie of a session this request retired (regenerate()
+    to an empty session) still opens by itself, so it is expired rather than left alone."""
+    if send:
+        record = Record(data=dict(s.data), meta=new_meta(s, facts, settings))
+        return Plan(
+            session_id=s.session_id, record=record, cookie="send", max_age=s.max_age, cache_headers=True
         )
-        cookies = store.seal(
-            plan.session_id,
-            plan.record,
-            name=settings.name,
-            cookie_header=cookie_header,
-            max_age=session.cookie.max_age_seconds,
-            render=render,
-        )
-        _put_cookies(plan, cookies)
-    elif session._client_id is not None and session._client_id != session._id:
-        # The client holds a session this request retired (regenerate() to an empty session):
-        # with nothing to seal, the old cookie must go, as a server-side record would.
-        _put_cookies(plan, store.expire(name=settings.name, cookie_header=cookie_header, render=render))
-    return plan
+    if id_changed and s.client_id is not None:
+        return Plan(cookie="expire", cache_headers=True)
+    return Plan(cache_headers=s.accessed)
 
 
-def _put_cookies(plan: CommitPlan, cookies: list[bytes]) -> None:
-    if cookies:
-        plan.set_cookie, plan.more_cookies = cookies[0], cookies[1:]
-        plan.cache_headers = True
-
-
+# ---- rendering the session cookie -------------------------------------------------------------
 def cookie_renderer(settings: Settings, secure: bool, now: float) -> RenderCookie:
     """Render Set-Cookie values with the session cookie's attributes under any name (chunks)."""
     cookie = settings.cookie
-    same_site = _same_site(settings, secure)
+    same_site = cookie.same_site
+    if same_site == "auto":
+        same_site = "none" if secure else "lax"
     secure_attr = secure if cookie.secure == "auto" else bool(cookie.secure)
 
     def render(name: str, value: str, max_age: float | None) -> bytes:
@@ -325,28 +280,6 @@ def cookie_renderer(settings: Settings, secure: bool, now: float) -> RenderCooki
     return render
 
 
-# ---- response headers ---------------------------------------------------------------------
-def add_cache_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """Add `Vary: Cookie` and make caching private, keeping what the app already said."""
-    out: list[tuple[bytes, bytes]] = []
-    vary_done = cache_done = False
-    for name, value in headers:
-        lower = name.lower()
-        if lower == b"vary":
-            tokens = [t.strip().lower() for t in value.split(b",")]
-            if b"cookie" not in tokens and b"*" not in tokens:
-                value = value + b", Cookie"
-            vary_done = True
-        elif lower == b"cache-control":
-            tokens = [t.strip() for t in value.split(b",") if t.strip()]
-            kept = [t for t in tokens if t.lower() != b"public"]
-            if not any(t.lower() in (b"private", b"no-store") for t in kept):
-                kept.insert(0, b"private")
-            value = b", ".join(kept)
-            cache_done = True
-        out.append((name, value))
-    if not vary_done:
-        out.append((b"vary", b"Cookie"))
-    if not cache_done:
-        out.append((b"cache-control", b"private"))
-    return out
+def session_cookie(settings: Settings, value: str, max_age: float | None, secure: bool, now: float) -> bytes:
+    """The Set-Cookie value for the session cookie (an empty value with max-age 0 expires it)."""
+    return cookie_renderer(settings, secure, now)(settings.cookie_name, value, max_age)

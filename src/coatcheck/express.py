@@ -35,7 +35,7 @@ import secrets
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .codec import JSONSerializer
 from .config import Settings
@@ -43,10 +43,8 @@ from .errors import ConfigurationError, SessionStoreError
 from .record import Meta, Record
 
 if TYPE_CHECKING:
-    from .session import Session
     from .stores.base import Store
 
-Compat = Literal["express"]
 
 COOKIE_NAME = "connect.sid"  # express-session's default cookie name
 ID_BYTES = 24  # uid-safe(24), as express-session's generateSessionId
@@ -138,12 +136,10 @@ class ExpressFormat:
         """Node's stores key records by the id itself (connect-redis: prefix + id)."""
         return session_id
 
-    def prepare(self, session: Session, *, secure: bool) -> None:
-        """Fix the cookie attributes a session created here stores, as express-session does
-        when it generates one (``secure: "auto"`` is resolved from this request, once)."""
-        overrides = session._cookie_overrides
-        if EXPRESS_ATTRIBUTES not in overrides:
-            overrides[EXPRESS_ATTRIBUTES] = self.default_attributes(secure)
+    def cookie_defaults(self, secure: bool) -> dict[str, Any]:
+        """The per-session cookie metadata a session created here pins, as express-session
+        does when it generates one (``secure: "auto"`` is resolved from that request, once)."""
+        return {EXPRESS_ATTRIBUTES: self.default_attributes(secure)}
 
     def default_attributes(self, secure: bool) -> dict[str, Any]:
         """express-session's cookie options (minus timing) for coatcheck's `Cookie` settings."""
@@ -173,15 +169,15 @@ class ExpressFormat:
 
     @property
     def default_max_age(self) -> float | None:
-        """`Cookie(max_age=...)` in seconds (Settings.build validated it to a float)."""
-        return _number(self.settings.cookie.max_age)
+        """`Cookie(max_age=...)` in seconds."""
+        return self.settings.cookie_max_age
 
     def deadline(self, meta: Meta) -> float | None:
         """When the record dies, as express would have it: the cookie's expiry for persistent
         cookies, else `idle_timeout` (connect-redis's and connect-mongo's `ttl`) after the
         last activity; never past the absolute deadline. None: no expiry."""
         max_age = self.max_age(meta)
-        lifetime = max_age if max_age is not None else self.settings.idle_timeout
+        lifetime = max_age if max_age is not None else self.settings.idle_seconds
         deadline = None if lifetime is None else meta.last_seen + lifetime
         absolute = meta.absolute_deadline
         if absolute is not None and (deadline is None or absolute < deadline):
@@ -255,14 +251,14 @@ class ExpressFormat:
             overrides["max_age"] = None if ms is None else max(ms, 0.0) / 1000
         overrides[EXPRESS_ATTRIBUTES] = {k: v for k, v in cookie.items() if k not in _TIMING}
         max_age = overrides.get("max_age", self.default_max_age)
-        lifetime = max_age if max_age is not None else self.settings.idle_timeout
+        lifetime = max_age if max_age is not None else self.settings.idle_seconds
         # Both sides set the expiry to "last activity + lifetime", so the activity is recoverable
         # from it; coatcheck's touch throttling then works for sessions Node keeps alive.
         last_seen = now if expires_at is None or lifetime is None else min(now, expires_at - lifetime)
         created = _number(own.get("created"))
         if created is None:  # never saved by coatcheck: its absolute timeout starts now
             created = now
-        absolute = self.settings.absolute_timeout
+        absolute = self.settings.absolute_seconds
         user_id = own.get("user_id")
         hints = own.get("hints")
         meta = Meta(
@@ -362,11 +358,3 @@ def adopt_store(store: object, record_format: ExpressFormat) -> Store:
             f"MongoStore (connect-mongo), got {type(store).__name__}"
         )
     return store.with_format(record_format)
-
-
-def check_compat(compat: object) -> Compat | None:
-    if compat is None:
-        return None
-    if compat == "express":
-        return "express"
-    raise ConfigurationError(f"compat must be 'express' or None, got {compat!r}")

@@ -4,48 +4,52 @@
     app.config["SESSION_STORE"] = "redis://localhost/0"
     Session(app)            # or: sessions = Session(); sessions.init_app(app)
 
-A Flask `SessionInterface` whose `open_session` / `save_session` run the same
-`SessionManager` load and commit as the ASGI and WSGI middleware, through the sync bridge.
-Flask calls `save_session` inside `process_response`, before the WSGI `start_response`, so
-the store write finishes before any header goes out. Flask's `flash()`, Flask-Login and
-Flask-WTF work unchanged, since they only use `flask.session` as a mapping.
+A Flask `SessionInterface` whose `open_session` / `save_session` run the same runtime load
+and commit as the ASGI and WSGI middleware, through the sync bridge. Flask calls
+`save_session` inside `process_response`, before the WSGI `start_response`, so the store
+write finishes before any header goes out. Flask's `flash()`, Flask-Login and Flask-WTF work
+unchanged, since they only use `flask.session` as a mapping.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
-from flask import Flask, Request, Response, current_app, g, request
-from flask.sessions import NullSession, SessionInterface, SessionMixin
-from markupsafe import Markup, escape
-from werkzeug.datastructures import Headers
-from werkzeug.exceptions import Forbidden, ServiceUnavailable
+try:
+    from flask import Flask, Request, Response, current_app, g, request
+    from flask.sessions import NullSession, SessionInterface, SessionMixin
+    from markupsafe import Markup, escape
+    from werkzeug.datastructures import Headers
+    from werkzeug.exceptions import Forbidden, ServiceUnavailable
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError("coatcheck.flask needs Flask: pip install 'coatcheck[flask]'") from exc
 
+from . import _http
 from . import csrf as rules
-from .asgi import _UNAVAILABLE
-from .config import Cookie, seconds
+from .config import Compat, Cookie, Duration, Secret, Settings, Unset, option_names, seconds
+from .engine import is_secure
 from .errors import ConfigurationError, SessionStoreError
 from .runtime import log_store_error
 from .session import CSRF_KEY
-from .wsgi import (
-    CACHE_HEADER_NAMES,
-    ENVIRON_KEY,
-    UNAVAILABLE_HEADERS,
-    WSGISession,
-    WSGISessionManager,
-    cache_headers,
-    request_info,
-)
+from .strategy import build_runtime
+from .wsgi import ENVIRON_KEY, UNAVAILABLE, SyncBridge, WSGISession, request_info
 
 if TYPE_CHECKING:
     from werkzeug.sansio.response import Response as BaseResponse
+
+    from .codec import Serializer
+    from .runtime import Runtime
+    from .stores.base import ClientSideStore, Store
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _STORE_FAILED = "coatcheck.store_failed"
 _EXTENSION = "coatcheck"
+PERMANENT_LIFETIME = timedelta(days=31)  # Flask's PERMANENT_SESSION_LIFETIME default
 
 
 class FlaskSession(WSGISession, SessionMixin):
@@ -62,9 +66,7 @@ class FlaskSession(WSGISession, SessionMixin):
 
     @permanent.setter
     def permanent(self, value: bool) -> None:
-        manager = self._manager
-        lifetime = manager.permanent_lifetime if isinstance(manager, FlaskSessionManager) else None
-        wanted = lifetime if value else None
+        wanted = sessions_for().permanent_lifetime if value else None
         if self.cookie.max_age_seconds != wanted:  # apps set it on every request: only changes count
             self.cookie.max_age = wanted
 
@@ -74,7 +76,7 @@ class FlaskSession(WSGISession, SessionMixin):
 
     @property
     def accessed(self) -> bool:
-        return self._accessed
+        return super().accessed
 
     @accessed.setter
     def accessed(self, value: bool) -> None:
@@ -90,18 +92,23 @@ class FlaskSession(WSGISession, SessionMixin):
     @modified.setter
     def modified(self, value: bool) -> None:
         if value:  # Flask's idiom for "I mutated something nested, save it"
-            self._accessed = True
-            self._intent_modified = True
+            self.mark_modified()
 
 
-class FlaskSessionManager(WSGISessionManager):
-    """The manager of one Flask app: hands out `FlaskSession`s."""
+@dataclass(slots=True)
+class FlaskSessions:
+    """The sessions of one Flask app: its runtime, driven through the sync bridge."""
 
-    session_class = FlaskSession
+    bridge: SyncBridge
+    permanent_lifetime: float
 
-    def __init__(self, *, permanent_lifetime: float = 31 * 86400.0, **options: Any) -> None:
-        super().__init__(**options)
-        self.permanent_lifetime = permanent_lifetime
+    @property
+    def runtime(self) -> Runtime:
+        return self.bridge.runtime
+
+    @property
+    def store(self) -> Any:
+        return self.bridge.runtime.store
 
 
 class NoSession(NullSession):
@@ -122,15 +129,15 @@ class CoatcheckSessionInterface(SessionInterface):
 
     null_session_class = NoSession
 
-    def __init__(self, manager: FlaskSessionManager) -> None:
-        self.manager = manager
+    def __init__(self, sessions: FlaskSessions) -> None:
+        self.sessions = sessions
 
     def open_session(self, app: Flask, request: Request) -> FlaskSession | None:
         info = request_info(request.environ)
-        if not self.manager.in_scope(info.path):
+        if not self.sessions.runtime.in_scope(info.path):
             return None
         try:
-            session = self.manager.load_sync(info)
+            session = self.sessions.bridge.load(info)
         except SessionStoreError as exc:
             log_store_error(exc, "loading a session")
             request.environ[_STORE_FAILED] = True  # _refuse_when_store_failed answers 503
@@ -140,22 +147,21 @@ class CoatcheckSessionInterface(SessionInterface):
         return session
 
     def save_session(self, app: Flask, session: SessionMixin, response: BaseResponse) -> None:
-        if not isinstance(session, FlaskSession) or session._request is None:
+        if not isinstance(session, FlaskSession) or session.request is None:
             return
         try:
-            plan = self.manager.commit_sync(session, session._request)
+            added = self.sessions.bridge.commit(session, session.request)
         except SessionStoreError as exc:
             log_store_error(exc, "saving a session")
             _become_unavailable(response)
             return
+        if not added:
+            return
         headers = response.headers
-        if plan.cache_headers:
-            caching = [(n, v) for n, v in headers.items() if n.lower() in CACHE_HEADER_NAMES]
-            headers.remove("Vary")
-            headers.remove("Cache-Control")
-            headers.extend(cache_headers(caching))
-        for value in plan.set_cookies():  # client-side sessions may send several (chunks)
-            headers.add("Set-Cookie", value.decode("latin-1"))
+        caching = [(n, v) for n, v in headers.items() if n.lower() in ("vary", "cache-control")]
+        headers.remove("Vary")
+        headers.remove("Cache-Control")
+        headers.extend(_http.with_session_str_headers(caching, added))
 
 
 def _become_unavailable(response: BaseResponse) -> None:
@@ -165,10 +171,10 @@ def _become_unavailable(response: BaseResponse) -> None:
     close = getattr(body, "close", None)
     if close is not None:
         close()
-    response.status_code = 503
-    response.headers = Headers(UNAVAILABLE_HEADERS)
+    response.status_code = UNAVAILABLE.status
+    response.headers = Headers(UNAVAILABLE.str_headers)
     if isinstance(response, Response):
-        response.set_data(_UNAVAILABLE)
+        response.set_data(UNAVAILABLE.body)
 
 
 def _refuse_when_store_failed() -> None:
@@ -177,25 +183,14 @@ def _refuse_when_store_failed() -> None:
 
 
 # ---- configuration --------------------------------------------------------------------------
-_PLAIN_OPTIONS = {
-    "SESSION_RESAVE": "resave",
-    "SESSION_SAVE_UNINITIALIZED": "save_uninitialized",
-    "SESSION_ROLLING": "rolling",
-    "SESSION_TRUST_PROXY": "trust_proxy",
-    "SESSION_IDLE_TIMEOUT": "idle_timeout",
-    "SESSION_ABSOLUTE_TIMEOUT": "absolute_timeout",
-    "SESSION_TOUCH_AFTER": "touch_after",
-    "SESSION_STORE_TIMEOUT": "store_timeout",
-    "SESSION_CLIENT_HINTS": "client_hints",
-    "SESSION_INSECURE_DEV_SECRET": "insecure_dev_secret",
-    "SESSION_SERIALIZER": "serializer",
-    "SESSION_COMPAT": "compat",
-}
+# Every option is read from SESSION_<OPTION NAME>; these have Flask's own names instead.
+_FLASK_NAMED = {"secret", "name", "cookie"}
 
 
 def options_from_config(config: Mapping[str, Any], *, need_secret: bool = True) -> dict[str, Any]:
-    """`FlaskSessionManager` options from a Flask config (the mapping is documented in
-    docs/flask.md). Raises ConfigurationError naming the config key to change.
+    """Options (and `permanent_lifetime`) from a Flask config: `SESSION_<OPTION>` for every
+    option of `coatcheck.config.Settings`, plus Flask's own SECRET_KEY, SESSION_COOKIE_* and
+    PERMANENT_SESSION_LIFETIME (docs/flask.md). Raises ConfigurationError naming the key.
     `need_secret=False`: the secret is given otherwise (`Session(app, secret=...)`)."""
     if "SESSION_TYPE" in config and "SESSION_STORE" not in config:
         raise ConfigurationError(
@@ -203,11 +198,13 @@ def options_from_config(config: Mapping[str, Any], *, need_secret: bool = True) 
             "'redis://localhost/0' or 'sqlite:///sessions.db', or a store object"
         )
     options: dict[str, Any] = {"secret": _secret(config)} if need_secret else {}
-    if config.get("SESSION_STORE") is not None:
-        options["store"] = config["SESSION_STORE"]
+    for option in option_names():
+        key = f"SESSION_{option.upper()}"
+        if option not in _FLASK_NAMED and config.get(key) is not None:
+            options[option] = config[key]
     options["name"] = config.get("SESSION_COOKIE_NAME") or "session"
     if config.get("SESSION_COMPAT") and options["name"] == "session":
-        options["name"] = None  # Flask's default name: let compat="express" pick connect.sid
+        options["name"] = None  # Flask's default name: let compat pick its own (connect.sid)
     lifetime = _lifetime(config)
     options["permanent_lifetime"] = lifetime
     secure = config.get("SESSION_COOKIE_SECURE", False)
@@ -223,9 +220,6 @@ def options_from_config(config: Mapping[str, Any], *, need_secret: bool = True) 
         partitioned=bool(config.get("SESSION_COOKIE_PARTITIONED", False)),
         priority=config.get("SESSION_COOKIE_PRIORITY"),
     )
-    for key, option in _PLAIN_OPTIONS.items():
-        if key in config:
-            options[option] = config[key]
     return options
 
 
@@ -244,7 +238,7 @@ def _secret(config: Mapping[str, Any]) -> Any:
 
 
 def _lifetime(config: Mapping[str, Any]) -> float:
-    value = config.get("PERMANENT_SESSION_LIFETIME", timedelta(days=31))
+    value = config.get("PERMANENT_SESSION_LIFETIME", PERMANENT_LIFETIME)
     lifetime = seconds(value, "PERMANENT_SESSION_LIFETIME")
     if not lifetime:
         raise ConfigurationError(
@@ -254,28 +248,65 @@ def _lifetime(config: Mapping[str, Any]) -> float:
 
 
 # ---- the extension --------------------------------------------------------------------------
+class _Default(enum.Enum):
+    """A keyword argument not given: the app's config (or the option's default) applies."""
+
+    DEFAULT = "from config"
+
+
+DEFAULT = _Default.DEFAULT
+
+
 class Session:
     """The Flask extension. `Session(app)` or `Session()` then `init_app(app)`.
 
-    Keyword options override the app's config (they are `SessionMiddleware`'s options).
+    Keyword options override the app's config; each is an option of `SessionMiddleware`
+    (`coatcheck.config.Settings`), read from `SESSION_<NAME>` when not given.
     `rotate_on_login` (default True) gives Flask-Login a fixation-safe login: when
     `login_user()` succeeds the session gets a new id (data kept) bound to the user, and
     `logout_user()` retires the old id.
     """
 
-    def __init__(self, app: Flask | None = None, *, rotate_on_login: bool = True, **options: Any) -> None:
-        self.options = options
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        rotate_on_login: bool = True,
+        secret: Secret | _Default = DEFAULT,
+        store: Store | ClientSideStore | str | _Default | None = DEFAULT,
+        name: str | _Default | None = DEFAULT,
+        cookie: Cookie | _Default = DEFAULT,
+        resave: bool | _Default = DEFAULT,
+        save_uninitialized: bool | _Default = DEFAULT,
+        rolling: bool | _Default = DEFAULT,
+        unset: Unset | _Default = DEFAULT,
+        trust_proxy: bool | _Default = DEFAULT,
+        idle_timeout: Duration | _Default | None = DEFAULT,
+        absolute_timeout: Duration | _Default | None = DEFAULT,
+        touch_after: Duration | _Default = DEFAULT,
+        client_hints: bool | _Default = DEFAULT,
+        store_timeout: Duration | _Default | None = DEFAULT,
+        insecure_dev_secret: bool | _Default = DEFAULT,
+        serializer: Serializer | str | _Default = DEFAULT,
+        clock: Callable[[], float] | _Default = DEFAULT,
+        compat: Compat | _Default | None = DEFAULT,
+    ) -> None:
+        given = dict(locals())
+        self.options = {k: v for k, v in given.items() if k in option_names() and v is not DEFAULT}
         self.rotate_on_login = rotate_on_login
-        self._managers: dict[int, FlaskSessionManager] = {}
+        self._apps: dict[int, FlaskSessions] = {}
         if app is not None:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        config_options = options_from_config(app.config, need_secret="secret" not in self.options)
-        manager = FlaskSessionManager(**{**config_options, **self.options})
-        app.session_interface = CoatcheckSessionInterface(manager)
-        app.extensions[_EXTENSION] = manager
-        self._managers[id(app)] = manager
+        options = options_from_config(app.config, need_secret="secret" not in self.options)
+        options.update(self.options)
+        lifetime = options.pop("permanent_lifetime")
+        runtime = build_runtime(Settings(**options), FlaskSession)
+        sessions = FlaskSessions(bridge=SyncBridge(runtime), permanent_lifetime=lifetime)
+        app.session_interface = CoatcheckSessionInterface(sessions)
+        app.extensions[_EXTENSION] = sessions
+        self._apps[id(app)] = sessions
         # First of all before_request functions: nothing should run on a 503.
         app.before_request_funcs.setdefault(None, []).insert(0, _refuse_when_store_failed)
         if self.rotate_on_login:
@@ -284,25 +315,28 @@ class Session:
     @property
     def store(self) -> Any:
         """The store of the current app (or of the only app this extension was set up on)."""
-        if len(self._managers) == 1:
-            return next(iter(self._managers.values())).store
-        return manager_for().store
+        if len(self._apps) == 1:
+            return next(iter(self._apps.values())).store
+        return sessions_for().store
 
 
-def manager_for(app: Flask | None = None) -> FlaskSessionManager:
-    """The coatcheck SessionManager set up on `app` (default: the current app)."""
+def sessions_for(app: Flask | None = None) -> FlaskSessions:
+    """The coatcheck sessions set up on `app` (default: the current app)."""
     target = app if app is not None else current_app
-    manager = target.extensions.get(_EXTENSION)
-    if not isinstance(manager, FlaskSessionManager):
+    sessions = target.extensions.get(_EXTENSION)
+    if not isinstance(sessions, FlaskSessions):
         raise RuntimeError("coatcheck.flask.Session(app) was not set up on this app")
-    return manager
+    return sessions
+
+
+manager_for = sessions_for  # the name earlier releases documented
 
 
 def current_session() -> FlaskSession:
     """`flask.session` as a `FlaskSession` (typed), or RuntimeError if there is none."""
-    from flask import session
+    from flask import session as flask_session
 
-    obj = session._get_current_object()  # type: ignore[attr-defined]
+    obj = flask_session._get_current_object()  # type: ignore[attr-defined]
     if not isinstance(obj, FlaskSession):
         raise RuntimeError("there is no coatcheck session for this request")
     return obj
@@ -339,9 +373,9 @@ def _rotate_on_logout(sender: Flask, user: Any = None, **_: Any) -> None:
 
 
 def _session_or_none() -> FlaskSession | None:
-    from flask import session
+    from flask import session as flask_session
 
-    obj = session._get_current_object()  # type: ignore[attr-defined]
+    obj = flask_session._get_current_object()  # type: ignore[attr-defined]
     return obj if isinstance(obj, FlaskSession) else None
 
 
@@ -429,7 +463,7 @@ def _check_csrf(app: Flask, policy: rules.CSRFPolicy) -> None:
     csrf_request = rules.CSRFRequest.from_headers(
         method=request.method,
         path=info.path,
-        secure=session._manager.is_secure(info) if session._manager is not None else False,
+        secure=is_secure(info.scheme, info.forwarded_proto, session.settings.trust_proxy),
         headers=_header_pairs(request.headers.items()),
         header_name=policy.header_name,
     )
@@ -461,11 +495,12 @@ __all__ = [
     "CSRFProtect",
     "CoatcheckSessionInterface",
     "FlaskSession",
-    "FlaskSessionManager",
+    "FlaskSessions",
     "Session",
     "csrf_exempt",
     "current_session",
     "generate_csrf",
     "manager_for",
     "options_from_config",
+    "sessions_for",
 ]

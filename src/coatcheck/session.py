@@ -1,80 +1,40 @@
-"""The Session object handlers see: a mapping that knows which keys changed, plus intents."""
+"""The Session object handlers see: a dict that knows which keys changed, plus intents.
+
+Only this module reads or writes a Session's private state. The engine sees a session
+through `Session.snapshot()`; the runtime reports back through `after_commit()` and
+`replace()`.
+"""
 
 from __future__ import annotations
 
 import secrets
-import threading
-import time
-from collections.abc import Iterator, MutableMapping
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, Protocol
 
-from .codec import Serializer
-from .crypto import new_session_id
-from .record import Meta
+from . import flash as flashing
+from ._http import RequestInfo
+from .engine import Plan, Snapshot
+from .flash import FLASH_PREFIX, Flash, FlashClaims
+from .masking import mask_token
+from .tracked import TrackedDict
 
 if TYPE_CHECKING:
+    from .codec import Serializer
     from .config import Settings
-    from .runtime import RequestInfo, SessionManager
+    from .record import Meta
 
 CSRF_KEY = "_csrf"
-# Each flash message is its own top-level key ("_flash.<time><random>" -> [category, message]),
-# so a request that adds one and a concurrent request that takes another write disjoint keys
-# and a delta commit keeps both.
-FLASH_PREFIX = "_flash."
+_READ_ONLY = "this session is read-only (WebSocket scopes cannot change the session)"
+
+__all__ = ["CSRF_KEY", "FLASH_PREFIX", "Flash", "FlashClaims", "Session", "SessionCookie", "SessionHost"]
 
 
-class Flash(NamedTuple):
-    """One flash message; `str(flash)` is the message."""
+class SessionHost(Protocol):
+    """What a session needs from the runtime that made it: explicit I/O."""
 
-    category: str
-    message: Any
+    async def save_now(self, session: Session) -> None: ...
 
-    def __str__(self) -> str:
-        return str(self.message)
-
-
-class FlashClaims:
-    """Flash messages already taken by some request in this process.
-
-    Two requests that loaded a session before either committed both hold its messages;
-    the first `flashes()` call claims each one here and the other request skips it. A claim
-    is kept `ttl` seconds (at most `max_entries` claims, oldest dropped first), long after
-    the claiming request has committed and the store has stopped returning the message.
-    """
-
-    def __init__(self, ttl: float = 300.0, max_entries: int = 100_000) -> None:
-        self.ttl = ttl
-        self.max_entries = max_entries
-        self._expiry: dict[str, float] = {}  # insertion order is expiry order (constant ttl)
-        self._lock = threading.Lock()  # WSGI servers call flashes() from several threads
-
-    def claim(self, key: str) -> bool:
-        """True exactly once per key (within `ttl`): the caller may show the message."""
-        now = time.monotonic()
-        with self._lock:
-            expiry = self._expiry
-            while expiry:
-                oldest = next(iter(expiry))
-                if expiry[oldest] > now and len(expiry) < self.max_entries:
-                    break
-                del expiry[oldest]
-            if key in expiry:
-                return False
-            expiry[key] = now + self.ttl
-            return True
-
-
-FLASH_CLAIMS = FlashClaims()
-_last_flash_seq = 0
-
-
-def _flash_key() -> str:
-    """A new, unique message key that sorts in the order messages were flashed."""
-    global _last_flash_seq
-    seq = max(time.time_ns(), _last_flash_seq + 1)
-    _last_flash_seq = seq
-    return f"{FLASH_PREFIX}{seq:016x}{secrets.token_hex(8)}"
+    async def reload(self, session: Session) -> None: ...
 
 
 class SessionCookie:
@@ -84,10 +44,6 @@ class SessionCookie:
 
     def __init__(self, session: Session) -> None:
         self._session = session
-
-    @property
-    def _settings(self) -> Settings:
-        return self._session._settings
 
     @property
     def max_age(self) -> timedelta | None:
@@ -101,16 +57,17 @@ class SessionCookie:
             value = value.total_seconds()
         if value is not None and (isinstance(value, bool) or value < 0):
             raise ValueError("cookie.max_age must be a timedelta, a non-negative number or None")
-        self._session._cookie_overrides["max_age"] = None if value is None else float(value)
-        self._session._cookie_changed = True
-        self._session._accessed = True
+        session = self._session
+        session._cookie_overrides["max_age"] = None if value is None else float(value)
+        session._cookie_changed = True
+        session._accessed = True
 
     @property
     def max_age_seconds(self) -> float | None:
         overrides = self._session._cookie_overrides
         if "max_age" in overrides:
             return overrides["max_age"]  # type: ignore[no-any-return]
-        return self._settings.cookie.max_age  # type: ignore[return-value]
+        return self._session._settings.cookie_max_age
 
     @property
     def original_max_age(self) -> timedelta | None:
@@ -128,37 +85,60 @@ class SessionCookie:
 
     @property
     def name(self) -> str:
-        return self._settings.name
+        return self._session._settings.cookie_name
 
     @property
     def secure(self) -> bool | str:
-        return self._settings.cookie.secure
+        return self._session._settings.cookie.secure
 
     @property
     def http_only(self) -> bool:
-        return self._settings.cookie.http_only
+        return self._session._settings.cookie.http_only
 
     @property
     def same_site(self) -> str | None:
-        return self._settings.cookie.same_site
+        return self._session._settings.cookie.same_site
 
     @property
     def path(self) -> str:
-        return self._settings.cookie.path
+        return self._session._settings.cookie.path
 
     @property
     def domain(self) -> str | None:
-        return self._settings.cookie.domain
+        return self._session._settings.cookie.domain
 
 
-class Session(MutableMapping[str, Any]):
-    """One request's view of a session: a mutable mapping of JSON-able values.
+class Session(TrackedDict):
+    """One request's session: a `dict` of JSON-able (or, with the tagged serializer, richer)
+    values that knows what changed.
 
-    Change tracking compares each top-level key's serialized value at first access and at
+    Change tracking compares each loaded key's serialized value at first access and at
     commit, so in-place mutation (`s["cart"].append(x)`) is a change, and the engine knows
     which keys changed. Intents (`regenerate`, `destroy`, `login`...) are applied at commit,
     before the response headers are sent.
     """
+
+    __slots__ = (
+        "_client_id",
+        "_cookie_changed",
+        "_cookie_overrides",
+        "_cookie_pending",
+        "_destroyed",
+        "_host",
+        "_id",
+        "_intent_modified",
+        "_meta",
+        "_now",
+        "_original_max_age",
+        "_read_only",
+        "_request",
+        "_retired_ids",
+        "_settings",
+        "_stale_signature",
+        "_stored_id",
+        "_touch",
+        "_user_id",
+    )
 
     def __init__(
         self,
@@ -169,36 +149,38 @@ class Session(MutableMapping[str, Any]):
         session_id: str | None = None,
         data: dict[str, Any] | None = None,
         meta: Meta | None = None,
-        manager: SessionManager | None = None,
+        host: SessionHost | None = None,
         request: RequestInfo | None = None,
         read_only: bool = False,
+        stale_signature: bool = False,
     ) -> None:
+        super().__init__(serializer)
         self._settings = settings
-        self._request = request
-        self._client_id = session_id if meta is not None else None
-        self._serializer = serializer
         self._now = now
-        self._manager = manager
+        self._host = host
+        self._request = request
         self._read_only = read_only
+        self._client_id = session_id if meta is not None else None
         self._reset(session_id, data or {}, meta)
+        self._stale_signature = stale_signature and meta is not None
+        self._accessed = self._stale_signature  # a stale signature is re-issued even if unused
 
     def _reset(self, session_id: str | None, data: dict[str, Any], meta: Meta | None) -> None:
+        self.track(data)
         self._id = session_id
         self._stored_id = session_id if meta is not None else None
-        self._data = data
         self._meta = meta
-        self._loaded_keys = frozenset(data)
-        self._baseline: dict[str, bytes] = {}
         self._cookie_overrides: dict[str, Any] = dict(meta.cookie) if meta else {}
         self._cookie_changed = False
-        self._send_cookie = False  # set by an explicit save() that planned a Set-Cookie
-        default_max_age = cast("float | None", self._settings.cookie.max_age)  # seconds once validated
-        self._original_max_age: float | None = self._cookie_overrides.get("max_age", default_max_age)
+        self._cookie_pending = False
+        self._original_max_age: float | None = self._cookie_overrides.get(
+            "max_age", self._settings.cookie_max_age
+        )
         self._retired_ids: list[str] = []
         self._destroyed = False
         self._touch = False
         self._intent_modified = False
-        self._accessed = False
+        self._stale_signature = False
         self._user_id = meta.user_id if meta else None
 
     # ---- identity -------------------------------------------------------------------
@@ -206,7 +188,7 @@ class Session(MutableMapping[str, Any]):
     def id(self) -> str:
         """The session id (generated on first use for a new session). Never log it."""
         if self._id is None:
-            self._id = new_session_id(self._settings.id_bytes)
+            self._id = secrets.token_urlsafe(self._settings.id_bytes)
         return self._id
 
     @property
@@ -215,10 +197,20 @@ class Session(MutableMapping[str, Any]):
         return self._stored_id is None or self._stored_id != self._id
 
     @property
+    def stored_id(self) -> str | None:
+        """The id the store holds this session under (None until it is saved). Never log it."""
+        return self._stored_id
+
+    @property
     def modified(self) -> bool:
         """True if data, the cookie or the identity changed during this request."""
         changed, removed = self.changes()
         return bool(changed or removed or self._intent_modified or self._cookie_changed)
+
+    @property
+    def accessed(self) -> bool:
+        """True once the handler read or wrote the session (decides Vary: Cookie)."""
+        return self._accessed
 
     @property
     def user_id(self) -> str | None:
@@ -239,123 +231,122 @@ class Session(MutableMapping[str, Any]):
         """The middleware settings this session was made under (read-only)."""
         return self._settings
 
-    # ---- mapping ----------------------------------------------------------------------
-    def _snapshot(self, key: str) -> None:
-        if key in self._loaded_keys and key not in self._baseline:
-            self._baseline[key] = self._serializer.dumps(self._data[key])
+    @property
+    def request(self) -> RequestInfo | None:
+        """What the adapter told the runtime about the request this session belongs to."""
+        return self._request
 
-    def _writing(self) -> None:
+    @property
+    def host(self) -> SessionHost | None:
+        """The runtime that performs this session's explicit I/O (`save`, `reload`)."""
+        return self._host
+
+    # ---- the dict -------------------------------------------------------------------
+    def _before_write(self) -> None:
         if self._read_only:
-            raise RuntimeError("this session is read-only (WebSocket scopes cannot change the session)")
+            raise RuntimeError(_READ_ONLY)
         self._accessed = True
         if self._destroyed:  # writing after destroy() starts a fresh session
             self._destroyed = False
             self._id = None
 
-    def __getitem__(self, key: str) -> Any:
-        self._accessed = True
-        value = self._data[key]
-        if key not in self._baseline and key in self._loaded_keys:
-            self._baseline[key] = self._serializer.dumps(value)
-        return value
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        if not isinstance(key, str):
-            raise TypeError(f"session keys must be strings, got {type(key).__name__}")
-        self._writing()
-        self._snapshot(key)
-        self._data[key] = value
-
-    def __delitem__(self, key: str) -> None:
-        self._writing()
-        del self._data[key]
-
-    def __iter__(self) -> Iterator[str]:
-        self._accessed = True
-        return iter(list(self._data))
-
-    def __len__(self) -> int:
-        self._accessed = True
-        return len(self._data)
-
-    def __contains__(self, key: object) -> bool:
-        self._accessed = True
-        return key in self._data
-
-    def __bool__(self) -> bool:
-        return len(self) > 0
-
     def __repr__(self) -> str:
-        return f"<Session {'new' if self.is_new else 'loaded'} keys={sorted(self._data)}>"
+        return f"<Session {'new' if self.is_new else 'loaded'} keys={sorted(dict.keys(self))}>"
 
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Session):
-            return self._data == other._data
-        if isinstance(other, dict):
-            return self._data == other
-        return NotImplemented
+    # ---- commit -----------------------------------------------------------------------
+    def snapshot(self) -> Snapshot:
+        """What this request did, frozen for `engine.decide`."""
+        if not self._accessed and not self._retired_ids:  # untouched: nothing can have changed
+            return Snapshot(
+                session_id=self._id or "",
+                client_id=self._client_id,
+                stored_id=self._stored_id,
+                accessed=False,
+                read_only=self._read_only,
+                stale_signature=self._stale_signature,
+                meta=self._meta,
+            )
+        changed, removed = self.changes()
+        return Snapshot(
+            session_id=self.id,
+            client_id=self._client_id,
+            stored_id=self._stored_id,
+            accessed=self._accessed,
+            read_only=self._read_only,
+            data=dict(dict.items(self)),
+            changed=changed,
+            removed=frozenset(removed),
+            intent_modified=self._intent_modified,
+            cookie_changed=self._cookie_changed,
+            cookie_pending=self._cookie_pending,
+            destroyed=self._destroyed,
+            touch=self._touch,
+            stale_signature=self._stale_signature,
+            retired_ids=tuple(self._retired_ids),
+            max_age=self.cookie.max_age_seconds,
+            cookie_overrides=dict(self._cookie_overrides),
+            meta=self._meta,
+            user_id=self._user_id,
+        )
 
-    __hash__ = None  # type: ignore[assignment]
+    def after_commit(self, plan: Plan, *, record_gone: bool = False) -> None:
+        """The runtime performed `plan` (an explicit save(), or the end of the request): the
+        session continues from what was written, owing the cookie the plan decided to send."""
+        self._retired_ids = []
+        if record_gone:
+            self._reset(None, {}, None)
+            return
+        record = plan.record
+        if plan.write in ("set", "patch") and record is not None:
+            self._stored_id = plan.session_id
+            self._meta = record.meta
+            self.settle()
+            self._intent_modified = False
+            self._cookie_changed = False
+            self._cookie_pending = self._cookie_pending or plan.cookie == "send"
+        elif plan.write == "touch" and record is not None:
+            self._meta = record.meta
+            self._touch = False
 
-    def clear(self) -> None:
-        self._writing()
-        self._data.clear()
+    def replace(self, session_id: str | None, data: dict[str, Any], meta: Meta | None) -> None:
+        """Start over from what the store holds (`reload()`); None/empty: a new session."""
+        self._reset(session_id, data, meta)
 
-    def to_dict(self) -> dict[str, Any]:
-        """A shallow copy of the data."""
+    def mark_modified(self) -> None:
+        """Save this session even if no key changed (Flask's `session.modified = True`)."""
+        if self._read_only:
+            raise RuntimeError(_READ_ONLY)
         self._accessed = True
-        return dict(self._data)
-
-    # ---- change tracking ---------------------------------------------------------------
-    def changes(self) -> tuple[dict[str, Any], set[str]]:
-        """(changed or added keys with their values, removed keys) since load."""
-        dumps = self._serializer.dumps
-        changed: dict[str, Any] = {}
-        for key, value in self._data.items():
-            if key not in self._loaded_keys:
-                changed[key] = value
-            else:
-                before = self._baseline.get(key)
-                if before is not None:
-                    try:
-                        after = dumps(value)
-                    except TypeError as exc:
-                        raise TypeError(f"session[{key!r}] is not JSON-serializable: {exc}") from None
-                    if after != before:
-                        changed[key] = value
-        removed = set(self._loaded_keys.difference(self._data))
-        return changed, removed
+        self._intent_modified = True
 
     # ---- intents ----------------------------------------------------------------------
     def regenerate(self, keep_data: bool = False) -> None:
         """Issue a new id; the old record is deleted at commit. Data is dropped unless kept."""
-        self._writing()
+        self._before_write()
         if self._stored_id is not None:
             self._retired_ids.append(self._stored_id)
         self._stored_id = None
-        self._id = new_session_id(self._settings.id_bytes)
+        self._id = secrets.token_urlsafe(self._settings.id_bytes)
         self._meta = None
-        self._loaded_keys = frozenset()
-        self._baseline = {}
+        self.all_new()
         self._intent_modified = keep_data  # carried data must reach the new id; an empty session need not
         if not keep_data:
-            self._data = {}
+            dict.clear(self)
             self._user_id = None
-        self._data.pop(CSRF_KEY, None)
+        dict.pop(self, CSRF_KEY, None)
 
     def destroy(self) -> None:
         """Delete the record at commit and expire the cookie. Writing again starts a new session."""
         if self._read_only:
-            raise RuntimeError("this session is read-only (WebSocket scopes cannot change the session)")
+            raise RuntimeError(_READ_ONLY)
         self._accessed = True
         if self._stored_id is not None:
             self._retired_ids.append(self._stored_id)
         self._stored_id = None
         self._id = None
         self._meta = None
-        self._data = {}
-        self._loaded_keys = frozenset()
-        self._baseline = {}
+        dict.clear(self)
+        self.all_new()
         self._user_id = None
         self._cookie_overrides = {}
         self._destroyed = True
@@ -376,22 +367,23 @@ class Session(MutableMapping[str, Any]):
 
     async def save(self) -> None:
         """Commit now instead of at the end of the request."""
-        if self._manager is None:
-            raise RuntimeError("this session is not attached to a middleware")
-        await self._manager.save_now(self)
+        await self._require_host().save_now(self)
 
     async def reload(self) -> None:
         """Discard this request's changes and read the session from the store again."""
-        if self._manager is None:
+        await self._require_host().reload(self)
+
+    def _require_host(self) -> SessionHost:
+        if self._host is None:
             raise RuntimeError("this session is not attached to a middleware")
-        await self._manager.reload(self)
+        return self._host
 
     # ---- flash and CSRF ------------------------------------------------------------------
     def flash(self, message: Any, category: str = "info") -> None:
-        """Queue a JSON-able message for the next page that calls `flashes()`."""
+        """Queue a message for the next page that calls `flashes()`."""
         if not isinstance(category, str):
             raise TypeError(f"flash category must be a string, got {type(category).__name__}")
-        self[_flash_key()] = [category, message]
+        self[flashing.new_flash_key()] = [category, message]
 
     def flashes(self, category: str | None = None) -> list[Flash]:
         """Return and clear queued messages (only `category`'s, if given), oldest first.
@@ -400,22 +392,20 @@ class Session(MutableMapping[str, Any]):
         (`FLASH_CLAIMS`), and never after the taking request has committed.
         """
         self._accessed = True
-        taken: list[Flash] = []
-        for key in sorted(k for k in self._data if k.startswith(FLASH_PREFIX)):
-            entry = self._data[key]
-            valid = isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)
-            if valid and category is not None and entry[0] != category:
-                continue
-            del self[key]  # also when another request claimed it: the store copy is stale
-            if valid and FLASH_CLAIMS.claim(key):
-                taken.append(Flash(entry[0], entry[1]))
+        delete, taken = flashing.take(self, category)
+        for key in delete:
+            del self[key]
         return taken
 
     @property
     def csrf_token(self) -> str:
-        """The session's synchronizer token (created on first use, rotated by login/regenerate)."""
-        token = self.get(CSRF_KEY)
-        if not isinstance(token, str):
-            token = secrets.token_urlsafe(32)
-            self[CSRF_KEY] = token
-        return token
+        """A freshly masked CSRF token (a new mask on every access; all of them validate).
+
+        The synchronizer secret behind it is created on first use and rotated by
+        login/regenerate; it never leaves the session unmasked.
+        """
+        secret = self.get(CSRF_KEY)
+        if not isinstance(secret, str):
+            secret = secrets.token_urlsafe(32)
+            self[CSRF_KEY] = secret
+        return mask_token(secret)

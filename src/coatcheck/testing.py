@@ -24,10 +24,12 @@ from typing import Any
 
 import pytest
 
+from ._http import RequestInfo
+from .config import Settings
 from .crypto import storage_key
 from .record import Meta, Record
-from .runtime import RequestInfo, SessionManager
 from .stores.base import Inventory, PatchingStore, Store, UserIndex
+from .strategy import build_runtime
 
 TestBody = Callable[[Any], Awaitable[None]]
 
@@ -244,12 +246,14 @@ class StoreConformance:
 
     def test_sessions_are_keyed_by_a_hash_of_the_id(self) -> None:
         async def body(store: Store) -> None:
-            manager = SessionManager(secret=secrets.token_urlsafe(32), store=store)
+            manager = build_runtime(Settings(secret=secrets.token_urlsafe(32), store=store))
             request = RequestInfo(path="/", scheme="http", cookie=None)
             session = await manager.load(request)
             session["n"] = 1
-            plan = await manager.commit(session, request)
-            assert plan.set_cookie is not None and plan.session_id == session.id
+            added = await manager.commit(session, request)
+            assert (
+                len(added.cookies) == 1 and manager.keyring.sign_id(session.id).encode() in added.cookies[0]
+            )
             assert await store.get(session.id) is None
             got = await store.get(storage_key(session.id))
             assert got is not None and got.data == {"n": 1}

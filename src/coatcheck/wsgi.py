@@ -1,7 +1,7 @@
 """SessionMiddleware for WSGI apps (Flask, Django, Pyramid, Bottle, plain WSGI).
 
-Same options and semantics as the ASGI middleware (`coatcheck.asgi`): the same
-`SessionManager` loads and commits, through the sync bridge (`coatcheck._sync`).
+Same options and semantics as the ASGI middleware (`coatcheck.asgi`): the same runtime
+loads and commits, through the sync bridge (`coatcheck._sync`).
 """
 
 from __future__ import annotations
@@ -11,14 +11,15 @@ from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from types import TracebackType
 from typing import Any
 
-from . import _sync, csrf
-from .asgi import _UNAVAILABLE
-from .engine import CommitPlan, add_cache_headers, is_secure
+from . import _http, _sync, csrf, engine
+from ._http import NO_HEADERS, RequestInfo, SessionHeaders
+from .config import Settings
+from .engine import is_secure
 from .errors import ConfigurationError, SessionStoreError
-from .express import adopt_store
-from .runtime import RequestInfo, SessionManager, log_store_error
+from .options import SessionOptions
+from .runtime import Runtime, log_store_error
 from .session import CSRF_KEY, Session
-from .stores.url import from_url
+from .strategy import build_runtime
 
 ENVIRON_KEY = "coatcheck.session"
 
@@ -28,76 +29,58 @@ Write = Callable[[bytes], object]
 StartResponse = Callable[..., Write]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
-UNAVAILABLE_STATUS = "503 Service Unavailable"
-UNAVAILABLE_HEADERS: Headers = [
-    ("Content-Type", "text/plain; charset=utf-8"),
-    ("Retry-After", "5"),
-    ("Cache-Control", "no-store"),
-    ("Content-Length", str(len(_UNAVAILABLE))),
-]
+UNAVAILABLE = _http.unavailable()
 
 
 class WSGISession(Session):
     """The session WSGI handlers see: a `Session` whose explicit I/O is synchronous."""
 
+    __slots__ = ()
+
     def save(self) -> None:  # type: ignore[override]  # the sync twin of `await session.save()`
         """Commit now instead of when the response starts. Raises SessionStoreError."""
-        if self._manager is None:
-            raise RuntimeError("this session is not attached to a middleware")
-        _sync.run_sync(self._manager.save_now(self))
+        _sync.run_sync(Session.save(self))
 
     def reload(self) -> None:  # type: ignore[override]  # the sync twin of `await session.reload()`
         """Discard this request's changes and read the session from the store again."""
-        if self._manager is None:
-            raise RuntimeError("this session is not attached to a middleware")
-        _sync.run_sync(self._manager.reload(self))
+        _sync.run_sync(Session.reload(self))
 
 
-class WSGISessionManager(SessionManager):
-    """A SessionManager that hands out `WSGISession`s and survives fork().
+class SyncBridge:
+    """A runtime driven from WSGI threads: enters the event loop only for store I/O, and
+    survives fork() (a store given as a URL is opened again in each forked child, so no
+    connection is ever shared between processes; a store given as an object must itself be
+    fork-aware, as the built-in ones are)."""
 
-    A store given as a URL is rebuilt in each forked child (gunicorn workers of a preloaded
-    app), so no connection is ever shared between processes. A store given as an object
-    must itself be fork-aware (the built-in ones check their pid).
-    """
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        renew = getattr(runtime, "renew_store", None)
+        if renew is not None:
+            _sync.after_fork_in_child(renew)
 
-    session_class = WSGISession
+    def load(self, request: RequestInfo) -> Session:
+        """Raises SessionStoreError."""
+        session = self.runtime.load_without_io(request)
+        return session if session is not None else _sync.run_sync(self.runtime.load(request))
 
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        store = options.get("store")
-        self._store_url = store if isinstance(store, str) else None
-        _sync.after_fork_in_child(self._renew_store)
+    def commit(self, session: Session, request: RequestInfo, *, unset: bool = False) -> SessionHeaders:
+        """`Runtime.commit` from a WSGI thread: a request that only read its session needs no
+        I/O and never enters the loop. Raises SessionStoreError."""
+        runtime = self.runtime
+        plan = runtime.prepare(session, request, unset=unset)
+        if plan is engine.NOTHING:
+            return NO_HEADERS
+        if plan.store_work:
+            plan = _sync.run_sync(runtime.apply(session, request, plan))
+        return runtime.finish(session, request, plan)
 
-    def _renew_store(self) -> None:
-        if self._store_url is not None:
-            _sync.keep_forever(self.store)  # never closed here: it may hold the parent's sockets
-            store = from_url(self._store_url)
-            if self.record_format is not None:  # compat="express": the Node layout again
-                store = adopt_store(store, self.record_format)
-            self.store = store
-
-    def load_sync(self, request: RequestInfo) -> Session:
-        """`load` from a WSGI thread; enters the event loop only if the store must be read.
-        Raises SessionStoreError."""
-        session = self.load_without_io(request)
-        return session if session is not None else _sync.run_sync(self.load(request))
-
-    def commit_sync(self, session: Session, request: RequestInfo, *, unset: bool = False) -> CommitPlan:
-        """`commit` from a WSGI thread; enters the event loop only if the store must be
-        written (a request that only read its session needs no I/O). Raises SessionStoreError."""
-        plan, store_work = self.prepare_commit(session, request, unset=unset)
-        if store_work:
-            _sync.run_sync(self.apply_commit(session, plan))
-        return plan
-
-    def close_sync(self) -> None:
+    def close(self) -> None:
         """Close the store (its connections and threads)."""
-        _sync.run_sync(self.close())
+        _sync.run_sync(self.runtime.close())
 
 
 def request_info(environ: dict[str, Any]) -> RequestInfo:
-    """Pull what the engine needs out of a WSGI environ."""
+    """Pull what the runtime needs out of a WSGI environ."""
     cookie = environ.get("HTTP_COOKIE")
     forwarded = environ.get("HTTP_X_FORWARDED_PROTO")
     agent = environ.get("HTTP_USER_AGENT")
@@ -113,35 +96,11 @@ def request_info(environ: dict[str, Any]) -> RequestInfo:
     )
 
 
-CACHE_HEADER_NAMES = frozenset(("vary", "cache-control"))
-
-
-def cache_headers(current: Headers) -> Headers:
-    """`engine.add_cache_headers` for str headers: given the response's Vary and
-    Cache-Control headers (possibly none), the ones to send instead."""
-    raw = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in current]
-    return [(n.decode("latin-1"), v.decode("latin-1")) for n, v in add_cache_headers(raw)]
-
-
-def with_session_headers(headers: Headers, plan: CommitPlan) -> Headers:
-    """The response headers with what the commit plan adds (Set-Cookie, Vary, Cache-Control)."""
-    if plan.cache_headers:
-        kept: Headers = []
-        caching: Headers = []
-        for name, value in headers:
-            (caching if name.lower() in CACHE_HEADER_NAMES else kept).append((name, value))
-        headers = kept + cache_headers(caching)
-    cookies = plan.set_cookies()  # client-side sessions may send several (chunks)
-    if cookies:
-        headers = [*headers, *(("Set-Cookie", value.decode("latin-1")) for value in cookies)]
-    return headers
-
-
 def _discard(_: bytes) -> None:
     """The `write` of a response that was replaced by a 503: the app's body goes nowhere."""
 
 
-class SessionMiddleware:
+class SessionMiddleware(SessionOptions):
     """Server-side (or, with CookieStore, client-side) sessions for any WSGI app.
 
     Puts a `WSGISession` at `environ["coatcheck.session"]` and commits it when the app calls
@@ -151,9 +110,12 @@ class SessionMiddleware:
     `SessionMiddleware` (DESIGN.md §2).
     """
 
-    def __init__(self, app: WSGIApp, **options: Any) -> None:
-        self.app = app
-        self.manager = WSGISessionManager(**options)
+    app: WSGIApp
+    manager: Runtime
+
+    def _start(self, settings: Settings) -> None:
+        self.manager = build_runtime(settings, WSGISession)
+        self.bridge = SyncBridge(self.manager)
 
     @property
     def store(self) -> Any:
@@ -161,23 +123,22 @@ class SessionMiddleware:
 
     def close(self) -> None:
         """Close the store; call at shutdown if your server offers a hook."""
-        self.manager.close_sync()
+        self.bridge.close()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         request = request_info(environ)
-        manager = self.manager
-        if not manager.in_scope(request.path):
+        if not self.manager.in_scope(request.path):
             return self.app(environ, start_response)
         try:
-            session = manager.load_sync(request)
+            session = self.bridge.load(request)
         except SessionStoreError as exc:
             log_store_error(exc, "loading a session")
-            start_response(UNAVAILABLE_STATUS, list(UNAVAILABLE_HEADERS))
-            return [_UNAVAILABLE]
+            start_response(UNAVAILABLE.status_line, UNAVAILABLE.str_headers)
+            return [UNAVAILABLE.body]
         environ[ENVIRON_KEY] = session
-        response = _SessionResponse(manager, session, request, environ, start_response)
+        response = _SessionResponse(self.bridge, session, request, environ, start_response)
         body = self.app(environ, response.start_response)
-        if response.plan is not None:
+        if response.added is not None:
             return body  # committed already (the usual case): the server gets the app's iterable itself
         return _LateStartBody(response, body)
 
@@ -186,40 +147,42 @@ class _SessionResponse:
     """One request's `start_response` wrapper: commits on the first call, then passes the
     headers (plus the session's) on, or a 503 if the store failed."""
 
-    __slots__ = ("environ", "failed", "manager", "plan", "request", "server_start", "session")
+    __slots__ = ("added", "bridge", "environ", "failed", "request", "server_start", "session")
 
     def __init__(
         self,
-        manager: WSGISessionManager,
+        bridge: SyncBridge,
         session: Session,
         request: RequestInfo,
         environ: dict[str, Any],
         server_start: StartResponse,
     ) -> None:
-        self.manager = manager
+        self.bridge = bridge
         self.session = session
         self.request = request
         self.environ = environ
         self.server_start = server_start
-        self.plan: CommitPlan | None = None
+        self.added: SessionHeaders | None = None
         self.failed = False
 
     def start_response(self, status: str, headers: Headers, exc_info: ExcInfo | None = None) -> Write:
-        # A second call (an error page replacing the headers, with exc_info) reuses the
-        # plan: the store was written once, and the new headers must carry its cookie too.
-        if self.plan is None and not self.failed:
+        # A second call (an error page replacing the headers, with exc_info) reuses what the
+        # first decided: the store was written once, and the new headers must carry its cookie too.
+        if self.added is None and not self.failed:
             try:
-                self.plan = self.manager.commit_sync(
+                self.added = self.bridge.commit(
                     self.session, self.request, unset=self.environ.get(ENVIRON_KEY) is not self.session
                 )
             except SessionStoreError as exc:
                 log_store_error(exc, "saving a session")
                 self.failed = True
         if self.failed:
-            self.server_start(UNAVAILABLE_STATUS, list(UNAVAILABLE_HEADERS), exc_info)
+            self.server_start(UNAVAILABLE.status_line, UNAVAILABLE.str_headers, exc_info)
             return _discard
-        assert self.plan is not None
-        return self.server_start(status, with_session_headers(headers, self.plan), exc_info)
+        assert self.added is not None
+        if self.added:
+            headers = _http.with_session_str_headers(headers, self.added)
+        return self.server_start(status, headers, exc_info)
 
 
 class _LateStartBody:
@@ -247,7 +210,7 @@ class _LateStartBody:
             chunk = next(self._chunks)  # may call start_response, and so commit
         if self._response.failed:
             self.close()
-            return _UNAVAILABLE
+            return UNAVAILABLE.body
         return chunk
 
     def close(self) -> None:
@@ -442,9 +405,7 @@ __all__ = [
     "ENVIRON_KEY",
     "CSRFMiddleware",
     "SessionMiddleware",
+    "SyncBridge",
     "WSGISession",
-    "WSGISessionManager",
-    "cache_headers",
     "request_info",
-    "with_session_headers",
 ]

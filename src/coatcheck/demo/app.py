@@ -27,7 +27,7 @@ from .. import templating
 from ..asgi import SessionMiddleware, request_info
 from ..crypto import storage_key
 from ..csrf import CSRFMiddleware
-from ..runtime import SessionManager
+from ..runtime import Runtime
 from ..session import Session
 from ..stores.base import ClientSideStore, Store, UserIndex
 from .inspector import (
@@ -87,14 +87,15 @@ def origins_for(host: str, port: int) -> list[str]:
 class Demo:
     """The running demo: its session manager, its store and when this process started."""
 
-    manager: SessionManager
+    manager: Runtime
     store_url: str
     started_at: float = field(default_factory=time.time)
     witness: CookieWitness | None = None
 
     @property
     def store(self) -> Store:
-        return self.manager.store
+        store: Store = self.manager.store
+        return store
 
     @property
     def client_side(self) -> ClientSideStore | None:
@@ -109,7 +110,7 @@ class Demo:
 
     def cookie_names(self) -> frozenset[str]:
         """Every cookie name the session may use: client-side sessions split into chunks."""
-        name = self.manager.settings.name
+        name = self.manager.settings.cookie_name
         names = {name}
         if self.client_side is not None:
             chunks = int(getattr(self.client_side, "max_chunks", 1))

@@ -1,0 +1,164 @@
+"""Server-side sessions: a signed id in the cookie, the record in a store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, cast
+
+from . import _sync, engine
+from ._http import RequestInfo, SessionHeaders
+from .config import Settings
+from .cookies import first_cookie
+from .crypto import storage_key
+from .express import ExpressFormat, adopt_store
+from .runtime import RuntimeBase
+from .session import Session
+from .stores.base import PatchingStore, Store
+from .stores.url import from_url
+
+
+class ServerSideRuntime(RuntimeBase):
+    """Loads by the verified id in the cookie, commits plans to the store, signs the id."""
+
+    def __init__(self, settings: Settings, store: Store, session_class: type[Session] = Session) -> None:
+        super().__init__(settings, session_class)
+        self.record_format: ExpressFormat | None = None
+        self._key: Callable[[str], str] = storage_key
+        self._cookie_defaults: tuple[dict[str, Any], dict[str, Any]] = ({}, {})
+        if settings.compat == "express":  # the store keeps express-session's layout, keyed by raw id
+            self.record_format = ExpressFormat(settings)
+            self._key = self.record_format.storage_key
+            self._cookie_defaults = (
+                self.record_format.cookie_defaults(False),
+                self.record_format.cookie_defaults(True),
+            )
+        self._store = self._adopt(store)
+
+    @property
+    def store(self) -> Store:
+        return self._store
+
+    def _adopt(self, store: Store) -> Store:
+        if self.record_format is not None:
+            store = adopt_store(store, self.record_format)
+        self.can_patch = isinstance(store, PatchingStore)
+        return store
+
+    def renew_store(self) -> None:
+        """After fork(): a store given as a URL is opened again, so no connection is shared
+        between processes (the parent's is kept, never closed, since it holds its sockets)."""
+        if isinstance(self.settings.store, str):
+            _sync.keep_forever(self._store)
+            self._store = self._adopt(from_url(self.settings.store))
+
+    # ---- request start ------------------------------------------------------------------
+    def load_without_io(self, request: RequestInfo, *, read_only: bool = False) -> Session | None:
+        cookie = request.cookie
+        if cookie and self.cookie_name in cookie:
+            return None
+        return self.new_session(request, self.clock(), read_only)
+
+    async def load(self, request: RequestInfo, *, read_only: bool = False) -> Session:
+        """Loaded if the cookie verifies and the record is live; otherwise a new session."""
+        now = self.clock()
+        value = first_cookie(request.cookie, self.cookie_name) if request.cookie else None
+        verified = None if value is None else self.keyring.verify_id(value)
+        if verified is not None:
+            session_id, current_key = verified
+            record = await self.bounded(
+                "loading a session", self._store.get(self._key(session_id)), self._store
+            )
+            if record is not None and engine.is_live(record.meta, now):
+                return self.new_session(
+                    request,
+                    now,
+                    read_only,
+                    session_id=session_id,
+                    data=record.data,
+                    meta=record.meta,
+                    stale_signature=not current_key,
+                )
+        return self.new_session(request, now, read_only)
+
+    # ---- request end --------------------------------------------------------------------
+    def prepare(
+        self, session: Session, request: RequestInfo, *, unset: bool = False, force: bool = False
+    ) -> engine.Plan:
+        secure = self.is_secure(request)
+        hints = self._hints(request) if self.settings.client_hints else None
+        facts = engine.Facts(
+            now=self.clock(),
+            secure=secure,
+            unset=unset,
+            force=force,
+            can_patch=self.can_patch,
+            hints=hints,
+            cookie_defaults=self._cookie_defaults[secure],
+        )
+        return engine.decide(session.snapshot(), self.settings, facts)
+
+    async def apply(self, session: Session, request: RequestInfo, plan: engine.Plan) -> engine.Plan:
+        store, key = self._store, self._key
+        for retired in plan.destroy:
+            await self.bounded("destroying a session", store.destroy(key(retired)), store)
+        record, session_id = plan.record, plan.session_id
+        if record is None or session_id is None:
+            return plan
+        if plan.write == "set":
+            await self.bounded("saving a session", store.set(key(session_id), record), store)
+        elif plan.write == "patch":
+            patching = cast(PatchingStore, store)  # can_patch was checked once, at start-up
+            call = patching.patch(key(session_id), dict(plan.changed), plan.removed, record.meta)
+            if not await self.bounded("saving a session", call, store):
+                session.after_commit(plan, record_gone=True)
+                return engine.decide(session.snapshot(), self.settings, self.facts(request, record_gone=True))
+        elif plan.write == "touch":
+            await self.bounded("touching a session", store.touch(key(session_id), record.meta), store)
+        return plan
+
+    def finish(self, session: Session, request: RequestInfo, plan: engine.Plan) -> SessionHeaders:
+        session.after_commit(plan)
+        if plan.cookie == "none":
+            return SessionHeaders(cache=plan.cache_headers)
+        secure, now = self.is_secure(request), self.clock()
+        if plan.cookie == "expire" or plan.session_id is None:
+            value = engine.session_cookie(self.settings, "", 0, secure, now)
+        else:
+            signed = self.keyring.sign_id(plan.session_id)
+            value = engine.session_cookie(self.settings, signed, plan.max_age, secure, now)
+        return SessionHeaders(cache=True, cookies=(value,))
+
+    # ---- explicit I/O -------------------------------------------------------------------
+    async def save_now(self, session: Session) -> None:
+        """`await session.save()`: write now; the Set-Cookie still goes out with the response."""
+        request = session.request
+        if request is None:
+            raise RuntimeError("session.save() needs the request the session was loaded for")
+        plan = self.prepare(session, request, force=True)  # a destroyed session's destroy wins
+        plan = await self.apply(session, request, plan)
+        session.after_commit(plan)
+
+    async def reload(self, session: Session) -> None:
+        """`await session.reload()`: drop this request's changes, read the record again."""
+        stored_id = session.stored_id
+        record = None
+        if stored_id is not None:
+            record = await self.bounded(
+                "reloading a session", self._store.get(self._key(stored_id)), self._store
+            )
+        if record is None or not engine.is_live(record.meta, self.clock()):
+            session.replace(None, {}, None)
+        else:
+            session.replace(stored_id, record.data, record.meta)
+
+    async def close(self) -> None:
+        await self._store.close()
+
+    @staticmethod
+    def _hints(request: RequestInfo) -> dict[str, str]:
+        hints = {}
+        if request.user_agent:
+            hints["ua"] = request.user_agent.decode("latin-1")[:200]
+        if request.client_ip:
+            hints["ip"] = request.client_ip
+        return hints

@@ -35,7 +35,7 @@ import secrets
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal
 
 from .codec import JSONSerializer
 from .config import Settings
@@ -44,7 +44,6 @@ from .record import Meta, Record
 
 if TYPE_CHECKING:
     from .session import Session
-    from .stores.base import Store
 
 Compat = Literal["express"]
 
@@ -336,32 +335,6 @@ def bson_session(obj: dict[str, Any]) -> dict[str, Any]:
             return out
         out["cookie"] = {**cookie, "expires": when}
     return out
-
-
-# ---- handing the format to a store ------------------------------------------------------------
-@runtime_checkable
-class FormatAwareStore(Protocol):
-    """A store that can keep another program's record layout."""
-
-    def with_format(self, record_format: ExpressFormat) -> Store:
-        """A store over the same server that reads and writes `record_format`'s layout."""
-
-
-def adopt_store(store: object, record_format: ExpressFormat) -> Store:
-    """The store the middleware uses in compat mode, or a ConfigurationError saying what to use."""
-    from .stores.base import ClientSideStore
-
-    if isinstance(store, ClientSideStore):
-        raise ConfigurationError(
-            "compat='express' shares server-side sessions with express-session; for Express's "
-            "cookie-session use store=CookieStore(mode='cookie-session') without compat"
-        )
-    if not isinstance(store, FormatAwareStore):
-        raise ConfigurationError(
-            f"compat='express' needs a store Node can share: RedisStore (connect-redis) or "
-            f"MongoStore (connect-mongo), got {type(store).__name__}"
-        )
-    return store.with_format(record_format)
 
 
 def check_compat(compat: object) -> Compat | None:

@@ -15,9 +15,10 @@ from .codec import DEFAULT_SERIALIZER, Serializer
 from .config import Cookie, Duration, Settings, Unset
 from .crypto import Keyring, storage_key
 from .errors import ConfigurationError, SessionStoreError, SessionTooLarge
-from .express import Compat, ExpressFormat, adopt_store, check_compat
+from .express import Compat, ExpressFormat, check_compat
 from .session import Session
 from .stores.base import ClientSideStore, OpenedSession, PatchingStore, Store
+from .stores.compat import adopt_store
 from .stores.sqlite import SQLiteStore
 from .stores.url import from_url
 

@@ -15,9 +15,9 @@ from . import _sync, csrf
 from .asgi import _UNAVAILABLE
 from .engine import CommitPlan, add_cache_headers, is_secure
 from .errors import ConfigurationError, SessionStoreError
-from .express import adopt_store
 from .runtime import RequestInfo, SessionManager, log_store_error
 from .session import CSRF_KEY, Session
+from .stores.compat import adopt_store
 from .stores.url import from_url
 
 ENVIRON_KEY = "coatcheck.session"

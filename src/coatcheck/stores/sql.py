@@ -29,7 +29,7 @@ try:
     import sqlalchemy as sa
     from sqlalchemy.dialects import mysql
     from sqlalchemy.dialects import postgresql as pg
-    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
     from ._sql_dialect import ERRORS, SCHEMES, Dialect, describe_sql_error, make_engine, url_arguments
 except ModuleNotFoundError as exc:  # keep the missing module's name for from_url
@@ -228,13 +228,8 @@ class SQLStore:
     async def get(self, key: str) -> Record | None:
         t = self._table
         query = sa.select(t.c.data, t.c.meta).where(t.c.key == key, self._live(self._clock()))
-
-        async def read() -> Any:
-            async with self._engine.connect() as conn:
-                return (await conn.execute(query)).first()
-
-        row = await self._run("loading a session", read, key)
-        return None if row is None else self._decode(row.data, row.meta)
+        rows = await self._run("loading a session", lambda: self._select(query), key)
+        return self._decode(rows[0].data, rows[0].meta) if rows else None
 
     async def set(self, key: str, record: Record) -> None:
         _check_key(key)
@@ -245,12 +240,7 @@ class SQLStore:
         }
         replace = ("data", "meta", "user_id", "expires_at", "last_seen")
         statement = self._dialect.upsert(self._table, values, replace)
-
-        async def write() -> None:
-            async with self._engine.begin() as conn:
-                await conn.execute(statement)
-
-        await self._run("saving a session", write, key)
+        await self._run("saving a session", lambda: self._execute(statement), key)
 
     async def patch(self, key: str, changed: dict[str, Any], removed: Collection[str], meta: Meta) -> bool:
         columns = self._meta_columns(meta)
@@ -272,8 +262,7 @@ class SQLStore:
         statement = sa.update(t).where(t.c.key == key, self._live(now)).values(data=new_data, **columns)
 
         async def apply() -> bool:
-            async with self._engine.begin() as conn:
-                return (await conn.execute(statement)).rowcount == 1
+            return await self._execute(statement) == 1
 
         return apply
 
@@ -310,21 +299,11 @@ class SQLStore:
         statement = (
             sa.update(t).where(t.c.key == key, self._live(self._clock())).values(**self._meta_columns(meta))
         )
-
-        async def write() -> None:
-            async with self._engine.begin() as conn:
-                await conn.execute(statement)
-
-        await self._run("touching a session", write, key)
+        await self._run("touching a session", lambda: self._execute(statement), key)
 
     async def destroy(self, key: str) -> None:
         statement = sa.delete(self._table).where(self._table.c.key == key)
-
-        async def delete() -> None:
-            async with self._engine.begin() as conn:
-                await conn.execute(statement)
-
-        await self._run("destroying a session", delete, key)
+        await self._run("destroying a session", lambda: self._execute(statement), key)
 
     # ---- user index ---------------------------------------------------------------------
     async def sessions_for(self, user_id: str) -> list[SessionInfo]:
@@ -349,12 +328,8 @@ class SQLStore:
     # ---- inventory ----------------------------------------------------------------------
     async def count(self) -> int:
         query = sa.select(sa.func.count()).select_from(self._table).where(self._live(self._clock()))
-
-        async def read() -> int:
-            async with self._engine.connect() as conn:
-                return int((await conn.execute(query)).scalar_one())
-
-        return await self._run("counting sessions", read)
+        rows = await self._run("counting sessions", lambda: self._select(query))
+        return int(rows[0][0])
 
     async def purge_expired(self, *, progress: Callable[[int, int], None] | None = None) -> int:
         """Delete expired rows, `purge_batch` per short transaction. `progress(done, expected)`,
@@ -362,27 +337,13 @@ class SQLStore:
         t = self._table
         dead = sa.and_(t.c.expires_at.is_not(None), t.c.expires_at <= self._when(self._clock()))
         statement = self._dialect.purge_batch(t, dead, self._purge_batch)
-
-        async def one_batch(conn: AsyncConnection) -> int:
-            return int((await conn.execute(statement)).rowcount)
-
         expected = 0
         if progress is not None:
             count = sa.select(sa.func.count()).select_from(t).where(dead)
-
-            async def count_dead() -> int:
-                async with self._engine.connect() as conn:
-                    return int((await conn.execute(count)).scalar_one())
-
-            expected = await self._run("counting expired sessions", count_dead)
-
-        async def run_batch() -> int:
-            async with self._engine.begin() as conn:
-                return await one_batch(conn)
-
+            expected = int((await self._run("counting expired sessions", lambda: self._select(count)))[0][0])
         total = 0
         while True:  # one short transaction per batch keeps locks brief for live traffic
-            deleted = await self._run("purging expired sessions", run_batch)
+            deleted = await self._run("purging expired sessions", lambda: self._execute(statement))
             total += deleted
             if progress is not None:
                 progress(total, max(expected, total))
@@ -398,8 +359,17 @@ class SQLStore:
         return [SessionInfo.from_meta(k, self._meta(m)) for k, m in rows]
 
     async def _fetch(self, query: sa.Select[Any]) -> list[tuple[str, str]]:
+        return [(row[0], row[1]) for row in await self._select(query)]
+
+    async def _select(self, query: sa.Select[Any]) -> list[Any]:
+        """The rows `query` reads."""
         async with self._engine.connect() as conn:
-            return [(row[0], row[1]) for row in (await conn.execute(query)).all()]
+            return list((await conn.execute(query)).all())
+
+    async def _execute(self, statement: Any) -> int:
+        """Run one write statement in its own transaction; returns the rows it matched."""
+        async with self._engine.begin() as conn:
+            return int((await conn.execute(statement)).rowcount)
 
     def _meta(self, blob: str) -> Meta:
         try:

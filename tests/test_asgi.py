@@ -303,7 +303,7 @@ async def test_commit_happens_before_the_redirect_is_sent(secret: str) -> None:
         assert response.status_code == 303
         # the store already has the record when the client sees the headers
         (info,) = await memory.list_sessions()
-        record = await memory.get(info[0])
+        record = await memory.get(info.storage_key)
         assert record is not None and record.data == {"saved_before_redirect": True}
 
 

@@ -106,7 +106,7 @@ def live_keys(url: str) -> set[str]:
         store = from_url(url)
         try:
             assert hasattr(store, "list_sessions")
-            return {key for key, _ in await store.list_sessions()}
+            return {info.storage_key for info in await store.list_sessions()}
         finally:
             await store.close()
 

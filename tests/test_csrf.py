@@ -299,7 +299,7 @@ async def test_unmasked_session_token_is_refused(secret: str) -> None:
     app = make_app(secret=secret, store=store)
     async with client(app) as c:
         await fetch_token(c)
-        (key,) = [key for key, _ in await store.list_sessions()]
+        (key,) = [info.storage_key for info in await store.list_sessions()]
         raw = (await store.get(key)).data[CSRF_KEY]
         response = await c.post("/submit", headers={"x-csrf-token": raw, "origin": ORIGIN})
     refused(response, "token-malformed")

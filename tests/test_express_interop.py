@@ -596,7 +596,9 @@ async def test_absolute_timeout_is_enforced_by_coatcheck(
 async def test_delta_commit_never_resurrects_a_destroyed_session(
     redis_url: str, prefix: str, raw: redis.Redis
 ) -> None:
-    store = RedisStore(redis_url, prefix=prefix).with_format(ExpressFormat(make_settings()))
+    store = ExpressRedisStore(RedisStore(redis_url, prefix=prefix)).with_format(
+        ExpressFormat(make_settings())
+    )
     now = time.time()
     meta = Meta(created=now, last_seen=now)
     sid = new_id()
@@ -611,7 +613,9 @@ async def test_delta_commit_never_resurrects_a_destroyed_session(
 
 @pytest.mark.redis
 async def test_corrupt_record_is_a_store_error(redis_url: str, prefix: str, raw: redis.Redis) -> None:
-    store = RedisStore(redis_url, prefix=prefix).with_format(ExpressFormat(make_settings()))
+    store = ExpressRedisStore(RedisStore(redis_url, prefix=prefix)).with_format(
+        ExpressFormat(make_settings())
+    )
     raw.set(prefix + "x" * 32, b"[1, 2]")
     with pytest.raises(SessionStoreError, match="not a JSON object"):
         await store.get("x" * 32)

@@ -347,7 +347,7 @@ async def test_template_csrf_helpers_render_a_fresh_masked_token(secret: str) ->
     async with asgi_client(app) as c:
         first = (await c.get("/form")).text
         second = (await c.get("/form")).text
-    (key,) = [key for key, _ in await store.list_sessions()]
+    (key,) = [info.storage_key for info in await store.list_sessions()]
     session_token = (await store.get(key)).data[CSRF_KEY]  # type: ignore[union-attr]
     tokens = []
     for text in (first, second):

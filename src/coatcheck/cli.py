@@ -73,7 +73,7 @@ class Failure(click.ClickException):
 
 # ---- talking to a store ---------------------------------------------------------------------
 def redact(url: str) -> str:
-    from .demo.server import redact_url
+    from .stores._toolkit import redact_url
 
     return redact_url(url)
 
@@ -235,10 +235,11 @@ def emit_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, ensure_ascii=False))
 
 
-async def resolve(store: Store, hint: str) -> tuple[str, Meta]:
+async def resolve(store: Store, hint: str) -> SessionInfo:
     """The one live session whose storage key starts with `hint`."""
     assert isinstance(store, Inventory)
-    matches = [(key, meta) for key, meta in await ask(store.list_sessions()) if key.startswith(hint)]
+    listed = await ask(store.list_sessions())
+    matches = [info for info in listed if info.storage_key.startswith(hint)]
     if not matches:
         raise Failure(f"no live session has an id hint starting with {hint!r}")
     if len(matches) > 1:
@@ -359,7 +360,7 @@ def list_(store_url: str, user_id: str | None, limit: int, as_json: bool) -> Non
         assert isinstance(store, Inventory)
         listed = await ask(store.list_sessions(limit=limit or None))
         total = await ask(store.count())
-        return [Row.from_meta(key, meta) for key, meta in listed], total
+        return [Row.from_info(info) for info in listed], total
 
     rows, total = run(store_url, work)
     if as_json:
@@ -384,9 +385,11 @@ def show(hint: str, store_url: str, as_json: bool) -> None:
 
     async def work(store: Store) -> tuple[str, Meta, dict[str, Any] | None]:
         need(store, Inventory, "look sessions up by hint")
-        key, meta = await resolve(store, hint)
-        record = await ask(store.get(key))
-        return key, meta if record is None else record.meta, None if record is None else dict(record.data)
+        info = await resolve(store, hint)
+        record = await ask(store.get(info.storage_key))
+        if record is None:
+            raise Failure(f"the session {info.id_hint} expired or was deleted just now")
+        return info.storage_key, record.meta, dict(record.data)
 
     key, meta, data = run(store_url, work)
     if data is not None and isinstance(data.get(CSRF_KEY), str):
@@ -433,14 +436,14 @@ def revoke(hint: str, store_url: str) -> None:
     """Delete one session (its browser is logged out at its next request)."""
     hint = check_hint(hint)
 
-    async def work(store: Store) -> Meta:
+    async def work(store: Store) -> SessionInfo:
         need(store, Inventory, "look sessions up by hint")
-        key, meta = await resolve(store, hint)
-        await ask(store.destroy(key))
-        return meta
+        info = await resolve(store, hint)
+        await ask(store.destroy(info.storage_key))
+        return info
 
-    meta = run(store_url, work)
-    who = f" of user {meta.user_id!r}" if meta.user_id else ""
+    info = run(store_url, work)
+    who = f" of user {info.user_id!r}" if info.user_id else ""
     stdout.print(f"Revoked session {hint}{who}.", markup=False)
 
 
@@ -498,7 +501,7 @@ def purge(store_url: str) -> None:
 def stats(store_url: str, top: int, as_json: bool) -> None:
     """Count live sessions, by age and by user."""
 
-    async def work(store: Store) -> list[tuple[str, Meta]]:
+    async def work(store: Store) -> list[SessionInfo]:
         need(store, Inventory, "count sessions")
         assert isinstance(store, Inventory)
         return await ask(store.list_sessions())
@@ -506,11 +509,11 @@ def stats(store_url: str, top: int, as_json: bool) -> None:
     listed = run(store_url, work)
     now = datetime.now(UTC).timestamp()
     ages: Counter[str] = Counter()
-    for _, meta in listed:
-        age = now - meta.created
+    for info in listed:
+        age = now - info.created.timestamp()
         ages[next(label for label, limit in AGE_BUCKETS if age < limit)] += 1
-    users = Counter(meta.user_id for _, meta in listed if meta.user_id is not None)
-    anonymous = sum(1 for _, meta in listed if meta.user_id is None)
+    users = Counter(info.user_id for info in listed if info.user_id is not None)
+    anonymous = sum(1 for info in listed if info.user_id is None)
     result = {
         "total": len(listed),
         "by_age": {label: ages[label] for label, _ in AGE_BUCKETS},

@@ -12,7 +12,7 @@ In this mode coatcheck reads and writes exactly what express-session's stores ke
   (`coatcheck.stores.express_redis`), connect-mongo as a document ``{_id: <id>, expires:
   Date, session: <JSON string or sub-document>}`` (`coatcheck.stores.express_mongo`).
 
-`ExpressFormat` is the codec the manager hands to the store (`with_format`), so the store
+`ExpressFormat` is the codec the runtime hands to the store (`coatcheck.stores.compat.adopt_store`), so the store
 knows the layout and nothing else in coatcheck special-cases it. Metadata express has no
 place for (when coatcheck first saw the session, the user bound by `login()`, client
 hints) lives in one extra field, ``_coatcheck``, that Node carries along like any other.
@@ -35,16 +35,12 @@ import secrets
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any
 
 from .codec import JSONSerializer
 from .config import Settings
-from .errors import ConfigurationError, SessionStoreError
+from .errors import SessionStoreError
 from .record import Meta, Record
-
-if TYPE_CHECKING:
-    from .stores.base import Store
-
 
 COOKIE_NAME = "connect.sid"  # express-session's default cookie name
 ID_BYTES = 24  # uid-safe(24), as express-session's generateSessionId
@@ -332,29 +328,3 @@ def bson_session(obj: dict[str, Any]) -> dict[str, Any]:
             return out
         out["cookie"] = {**cookie, "expires": when}
     return out
-
-
-# ---- handing the format to a store ------------------------------------------------------------
-@runtime_checkable
-class FormatAwareStore(Protocol):
-    """A store that can keep another program's record layout."""
-
-    def with_format(self, record_format: ExpressFormat) -> Store:
-        """A store over the same server that reads and writes `record_format`'s layout."""
-
-
-def adopt_store(store: object, record_format: ExpressFormat) -> Store:
-    """The store the middleware uses in compat mode, or a ConfigurationError saying what to use."""
-    from .stores.base import ClientSideStore
-
-    if isinstance(store, ClientSideStore):
-        raise ConfigurationError(
-            "compat='express' shares server-side sessions with express-session; for Express's "
-            "cookie-session use store=CookieStore(mode='cookie-session') without compat"
-        )
-    if not isinstance(store, FormatAwareStore):
-        raise ConfigurationError(
-            f"compat='express' needs a store Node can share: RedisStore (connect-redis) or "
-            f"MongoStore (connect-mongo), got {type(store).__name__}"
-        )
-    return store.with_format(record_format)

@@ -76,9 +76,17 @@ class Record:
         return self.meta.expires
 
 
+ID_HINT_CHARS = 12
+"""How many leading characters of a storage key the operations view shows as the id hint."""
+
+
 @dataclass(frozen=True, slots=True)
 class SessionInfo:
-    """What the operations view may show about a session: never its id, only a hint."""
+    """What the operations view may show about a session: never its id, only a hint.
+
+    `storage_key` is the store's key for the record (a hash of the id, not a credential;
+    kept out of the repr) so an operator's tool can act on a session it listed (revoke it).
+    """
 
     id_hint: str
     user_id: str | None
@@ -86,17 +94,19 @@ class SessionInfo:
     last_seen: datetime
     expires: datetime | None
     hints: dict[str, str] = field(default_factory=dict)
+    storage_key: str = field(default="", repr=False)
 
     @classmethod
     def from_meta(cls, key: str, meta: Meta) -> SessionInfo:
         expires = meta.expires
         return cls(
-            id_hint=key[:12],
+            id_hint=key[:ID_HINT_CHARS],
             user_id=meta.user_id,
             created=_dt(meta.created),
             last_seen=_dt(meta.last_seen),
             expires=None if expires is None else _dt(expires),
             hints=dict(meta.hints),
+            storage_key=key,
         )
 
 

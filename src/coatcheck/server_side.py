@@ -10,10 +10,11 @@ from ._http import RequestInfo, SessionHeaders
 from .config import Settings
 from .cookies import first_cookie
 from .crypto import storage_key
-from .express import ExpressFormat, adopt_store
+from .express import ExpressFormat
 from .runtime import RuntimeBase
 from .session import Session
 from .stores.base import PatchingStore, Store
+from .stores.compat import adopt_store
 from .stores.url import from_url
 
 

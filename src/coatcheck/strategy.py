@@ -5,11 +5,12 @@ from __future__ import annotations
 from .client_side import ClientSideRuntime
 from .config import Settings
 from .errors import ConfigurationError
-from .express import ExpressFormat, adopt_store
+from .express import ExpressFormat
 from .runtime import Runtime
 from .server_side import ServerSideRuntime
 from .session import Session
 from .stores.base import ClientSideStore, Store
+from .stores.compat import adopt_store
 from .stores.sqlite import SQLiteStore
 from .stores.url import from_url
 

@@ -27,7 +27,7 @@ import pytest
 from ._http import RequestInfo
 from .config import Settings
 from .crypto import storage_key
-from .record import Meta, Record
+from .record import ID_HINT_CHARS, Meta, Record, SessionInfo
 from .stores.base import Inventory, PatchingStore, Store, UserIndex
 from .strategy import build_runtime
 
@@ -381,12 +381,42 @@ class StoreConformance:
 
         self.run(body)
 
-    def test_list_sessions_shows_live_sessions(self) -> None:
+    def test_list_sessions_shows_live_sessions_as_session_info(self) -> None:
         async def body(store: Any) -> None:
             self._need(store, Inventory, "list_sessions")
-            key = new_key()
+            key, dead = new_key(), new_key()
             await store.set(key, make_record({"n": 1}, user_id="lister"))
-            listed = dict(await store.list_sessions())
-            assert key in listed and listed[key].user_id == "lister"
+            await store.set(dead, make_record(ttl=-1))
+            listed = {info.storage_key: info for info in await store.list_sessions()}
+            assert key in listed and dead not in listed
+            info = listed[key]
+            assert isinstance(info, SessionInfo)
+            assert info.user_id == "lister" and info.id_hint == key[:ID_HINT_CHARS]
+            assert key not in repr(info)  # the key is for acting on a session, not for showing
+
+        self.run(body)
+
+    def test_list_sessions_is_most_recent_first_and_honours_the_limit(self) -> None:
+        async def body(store: Any) -> None:
+            self._need(store, Inventory, "list_sessions")
+            now = time.time()
+            for age in (30, 10, 20):
+                await store.set(new_key(), make_record(now=now - age))
+            listed = await store.list_sessions()
+            seen = [info.last_seen for info in listed]
+            assert len(listed) >= 3 and seen == sorted(seen, reverse=True)
+            assert len(await store.list_sessions(limit=2)) == 2
+
+        self.run(body)
+
+    def test_list_sessions_and_sessions_for_describe_a_session_alike(self) -> None:
+        async def body(store: Any) -> None:
+            self._need(store, Inventory, "list_sessions")
+            self._need(store, UserIndex, "sessions_for")
+            key, user = new_key(), f"alike-{secrets.token_hex(4)}"
+            await store.set(key, make_record({"n": 1}, user_id=user))
+            (by_user,) = await store.sessions_for(user)
+            (listed,) = [info for info in await store.list_sessions() if info.storage_key == key]
+            assert listed == by_user
 
         self.run(body)

@@ -12,10 +12,10 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from ..crypto import HOW_TO_MAKE_ONE, Keyring
 from ..errors import CoatcheckError, ConfigurationError, SessionStoreError
+from ..stores._toolkit import redact_url as _redact_url
 from ..stores.base import ClientSideStore, Store
 from ..stores.sqlite import SQLiteStore
 from ..stores.url import from_url
@@ -36,14 +36,7 @@ class DemoSecret:
 
 def redact_url(url: str) -> str:
     """The store URL with any password replaced by '***', fit to print or show on a page."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    return _redact_url(url)
 
 
 def secret_path_for(store: Store | ClientSideStore, directory: Path | None = None) -> Path:

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from ..errors import ConfigurationError
+from ._toolkit import redact_url
 
 _KINDS: dict[str, tuple[str, bool]] = {
     "redis": ("standalone", False),
@@ -57,20 +58,10 @@ def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def redact(url: str) -> str:
-    """`url` with any password replaced by ***."""
-    scheme, sep, rest = url.partition("://")
-    netloc, slash, tail = rest.partition("/")
-    userinfo, at, hosts = netloc.rpartition("@")
-    if not at or ":" not in userinfo:
-        return url
-    return f"{scheme}{sep}{userinfo.split(':', 1)[0]}:***@{hosts}{slash}{tail}"
-
-
 def parse_url(url: str) -> RedisURL:
     """Parse redis://, rediss://, redis+cluster://h:p,h:p and redis+sentinel://h:p,.../service.
     Raises ConfigurationError saying what is wrong (the message never shows the password)."""
-    shown = redact(url)
+    shown = redact_url(url)
     scheme, sep, rest = url.partition("://")
     kind_tls = _KINDS.get(scheme.lower())
     if not sep or kind_tls is None:
@@ -79,10 +70,12 @@ def parse_url(url: str) -> RedisURL:
             "redis+cluster://host:port,host:port or redis+sentinel://host:26379,.../service_name"
         )
     kind, tls = kind_tls
-    location, _, query = rest.partition("?")
-    location = location.partition("#")[0]
-    netloc, _, path = location.partition("/")
-    userinfo, at, hosts = netloc.rpartition("@")
+    # the user information ends at the last "@" before the query, so a password written
+    # raw may contain "/", "@", ":" or "#" (it is never quoted in a message either way)
+    head, _, query = rest.partition("?")
+    userinfo, at, location = head.rpartition("@")
+    netloc, _, path = location.partition("#")[0].partition("/")
+    hosts = netloc
     username = password = None
     if at:
         user, colon, secret = userinfo.partition(":")

@@ -71,8 +71,9 @@ class Inventory(Protocol):
     async def purge_expired(self) -> int:
         """Delete every record past its deadline; returns how many were deleted."""
 
-    async def list_sessions(self, *, limit: int | None = None) -> list[tuple[str, Meta]]:
-        """(storage key, metadata) of live sessions, most recently seen first."""
+    async def list_sessions(self, *, limit: int | None = None) -> list[SessionInfo]:
+        """The live sessions, most recently seen first, at most `limit` of them (None: all);
+        the same shape `UserIndex.sessions_for` returns."""
 
 
 # ---- client-side sessions -------------------------------------------------------------------

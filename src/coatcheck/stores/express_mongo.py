@@ -30,6 +30,7 @@ from pymongo.errors import OperationFailure, PyMongoError
 from ..errors import SessionStoreError
 from ..express import ExpressFormat, loads, mongo_date, mongo_fields, mongo_session
 from ..record import Meta, Record
+from ._toolkit import guarded
 from .mongo import DEFAULT_COLLECTION, MongoStore
 
 T = TypeVar("T")
@@ -43,7 +44,7 @@ MAX_ATTEMPTS = 50  # a commit loses a round only to another commit that won: eno
 class ExpressMongoStore:
     """Sessions in connect-mongo's layout, using `mongo`'s client and database.
 
-    Built by ``MongoStore.with_format(...)``, which `SessionMiddleware(compat="express")` calls.
+    Built by `coatcheck.stores.compat.adopt_store`, which `SessionMiddleware(compat="express")` calls.
     The collection is `collection`, else the MongoStore's if it was given one, else
     connect-mongo's "sessions". `stringify` (default True, like connect-mongo) picks the form
     of new documents. Implements Store and PatchingStore.
@@ -55,9 +56,8 @@ class ExpressMongoStore:
         self.mongo = mongo
         self.collection_name = collection
         self.stringify = stringify
-        self._collection: AsyncCollection[Document] = mongo._client[mongo.database_name][collection]
-        self._timeout = mongo._timeout
-        self._clock = mongo._clock
+        self._collection: AsyncCollection[Document] = mongo.client[mongo.database_name][collection]
+        self._clock = mongo.clock
         self._format: ExpressFormat | None = None
         self._ready = False
         self._ready_lock: asyncio.Lock | None = None
@@ -81,23 +81,19 @@ class ExpressMongoStore:
         return self._format
 
     # ---- plumbing -----------------------------------------------------------------------
-    async def _run(self, what: str, work: Callable[[], Awaitable[T]]) -> T:
-        try:
-            async with asyncio.timeout(self._timeout):
-                if not self._ready:
-                    await self._ensure_index()
-                return await work()
-        except SessionStoreError:
-            raise
-        except TimeoutError:
-            raise SessionStoreError(
-                f"MongoDB ({self!r}): {what} timed out after {self._timeout:g}s"
-            ) from None
-        except (PyMongoError, OSError) as exc:
-            first_line = (str(exc).strip().splitlines() or [""])[0][:200]
-            raise SessionStoreError(
-                f"MongoDB ({self!r}): {what} failed: {type(exc).__name__}: {first_line}"
-            ) from None
+    async def _run(self, what: str, work: Callable[[], Awaitable[T]], key: str) -> T:
+        """Run `work` after ensuring the TTL index; failures become SessionStoreError whose
+        message never quotes `key`, the session id itself in this layout (MongoDB's E11000
+        duplicate key error quotes the `_id`)."""
+
+        async def ensure_then_work() -> T:
+            if not self._ready:
+                await self._ensure_index()
+            return await work()
+
+        return await guarded(
+            f"MongoDB ({self!r})", what, ensure_then_work, errors=(PyMongoError, OSError), key=key
+        )
 
     async def _ensure_index(self) -> None:
         """connect-mongo's TTL index (`{expires: 1}`, default name), so either side may create it
@@ -125,7 +121,7 @@ class ExpressMongoStore:
 
     # ---- Store --------------------------------------------------------------------------
     async def get(self, key: str) -> Record | None:
-        doc = await self._run("loading a session", lambda: self._collection.find_one(self._live(key)))
+        doc = await self._run("loading a session", lambda: self._collection.find_one(self._live(key)), key)
         if doc is None or "session" not in doc:
             return None
         return mongo_session(doc["session"], self.format, now=self._clock(), expires=doc.get("expires"))
@@ -141,13 +137,13 @@ class ExpressMongoStore:
         )
         update = self._deadline_update(deadline, fields)
         await self._run(
-            "saving a session", lambda: self._collection.update_one({"_id": key}, update, upsert=True)
+            "saving a session", lambda: self._collection.update_one({"_id": key}, update, upsert=True), key
         )
 
     async def patch(self, key: str, changed: dict[str, Any], removed: Collection[str], meta: Meta) -> bool:
         fmt = self.format
         for _ in range(MAX_ATTEMPTS):
-            doc = await self._run("saving a session", lambda: self._collection.find_one(self._live(key)))
+            doc = await self._run("saving a session", lambda: self._collection.find_one(self._live(key)), key)
             if doc is None or "session" not in doc:
                 return False  # destroyed or expired meanwhile: never resurrected
             deadline = fmt.deadline(meta)
@@ -168,7 +164,9 @@ class ExpressMongoStore:
     async def _replace_if_unchanged(self, key: str, seen: Any, update: Document) -> bool:
         """Apply `update` only if the document's session is still `seen` (compare-and-set)."""
         result = await self._run(
-            "saving a session", lambda: self._collection.update_one({"_id": key, "session": seen}, update)
+            "saving a session",
+            lambda: self._collection.update_one({"_id": key, "session": seen}, update),
+            key,
         )
         return result.matched_count == 1
 
@@ -182,10 +180,12 @@ class ExpressMongoStore:
         )
         if not update["$set"]:
             del update["$set"]
-        await self._run("touching a session", lambda: self._collection.update_one(self._live(key), update))
+        await self._run(
+            "touching a session", lambda: self._collection.update_one(self._live(key), update), key
+        )
 
     async def destroy(self, key: str) -> None:
-        await self._run("destroying a session", lambda: self._collection.delete_one({"_id": key}))
+        await self._run("destroying a session", lambda: self._collection.delete_one({"_id": key}), key)
 
     async def close(self) -> None:
         await self.mongo.close()

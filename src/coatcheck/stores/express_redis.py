@@ -21,20 +21,22 @@ from ``cookie.expires``, else its ``ttl``; coatcheck: `ExpressFormat.deadline`).
 from __future__ import annotations
 
 import hashlib
-import math
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+from redis.exceptions import NoScriptError
 
 from ..errors import SessionStoreError
 from ..express import ExpressFormat, dumps, loads
 from ..record import Meta, Record
+from ._toolkit import store_errors, ttl_ms
+from .redis import DEFAULT_PREFIX as COATCHECK_PREFIX
+from .redis import RedisStore
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Collection
 
     from ._redis_io import Arg, Commands
-    from .redis import RedisStore
 
 DEFAULT_PREFIX = "sess:"  # connect-redis's
 MAX_ATTEMPTS = 50  # a commit loses a round only to another commit that won: enough for 50 at once
@@ -57,28 +59,25 @@ end
 return 1
 """
 _CAS_SHA = hashlib.sha1(_CAS.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
-_ERRORS = (RedisError, RedisClusterException, OSError)
 
 
 class ExpressRedisStore:
     """Sessions in connect-redis's layout, over `redis`'s connections (standalone, Cluster,
     Sentinel: one key per session, so no hash tags are needed).
 
-    Built by ``RedisStore.with_format(...)``, which `SessionMiddleware(compat="express")` calls;
+    Built by `coatcheck.stores.compat.adopt_store`, which `SessionMiddleware(compat="express")` calls;
     construct it yourself only to pick a `prefix` other than the RedisStore's (connect-redis's
     ``prefix`` option: the RedisStore's default "coatcheck:" becomes connect-redis's "sess:").
     Implements Store and PatchingStore; connect-redis keeps no user index, so neither does this.
     """
 
     def __init__(self, redis: RedisStore, *, prefix: str | None = None) -> None:
-        from .redis import DEFAULT_PREFIX as COATCHECK_PREFIX
-
         self.redis = redis
         if prefix is None:
             prefix = DEFAULT_PREFIX if redis.prefix == COATCHECK_PREFIX else redis.prefix
         self.prefix = prefix
         self._format: ExpressFormat | None = None
-        self._clock = redis._clock
+        self._clock = redis.clock
 
     def with_format(self, record_format: ExpressFormat) -> ExpressRedisStore:
         """Adopt the middleware's `ExpressFormat` (one middleware per store)."""
@@ -98,20 +97,16 @@ class ExpressRedisStore:
         return self._format
 
     def _commands(self) -> Commands:
-        return self.redis._commands()
+        return self.redis.connection()
 
-    def _failure(self, action: str, exc: BaseException, key: str) -> SessionStoreError:
-        detail = (str(exc) or "no detail").replace(key, "<key>")
-        return SessionStoreError(
-            f"Redis ({self.redis!r}, connect-redis layout) could not {action}: {type(exc).__name__}: {detail}"
-        )
+    def _failing(self, action: str, key: str) -> AbstractContextManager[None]:
+        """Driver errors inside become SessionStoreError; the key (here the session id
+        itself) is never quoted."""
+        message = f"Redis ({self.redis!r}, connect-redis layout) could not {action}"
+        return store_errors(self.redis.errors, message, key=key)
 
     def _ttl(self, deadline: float | None) -> int:
-        """Milliseconds until `deadline`: -1 for none, 0 if it has passed."""
-        if deadline is None:
-            return -1
-        ms = math.ceil((deadline - self._clock()) * 1000)
-        return ms if ms > 0 else 0
+        return ttl_ms(deadline, self._clock())
 
     async def _cas(self, commands: Commands, name: str, args: list[Arg]) -> Any:
         try:
@@ -122,10 +117,8 @@ class ExpressRedisStore:
     # ---- Store --------------------------------------------------------------------------
     async def get(self, key: str) -> Record | None:
         name = self.prefix + key
-        try:
+        with self._failing("load a session", key):
             blob, pttl = await self._commands().pipeline([("GET", name), ("PTTL", name)])
-        except _ERRORS as exc:
-            raise self._failure("load a session", exc, key) from exc
         if blob is None or pttl == -2:
             return None
         now = self._clock()
@@ -136,7 +129,7 @@ class ExpressRedisStore:
         fmt = self.format
         ttl = self._ttl(fmt.deadline(record.meta))
         name = self.prefix + key
-        try:
+        with self._failing("save a session", key):
             if ttl == 0:  # connect-redis deletes a session whose cookie already expired
                 await self._commands().execute("DEL", name)
                 return
@@ -145,13 +138,11 @@ class ExpressRedisStore:
                 await self._commands().execute("SET", name, blob, "PX", ttl)
             else:
                 await self._commands().execute("SET", name, blob)
-        except _ERRORS as exc:
-            raise self._failure("save a session", exc, key) from exc
 
     async def patch(self, key: str, changed: dict[str, Any], removed: Collection[str], meta: Meta) -> bool:
         fmt = self.format
         name = self.prefix + key
-        try:
+        with self._failing("save a session", key):
             commands = self._commands()
             blob = await commands.execute("GET", name)
             for _ in range(MAX_ATTEMPTS):
@@ -166,8 +157,6 @@ class ExpressRedisStore:
                 if not isinstance(reply, list):
                     return True
                 blob = reply[0]  # someone else wrote first: apply the delta to their value
-        except _ERRORS as exc:
-            raise self._failure("save a session", exc, key) from exc
         raise SessionStoreError(
             f"Redis ({self.redis!r}, connect-redis layout): a session changed under {MAX_ATTEMPTS} "
             "consecutive delta commits; giving up"
@@ -176,19 +165,15 @@ class ExpressRedisStore:
     async def touch(self, key: str, meta: Meta) -> None:
         ttl = self._ttl(self.format.deadline(meta))
         name = self.prefix + key
-        try:
+        with self._failing("touch a session", key):
             if ttl == 0:
                 await self._commands().execute("DEL", name)
             elif ttl > 0:  # PEXPIRE never creates a key: a destroyed session stays destroyed
                 await self._commands().execute("PEXPIRE", name, ttl)
-        except _ERRORS as exc:
-            raise self._failure("touch a session", exc, key) from exc
 
     async def destroy(self, key: str) -> None:
-        try:
+        with self._failing("destroy a session", key):
             await self._commands().execute("DEL", self.prefix + key)
-        except _ERRORS as exc:
-            raise self._failure("destroy a session", exc, key) from exc
 
     async def close(self) -> None:
         await self.redis.close()
@@ -200,8 +185,6 @@ class ExpressRedisStore:
         live credentials: never log them."""
         pattern = "".join("\\" + c if c in "*?[]\\" else c for c in self.prefix) + "*"
         skip = len(self.prefix.encode())
-        try:
+        with store_errors(self.redis.errors, f"Redis ({self.redis!r}) could not list sessions"):
             async for name in self._commands().scan(pattern.encode(), 1000):
                 yield name[skip:].decode()
-        except _ERRORS as exc:
-            raise SessionStoreError(f"Redis ({self.redis!r}) could not list sessions: {exc}") from exc

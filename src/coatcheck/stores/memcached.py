@@ -32,6 +32,7 @@ except ModuleNotFoundError as exc:  # keep the missing module's name for from_ur
 from ..codec import DEFAULT_SERIALIZER, Serializer, decode_record, encode_record
 from ..errors import ConfigurationError, SessionStoreError
 from ..record import Meta, Record
+from ._toolkit import describe_error, guarded, redact_url
 from .url import query_options, register_scheme
 
 __all__ = ["THIRTY_DAYS", "MemcachedStore", "memcached_exptime"]
@@ -122,26 +123,18 @@ class MemcachedStore:
         return item
 
     async def _run(self, what: str, work: Callable[[aiomcache.Client], Awaitable[T]]) -> T:
+        """aiomcache has no timeouts of its own: `timeout` bounds every call here, or a silent
+        server would hang any caller that is not the middleware (a script, the CLI)."""
         client = self._client
-        try:
-            async with asyncio.timeout(self._timeout):
-                return await work(client)
-        except TimeoutError:
-            await self._forget_connections(client)
-            raise SessionStoreError(
-                f"memcached store ({self.host}:{self.port}): {what} timed out after {self._timeout:g}s"
-            ) from None
-        except asyncio.CancelledError:
-            await self._forget_connections(client)
-            raise
-        except ValidationException:
-            raise SessionStoreError(
-                f"memcached store ({self.host}:{self.port}): {what} failed: invalid key or value"
-            ) from None
-        except (ClientException, OSError) as exc:
-            raise SessionStoreError(
-                f"memcached store ({self.host}:{self.port}): {what} failed: {_describe(exc)}"
-            ) from None
+        return await guarded(
+            f"memcached store ({self.host}:{self.port})",
+            what,
+            lambda: work(client),
+            errors=(ClientException, ValidationException, OSError),
+            time_limit=self._timeout,
+            describe=_describe,
+            on_abort=lambda: self._forget_connections(client),
+        )
 
     @staticmethod
     async def _forget_connections(client: aiomcache.Client) -> None:
@@ -233,24 +226,27 @@ class MemcachedStore:
             await self._client.close()
 
 
-def _describe(exc: BaseException) -> str:
+def _describe(exc: BaseException, key: str | None = None) -> str:
+    if isinstance(exc, ValidationException):
+        return "invalid key or value"
     if isinstance(exc, ClientException):
         reply = exc.args[1] if len(exc.args) > 1 else b""
         detail = reply.decode("latin-1").strip() if isinstance(reply, bytes) else ""
         if "too large" in detail:
             return f"{detail} (memcached's item size limit is 1 MB unless started with -I)"
         return f"{exc.args[0] if exc.args else 'error'}: {detail}"[:300]
-    return f"{type(exc).__name__}: {exc}"[:300]
+    return describe_error(exc, key)
 
 
 @register_scheme("memcached")
 def _from_url(url: str) -> MemcachedStore:
     """memcached://host:port?prefix=coatcheck:&timeout=5&pool_size=4 (one server)."""
     parts = urlsplit(url)
+    shown = redact_url(url)
     netloc = parts.netloc.rsplit("@", 1)[-1]
     if "," in netloc:
         raise ConfigurationError(
-            f"memcached URL {url!r} names several servers, but aiomcache connects to one: "
+            f"memcached URL {shown!r} names several servers, but aiomcache connects to one: "
             "use one host, e.g. 'memcached://127.0.0.1:11211'"
         )
     try:
@@ -258,11 +254,11 @@ def _from_url(url: str) -> MemcachedStore:
         port = parts.port or 11211
     except ValueError:
         raise ConfigurationError(
-            f"malformed memcached URL {url!r}: expected 'memcached://host:port', e.g. 'memcached://127.0.0.1:11211'"
+            f"malformed memcached URL {shown!r}: expected 'memcached://host:port', e.g. 'memcached://127.0.0.1:11211'"
         ) from None
     if parts.path not in ("", "/"):
         raise ConfigurationError(
-            f"memcached URL {url!r} has a path; memcached has no databases: use 'memcached://host:port?prefix=app:'"
+            f"memcached URL {shown!r} has a path; memcached has no databases: use 'memcached://host:port?prefix=app:'"
         )
     options = query_options(url)
     kwargs: dict[str, Any] = {}
@@ -277,6 +273,6 @@ def _from_url(url: str) -> MemcachedStore:
             kwargs["cas_retries"] = int(options["cas_retries"])
     except ValueError:
         raise ConfigurationError(
-            f"bad option in memcached URL {url!r}: timeout is seconds, pool_size and cas_retries whole numbers"
+            f"bad option in memcached URL {shown!r}: timeout is seconds, pool_size and cas_retries whole numbers"
         ) from None
     return MemcachedStore(host, port, **kwargs)

@@ -130,10 +130,14 @@ class MemoryStore:
             self._drop(key)
         return len(dead)
 
-    async def list_sessions(self, *, limit: int | None = None) -> list[tuple[str, Meta]]:
+    async def list_sessions(self, *, limit: int | None = None) -> list[SessionInfo]:
         now = self._clock()
-        live = [(key, meta) for key, (_, meta) in reversed(self._entries.items()) if not meta.is_expired(now)]
-        live.sort(key=lambda item: item[1].last_seen, reverse=True)
+        live = [
+            SessionInfo.from_meta(key, meta)
+            for key, (_, meta) in reversed(self._entries.items())
+            if not meta.is_expired(now)
+        ]
+        live.sort(key=lambda info: info.last_seen, reverse=True)
         return live[:limit] if limit is not None else live
 
     async def close(self) -> None:

@@ -26,7 +26,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 try:
@@ -42,11 +42,8 @@ except ModuleNotFoundError as exc:  # keep the missing module's name for from_ur
 from ..codec import DEFAULT_SERIALIZER, Serializer
 from ..errors import ConfigurationError, SessionStoreError
 from ..record import Meta, Record, SessionInfo
+from ._toolkit import guarded
 from .url import register_scheme
-
-if TYPE_CHECKING:
-    from ..express import ExpressFormat
-    from .express_mongo import ExpressMongoStore
 
 __all__ = ["MongoStore", "escape_field", "unescape_field"]
 
@@ -91,8 +88,9 @@ class MongoStore:
     `pymongo.AsyncMongoClient`, which the store uses but never closes. The database is
     `database`, else the one in the connection string, else "coatcheck"; the collection
     `collection`. Indexes (TTL on the deadline, user id) are created on first use or by
-    `await store.create_indexes()`. Every operation is bounded by `timeout` seconds and
-    every failure raises SessionStoreError.
+    `await store.create_indexes()`. With a connection string, `timeout` seconds bound every
+    operation (pymongo's own `timeoutMS`, server selection and connecting, unless the string
+    sets them); a given client keeps its own settings. Every failure raises SessionStoreError.
     """
 
     def __init__(
@@ -140,29 +138,26 @@ class MongoStore:
     def __repr__(self) -> str:
         return f"MongoStore(database={self.database_name!r}, collection={self.collection_name!r})"
 
-    def with_format(self, record_format: ExpressFormat) -> ExpressMongoStore:
-        """This client in connect-mongo's layout (`SessionMiddleware(compat="express")`)."""
-        from .express_mongo import ExpressMongoStore
+    @property
+    def client(self) -> AsyncMongoClient[Document]:
+        """The pymongo client the store runs on."""
+        return self._client
 
-        return ExpressMongoStore(self).with_format(record_format)
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The store's clock (Unix seconds), for layouts built on this store."""
+        return self._clock
 
     # ---- plumbing -----------------------------------------------------------------------
     async def _run(self, what: str, work: Callable[[], Awaitable[T]], key: str | None = None) -> T:
-        try:
-            async with asyncio.timeout(self._timeout):
-                if not self._ready:
-                    await self._ensure_indexes()
-                return await work()
-        except SessionStoreError:
-            raise
-        except TimeoutError:
-            raise SessionStoreError(
-                f"MongoDB store ({self!r}): {what} timed out after {self._timeout:g}s"
-            ) from None
-        except (PyMongoError, OSError) as exc:
-            raise SessionStoreError(
-                f"MongoDB store ({self!r}): {what} failed: {_describe(exc, key)}"
-            ) from None
+        async def ensure_then_work() -> T:
+            if not self._ready:
+                await self._ensure_indexes()
+            return await work()
+
+        return await guarded(
+            f"MongoDB store ({self!r})", what, ensure_then_work, errors=(PyMongoError, OSError), key=key
+        )
 
     async def create_indexes(self) -> None:
         """Create the TTL index on `expires_at` and the `user_id` index (idempotent)."""
@@ -276,10 +271,10 @@ class MongoStore:
         result = await self._run("purging expired sessions", lambda: self._collection.delete_many(query))
         return int(result.deleted_count)
 
-    async def list_sessions(self, *, limit: int | None = None) -> list[tuple[str, Meta]]:
+    async def list_sessions(self, *, limit: int | None = None) -> list[SessionInfo]:
         query = self._live(self._clock())
         docs = await self._run("listing sessions", lambda: self._find(query, limit))
-        return [(doc["_id"], self._meta(doc)) for doc in docs]
+        return [SessionInfo.from_meta(doc["_id"], self._meta(doc)) for doc in docs]
 
     async def _find(self, query: Document, limit: int | None) -> list[Document]:
         cursor = self._collection.find(query, {"meta": 1}).sort("last_seen", DESCENDING)
@@ -292,19 +287,10 @@ class MongoStore:
             await self._client.close()
 
 
-def _describe(exc: BaseException, key: str | None) -> str:
-    """pymongo's message, first line only, with the key redacted (server errors quote the
-    offending document, e.g. a duplicate _id)."""
-    lines = str(exc).strip().splitlines()
-    message = f"{type(exc).__name__}: {lines[0] if lines else ''}"
-    if key:
-        message = message.replace(key, "<key>")
-    return message[:300]
-
-
 def _make_client(url: str, timeout: float) -> AsyncMongoClient[Document]:
-    # a little under the store's own deadline, so pymongo's more telling error comes first
-    ms = max(1, round(timeout * 900))
+    # pymongo's own deadlines are the store's timeout: they bound a call made outside the
+    # middleware (a script, the CLI) as well, and leave the connection pool consistent
+    ms = max(1, round(timeout * 1000))
     given = {k.lower() for k, _ in parse_qsl(urlsplit(url).query)}
     options: dict[str, Any] = {}
     # fail fast when the server is unreachable, unless the URL says otherwise

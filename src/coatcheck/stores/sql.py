@@ -23,15 +23,15 @@ import hashlib
 import re
 import time
 from collections.abc import Awaitable, Callable, Collection
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 try:
     import sqlalchemy as sa
-    from sqlalchemy import exc as sa_exc
     from sqlalchemy.dialects import mysql
     from sqlalchemy.dialects import postgresql as pg
-    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from ._sql_dialect import ERRORS, SCHEMES, Dialect, describe_sql_error, make_engine, url_arguments
 except ModuleNotFoundError as exc:  # keep the missing module's name for from_url
     raise ModuleNotFoundError(
         f"SQLStore needs the {exc.name!r} package: pip install 'coatcheck[sql]'", name=exc.name
@@ -40,7 +40,8 @@ except ModuleNotFoundError as exc:  # keep the missing module's name for from_ur
 from ..codec import DEFAULT_SERIALIZER, Serializer
 from ..errors import ConfigurationError, SessionStoreError
 from ..record import Meta, Record, SessionInfo
-from .url import missing_extra, query_options, register_scheme
+from ._toolkit import guarded
+from .url import register_scheme
 
 __all__ = ["SQLStore"]
 
@@ -49,31 +50,6 @@ T = TypeVar("T")
 DEFAULT_TABLE = "coatcheck_sessions"
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,47}$")
 _MAX_COLUMN = 255
-# URL scheme -> SQLAlchemy URL scheme (the async driver each dialect is tested with)
-_SCHEMES = {
-    "postgresql": "postgresql+psycopg",
-    "postgres": "postgresql+psycopg",
-    "postgresql+psycopg": "postgresql+psycopg",
-    "mysql": "mysql+asyncmy",
-    "mariadb": "mysql+asyncmy",
-    "mysql+asyncmy": "mysql+asyncmy",
-}
-# driver module SQLAlchemy imports for each URL scheme, to name it when it is missing
-_DRIVERS = {"postgresql+psycopg": "psycopg", "mysql+asyncmy": "asyncmy"}
-_STORE_OPTIONS = ("table", "timeout", "purge_batch")
-
-
-def _escape_key(name: str) -> str:
-    """Top-level data keys as JSONB object keys: NUL is not allowed there, '%' is the escape."""
-    if "%" not in name and "\x00" not in name:
-        return name
-    return name.replace("%", "%25").replace("\x00", "%00")
-
-
-def _unescape_key(name: str) -> str:
-    if "%" not in name:
-        return name
-    return re.sub(r"%(25|00)", lambda m: chr(int(m.group(1), 16)), name)
 
 
 class SQLStore:
@@ -116,7 +92,7 @@ class SQLStore:
         if isinstance(engine, AsyncEngine):
             self._engine, self._owns_engine = engine, False
         elif isinstance(engine, str):
-            self._engine, self._owns_engine = _make_engine(engine, timeout, pool_size), True
+            self._engine, self._owns_engine = make_engine(engine, timeout, pool_size), True
         else:
             raise ConfigurationError(
                 "SQLStore needs a database URL ('postgresql://user@host/db', 'mysql://user@host/db') "
@@ -129,6 +105,7 @@ class SQLStore:
                 "for SQLite use SQLiteStore('sessions.db')"
             )
         self._pg = dialect == "postgresql"
+        self._dialect = Dialect(self._pg, serializer)
         self.table_name = table
         self._auto_create = create_table
         self._ready = False
@@ -156,53 +133,36 @@ class SQLStore:
     async def _run(
         self, what: str, work: Callable[[], Awaitable[T]], key: str | None = None, *, ensure: bool = True
     ) -> T:
-        """Run `work` bounded by the timeout, creating the table first if needed; every
-        failure becomes SessionStoreError whose message never contains the key."""
-        try:
-            async with asyncio.timeout(self._timeout):
-                if ensure and not self._ready and self._auto_create:
-                    await self._create(ensure_only=True)
-                return await work()
-        except SessionStoreError:
-            raise
-        except TimeoutError:
-            raise SessionStoreError(
-                f"SQL store ({self._where}): {what} timed out after {self._timeout:g}s"
-            ) from None
-        except (sa_exc.SQLAlchemyError, OSError, UnicodeError) as exc:
-            raise SessionStoreError(
-                f"SQL store ({self._where}): {what} failed: {_describe(exc, key)}"
-            ) from None
+        """Run `work`, creating the table first if needed; every failure becomes
+        SessionStoreError whose message never contains the key. psycopg has no read timeout,
+        so `timeout` bounds the whole call here (a silent server would hang a script or the CLI)."""
 
-    def _when(self, timestamp: float | None) -> datetime | None:
-        """A Unix time as the column type wants it: aware UTC (PostgreSQL), naive UTC (MySQL)."""
-        if timestamp is None:
-            return None
-        when = datetime.fromtimestamp(timestamp, UTC)
-        return when if self._pg else when.replace(tzinfo=None)
+        async def ensure_then_work() -> T:
+            if ensure and not self._ready and self._auto_create:
+                await self._create(ensure_only=True)
+            return await work()
+
+        return await guarded(
+            f"SQL store ({self._where})",
+            what,
+            ensure_then_work,
+            errors=ERRORS,
+            key=key,
+            time_limit=self._timeout,
+            describe=describe_sql_error,
+        )
+
+    def _when(self, timestamp: float | None) -> Any:
+        return self._dialect.when(timestamp)
 
     def _live(self, now: float) -> sa.ColumnElement[bool]:
         expires = self._table.c.expires_at
         return sa.or_(expires.is_(None), expires > self._when(now))
 
-    def _encode_data(self, data: dict[str, Any]) -> Any:
-        if self._pg:
-            dumps = self._serializer.dumps
-            return {_escape_key(k): dumps(v).decode() for k, v in data.items()}
-        return self._serializer.dumps(data).decode()
-
     def _decode(self, data: Any, meta: str) -> Record:
-        loads = self._serializer.loads
         try:
-            if self._pg:
-                if isinstance(data, str | bytes):  # an engine configured without JSON decoding
-                    data = loads(data.encode() if isinstance(data, str) else data)
-                values = {_unescape_key(k): loads(v.encode()) for k, v in data.items()}
-            else:
-                values = loads(data.encode() if isinstance(data, str) else data)
-                if not isinstance(values, dict):
-                    raise ValueError("data is not a JSON object")
-            return Record(data=values, meta=Meta.from_dict(loads(meta.encode())))
+            values = self._dialect.decode_data(data)
+            return Record(data=values, meta=Meta.from_dict(self._serializer.loads(meta.encode())))
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise SessionStoreError(f"corrupt session record in {self!r}: {exc}") from None
 
@@ -268,33 +228,19 @@ class SQLStore:
     async def get(self, key: str) -> Record | None:
         t = self._table
         query = sa.select(t.c.data, t.c.meta).where(t.c.key == key, self._live(self._clock()))
-
-        async def read() -> Any:
-            async with self._engine.connect() as conn:
-                return (await conn.execute(query)).first()
-
-        row = await self._run("loading a session", read, key)
-        return None if row is None else self._decode(row.data, row.meta)
+        rows = await self._run("loading a session", lambda: self._select(query), key)
+        return self._decode(rows[0].data, rows[0].meta) if rows else None
 
     async def set(self, key: str, record: Record) -> None:
         _check_key(key)
-        values = {"key": key, "data": self._encode_data(record.data), **self._meta_columns(record.meta)}
+        values = {
+            "key": key,
+            "data": self._dialect.encode_data(record.data),
+            **self._meta_columns(record.meta),
+        }
         replace = ("data", "meta", "user_id", "expires_at", "last_seen")
-        statement: Any
-        if self._pg:
-            pg_insert = pg.insert(self._table).values(values)
-            statement = pg_insert.on_conflict_do_update(
-                index_elements=[self._table.c.key], set_={c: pg_insert.excluded[c] for c in replace}
-            )
-        else:
-            my_insert = mysql.insert(self._table).values(values)
-            statement = my_insert.on_duplicate_key_update({c: my_insert.inserted[c] for c in replace})
-
-        async def write() -> None:
-            async with self._engine.begin() as conn:
-                await conn.execute(statement)
-
-        await self._run("saving a session", write, key)
+        statement = self._dialect.upsert(self._table, values, replace)
+        await self._run("saving a session", lambda: self._execute(statement), key)
 
     async def patch(self, key: str, changed: dict[str, Any], removed: Collection[str], meta: Meta) -> bool:
         columns = self._meta_columns(meta)
@@ -312,15 +258,11 @@ class SQLStore:
         # One statement: the row lock is held for the UPDATE alone, and a missing or expired
         # row matches nothing, so a destroyed session is never written back.
         t = self._table
-        removed_keys = sorted(_escape_key(k) for k in removed)
-        new_data = sa.type_coerce(t.c.data.op("-")(sa.literal(removed_keys, pg.ARRAY(sa.Text))), pg.JSONB).op(
-            "||"
-        )(sa.literal(self._encode_data(changed), pg.JSONB))
+        new_data = self._dialect.patch_data(t, changed, removed)
         statement = sa.update(t).where(t.c.key == key, self._live(now)).values(data=new_data, **columns)
 
         async def apply() -> bool:
-            async with self._engine.begin() as conn:
-                return (await conn.execute(statement)).rowcount == 1
+            return await self._execute(statement) == 1
 
         return apply
 
@@ -357,21 +299,11 @@ class SQLStore:
         statement = (
             sa.update(t).where(t.c.key == key, self._live(self._clock())).values(**self._meta_columns(meta))
         )
-
-        async def write() -> None:
-            async with self._engine.begin() as conn:
-                await conn.execute(statement)
-
-        await self._run("touching a session", write, key)
+        await self._run("touching a session", lambda: self._execute(statement), key)
 
     async def destroy(self, key: str) -> None:
         statement = sa.delete(self._table).where(self._table.c.key == key)
-
-        async def delete() -> None:
-            async with self._engine.begin() as conn:
-                await conn.execute(statement)
-
-        await self._run("destroying a session", delete, key)
+        await self._run("destroying a session", lambda: self._execute(statement), key)
 
     # ---- user index ---------------------------------------------------------------------
     async def sessions_for(self, user_id: str) -> list[SessionInfo]:
@@ -396,62 +328,48 @@ class SQLStore:
     # ---- inventory ----------------------------------------------------------------------
     async def count(self) -> int:
         query = sa.select(sa.func.count()).select_from(self._table).where(self._live(self._clock()))
-
-        async def read() -> int:
-            async with self._engine.connect() as conn:
-                return int((await conn.execute(query)).scalar_one())
-
-        return await self._run("counting sessions", read)
+        rows = await self._run("counting sessions", lambda: self._select(query))
+        return int(rows[0][0])
 
     async def purge_expired(self, *, progress: Callable[[int, int], None] | None = None) -> int:
         """Delete expired rows, `purge_batch` per short transaction. `progress(done, expected)`,
         if given, is called after each batch (the CLI's progress bar uses it)."""
         t = self._table
         dead = sa.and_(t.c.expires_at.is_not(None), t.c.expires_at <= self._when(self._clock()))
-        statement: Any
-        if self._pg:  # PostgreSQL has no DELETE ... LIMIT
-            batch = sa.select(t.c.key).where(dead).limit(self._purge_batch).scalar_subquery()
-            statement = sa.delete(t).where(t.c.key.in_(batch))
-        else:
-            statement = sa.delete(t).where(dead).with_dialect_options(mysql_limit=self._purge_batch)
-
-        async def one_batch(conn: AsyncConnection) -> int:
-            return int((await conn.execute(statement)).rowcount)
-
+        statement = self._dialect.purge_batch(t, dead, self._purge_batch)
         expected = 0
         if progress is not None:
             count = sa.select(sa.func.count()).select_from(t).where(dead)
-
-            async def count_dead() -> int:
-                async with self._engine.connect() as conn:
-                    return int((await conn.execute(count)).scalar_one())
-
-            expected = await self._run("counting expired sessions", count_dead)
-
-        async def run_batch() -> int:
-            async with self._engine.begin() as conn:
-                return await one_batch(conn)
-
+            expected = int((await self._run("counting expired sessions", lambda: self._select(count)))[0][0])
         total = 0
         while True:  # one short transaction per batch keeps locks brief for live traffic
-            deleted = await self._run("purging expired sessions", run_batch)
+            deleted = await self._run("purging expired sessions", lambda: self._execute(statement))
             total += deleted
             if progress is not None:
                 progress(total, max(expected, total))
             if deleted < self._purge_batch:
                 return total
 
-    async def list_sessions(self, *, limit: int | None = None) -> list[tuple[str, Meta]]:
+    async def list_sessions(self, *, limit: int | None = None) -> list[SessionInfo]:
         t = self._table
         query = sa.select(t.c.key, t.c.meta).where(self._live(self._clock())).order_by(t.c.last_seen.desc())
         if limit is not None:
             query = query.limit(limit)
         rows = await self._run("listing sessions", lambda: self._fetch(query))
-        return [(k, self._meta(m)) for k, m in rows]
+        return [SessionInfo.from_meta(k, self._meta(m)) for k, m in rows]
 
     async def _fetch(self, query: sa.Select[Any]) -> list[tuple[str, str]]:
+        return [(row[0], row[1]) for row in await self._select(query)]
+
+    async def _select(self, query: sa.Select[Any]) -> list[Any]:
+        """The rows `query` reads."""
         async with self._engine.connect() as conn:
-            return [(row[0], row[1]) for row in (await conn.execute(query)).all()]
+            return list((await conn.execute(query)).all())
+
+    async def _execute(self, statement: Any) -> int:
+        """Run one write statement in its own transaction; returns the rows it matched."""
+        async with self._engine.begin() as conn:
+            return int((await conn.execute(statement)).rowcount)
 
     def _meta(self, blob: str) -> Meta:
         try:
@@ -491,82 +409,8 @@ def _check_key(key: str) -> None:
         raise SessionStoreError(f"SQLStore storage keys are limited to {_MAX_COLUMN} characters")
 
 
-def _describe(exc: BaseException, key: str | None) -> str:
-    """The driver's own message (not SQLAlchemy's, which quotes the SQL and its parameters),
-    first line only, with the storage key redacted should the driver quote it."""
-    origin = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
-    lines = str(origin).strip().splitlines()
-    message = f"{type(origin).__name__}: {lines[0] if lines else ''}".strip()
-    if key:
-        message = message.replace(key, "<key>")
-    return message[:300]
-
-
-def _make_engine(url: str, timeout: float, pool_size: int) -> AsyncEngine:
-    try:
-        parsed = sa.make_url(url)
-    except (sa_exc.ArgumentError, ValueError) as exc:
-        raise ConfigurationError(
-            f"malformed database URL for SQLStore: {exc} (expected e.g. 'postgresql://user@host:5432/db')"
-        ) from None
-    scheme = _SCHEMES.get(parsed.drivername)
-    if scheme is None:
-        raise ConfigurationError(
-            f"SQLStore does not know the URL scheme {parsed.drivername + '://'!r}: use postgresql://, "
-            "postgresql+psycopg://, mysql://, mariadb:// or mysql+asyncmy://, or pass an AsyncEngine"
-        )
-    parsed = parsed.set(drivername=scheme)
-    connect_args: dict[str, Any]
-    if scheme == "mysql+asyncmy":
-        if "charset" not in parsed.query:
-            parsed = parsed.update_query_dict({"charset": "utf8mb4"})
-        connect_args = {"connect_timeout": timeout, "read_timeout": timeout}
-    else:
-        connect_args = {"connect_timeout": max(2, round(timeout))}  # libpq: whole seconds, >= 2
-    try:
-        return create_async_engine(
-            parsed,
-            pool_pre_ping=True,  # a connection the server dropped is replaced, not failed on
-            pool_size=pool_size,
-            pool_timeout=timeout,
-            pool_recycle=1800,
-            hide_parameters=True,  # SQLAlchemy's messages never quote keys
-            connect_args=connect_args,
-        )
-    except ImportError as exc:
-        raise missing_extra(exc.name or _DRIVERS[scheme], "sql") from None
-    except sa_exc.ArgumentError as exc:
-        raise ConfigurationError(f"SQLStore cannot use {parsed.drivername}://: {exc}") from None
-
-
-@register_scheme(*_SCHEMES)
+@register_scheme(*SCHEMES)
 def _from_url(url: str) -> SQLStore:
     """postgresql://user@host/db?table=sessions&timeout=5, mysql://..., mariadb://..."""
-    options = query_options(url)
-    kwargs: dict[str, Any] = {}
-    try:
-        if "table" in options:
-            kwargs["table"] = options["table"]
-        if "timeout" in options:
-            kwargs["timeout"] = float(options["timeout"])
-        if "purge_batch" in options:
-            kwargs["purge_batch"] = int(options["purge_batch"])
-    except ValueError:
-        raise ConfigurationError(
-            f"bad SQLStore URL option in {_redact(url)!r}: timeout is seconds (e.g. 5), purge_batch a whole number"
-        ) from None
-    try:
-        parsed = sa.make_url(url)
-    except (sa_exc.ArgumentError, ValueError) as exc:
-        raise ConfigurationError(
-            f"malformed database URL for SQLStore: {exc} (expected e.g. 'postgresql://user@host:5432/db')"
-        ) from None
-    driver_query = {k: v for k, v in parsed.query.items() if k not in _STORE_OPTIONS}
-    return SQLStore(parsed.set(query=driver_query).render_as_string(hide_password=False), **kwargs)
-
-
-def _redact(url: str) -> str:
-    try:
-        return sa.make_url(url).render_as_string(hide_password=True)
-    except (sa_exc.ArgumentError, ValueError):
-        return "<database URL>"
+    driver_url, kwargs = url_arguments(url)
+    return SQLStore(driver_url, **kwargs)

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from ..codec import DEFAULT_SERIALIZER, Serializer
 from ..errors import ConfigurationError, SessionStoreError
 from ..record import Meta, Record, SessionInfo
+from ._toolkit import store_errors
 
 T = TypeVar("T")
 _PURGE_BATCH = 1000
@@ -87,10 +88,8 @@ class SQLiteStore:
             self._pid = os.getpid()
 
         def call() -> T:
-            try:
+            with store_errors((sqlite3.Error,), f"SQLite store {str(self.path)!r}"):
                 return fn(self._connection())
-            except sqlite3.Error as exc:
-                raise SessionStoreError(f"SQLite store {str(self.path)!r}: {exc}") from exc
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
@@ -241,7 +240,7 @@ class SQLiteStore:
 
         return await self._run(purge)
 
-    async def list_sessions(self, *, limit: int | None = None) -> list[tuple[str, Meta]]:
+    async def list_sessions(self, *, limit: int | None = None) -> list[SessionInfo]:
         now = self._clock()
         rows = await self._run(
             lambda conn: conn.execute(
@@ -250,7 +249,9 @@ class SQLiteStore:
                 (now, -1 if limit is None else limit),
             ).fetchall()
         )
-        return [(key, Meta.from_dict(self._serializer.loads(meta))) for key, meta in rows]
+        return [
+            SessionInfo.from_meta(key, Meta.from_dict(self._serializer.loads(meta))) for key, meta in rows
+        ]
 
     async def close(self) -> None:
         executor, self._executor = self._executor, None

@@ -9,16 +9,16 @@ from typing import Any
 
 import pytest
 
-from coatcheck.config import Settings
 from coatcheck.errors import ConfigurationError
 from coatcheck.express import ExpressFormat
 from coatcheck.stores import CookieStore, MemoryStore, RedisStore
 from coatcheck.stores.compat import adopt_store
 from coatcheck.stores.express_redis import ExpressRedisStore
+from tests.helpers import make_settings
 
 
 def express_format() -> ExpressFormat:
-    return ExpressFormat(Settings.build())
+    return ExpressFormat(make_settings())
 
 
 def test_a_redis_store_gets_connect_redis_layout_on_its_own_connections() -> None:

@@ -1,5 +1,9 @@
-"""Explicit exemptions: the `csrf_exempt` decorator and `exempt_paths`, matched on a
-normalised path so that an encoded or dot-segment path cannot borrow a prefix's exemption."""
+"""Explicit exemptions: the `csrf_exempt` decorator and `exempt_paths`.
+
+`exempt_paths` apply only to a path in normal form: one that an escape, a dot segment, a
+double slash or a backslash could make a router resolve elsewhere is never exempt, so
+`/hooks/../admin` or `/hooks%2F..%2Fadmin` cannot borrow the exemption of `/hooks/*`.
+"""
 
 from __future__ import annotations
 
@@ -81,10 +85,11 @@ def exempt_path_list(paths: Iterable[str]) -> tuple[str, ...]:
 
 
 def path_is_exempt(path: str, exempt_paths: Iterable[str]) -> bool:
-    """True if the normalised `path` equals an exact entry, or lies under a "/prefix/*" entry
-    (the prefix itself included)."""
+    """True if `path` is in normal form (`normalize_path` leaves it as is) and equals an exact
+    entry or lies under a "/prefix/*" entry (the prefix itself included). A path that is not
+    in normal form is never exempt: routers disagree on how to resolve it."""
     normal = normalize_path(path)
-    if normal is None:
+    if normal is None or normal != path:
         return False
     for entry in exempt_paths:
         if entry.endswith("/*"):

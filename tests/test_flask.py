@@ -377,7 +377,7 @@ def test_csrf_refusals_say_which_check_failed(csrf_app: Flask, kwargs: dict[str,
     response = client.post("/transfer", **kwargs)
     assert response.status_code == 403
     assert response.headers["X-CSRF-Failure"] == reason
-    assert response.get_data(as_text=True).startswith("Forbidden: CSRF check failed:")
+    assert response.get_data(as_text=True).startswith(f"Forbidden: CSRF check failed ({reason}):")
 
 
 @pytest.mark.parametrize("method", ["PUT", "PATCH", "DELETE", "PURGE"])

@@ -623,13 +623,15 @@ def test_wsgi_csrf_reads_a_chunked_form_to_its_end(secret: str) -> None:
     assert recorder.status.startswith("200"), answer
 
 
-def test_wsgi_csrf_outside_session_middleware_is_a_configuration_error() -> None:
-    from coatcheck.errors import ConfigurationError
+def test_wsgi_csrf_outside_session_middleware_refuses_unsafe_requests_saying_what_to_change() -> None:
     from coatcheck.wsgi import CSRFMiddleware
 
     app = CSRFMiddleware(csrf_inner_app, trusted_origins=[CSRF_ORIGIN])
-    with pytest.raises(ConfigurationError, match="SessionMiddleware"):
-        app(environ("/submit", REQUEST_METHOD="POST"), Recorder())
+    recorder = Recorder()
+    body = b"".join(app(environ("/submit", REQUEST_METHOD="POST"), recorder))
+    assert recorder.status.startswith("403")
+    assert recorder.header("X-CSRF-Failure") == ["no-session"]
+    assert b"(no-session)" in body and b"inside SessionMiddleware" in body
 
 
 def secrets_bytes(size: int) -> bytes:

@@ -30,8 +30,10 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from . import _http
 from . import csrf as rules
+from ._http import refused
 from .config import Compat, Cookie, Duration, Secret, Settings, Unset, option_names, seconds
-from .engine import is_secure
+from .csrf.tokens import session_secret
+from .csrf.wsgi import read_form_token
 from .errors import ConfigurationError, SessionStoreError
 from .runtime import log_store_error
 from .session import CSRF_KEY
@@ -381,22 +383,21 @@ def _session_or_none() -> FlaskSession | None:
 
 # ---- CSRF -----------------------------------------------------------------------------------
 class CSRFError(Forbidden):
-    """A request refused by `CSRFProtect` (403). Register an error handler for it to render
-    your own page; `reason` is the machine-readable check that failed."""
+    """A request refused by `CSRFProtect` (403, or 413 for a form whose token field is past
+    the body limit). Register an error handler for it to render your own page; `reason` is
+    the machine-readable check that failed."""
 
     def __init__(self, verdict: rules.Verdict) -> None:
         super().__init__(description=verdict.detail)
+        self.code = verdict.status
         self.reason = verdict.reason
+        self._response = refused(verdict.status, verdict.reason, verdict.detail)
 
     def get_body(self, environ: Any = None, scope: Any = None) -> str:
-        return f"Forbidden: CSRF check failed: {self.description}\n"
+        return self._response.body.decode()
 
     def get_headers(self, environ: Any = None, scope: Any = None) -> list[tuple[str, str]]:
-        return [
-            ("Content-Type", "text/plain; charset=utf-8"),
-            ("Cache-Control", "no-store"),
-            ("X-CSRF-Failure", self.reason),
-        ]
+        return self._response.str_headers
 
 
 def csrf_exempt(view: F) -> F:
@@ -405,12 +406,14 @@ def csrf_exempt(view: F) -> F:
 
 
 class CSRFProtect:
-    """CSRF protection for Flask, with the rules of `coatcheck.csrf` (same as the ASGI
-    `CSRFMiddleware`). Needs `coatcheck.flask.Session` on the same app.
+    """CSRF protection for Flask, with the rules of `coatcheck.csrf` (the same `evaluate` as
+    the ASGI `CSRFMiddleware`). Needs `coatcheck.flask.Session` on the same app.
 
     Config: `CSRF_TRUSTED_ORIGINS` (required: the origins your pages are served from),
-    `CSRF_FIELD_NAME`, `CSRF_HEADER_NAME`, `CSRF_EXEMPT_PATHS`. Form bodies are parsed by
-    Werkzeug within Flask's MAX_CONTENT_LENGTH / MAX_FORM_MEMORY_SIZE limits.
+    `CSRF_FIELD_NAME`, `CSRF_HEADER_NAME`, `CSRF_EXEMPT_PATHS`, `CSRF_MAX_BODY_SIZE`. The
+    token field is looked for in the first `max_body_size` bytes of a form (read
+    incrementally and replayed, so the view parses the same form); a later field gets 413.
+    Unsafe requests outside the session cookie's path get 403 (`no-session`).
     Templates get `csrf_token()` (a freshly masked token) and `csrf_input()` (the hidden field).
     """
 
@@ -426,6 +429,7 @@ class CSRFProtect:
             "field_name": config.get("CSRF_FIELD_NAME", rules.DEFAULT_FIELD_NAME),
             "header_name": config.get("CSRF_HEADER_NAME", rules.DEFAULT_HEADER_NAME),
             "exempt_paths": config.get("CSRF_EXEMPT_PATHS", ()),
+            "max_body_size": config.get("CSRF_MAX_BODY_SIZE", rules.DEFAULT_MAX_BODY_SIZE),
         }
         policy = rules.CSRFPolicy.build(**{**settings, **self.options})
         app.extensions["coatcheck.csrf"] = policy
@@ -457,21 +461,34 @@ def _check_csrf(app: Flask, policy: rules.CSRFPolicy) -> None:
         return
     environ = request.environ
     session = environ.get(ENVIRON_KEY)
-    if not isinstance(session, FlaskSession):
+    sessions = app.extensions.get(_EXTENSION)
+    if not isinstance(sessions, FlaskSessions):
         raise ConfigurationError("CSRFProtect needs coatcheck.flask.Session(app) on the same app")
     info = request_info(environ)
     csrf_request = rules.CSRFRequest.from_headers(
         method=request.method,
         path=info.path,
-        secure=is_secure(info.scheme, info.forwarded_proto, session.settings.trust_proxy),
+        secure=sessions.runtime.is_secure(info),
         headers=_header_pairs(request.headers.items()),
         header_name=policy.header_name,
     )
-    view = app.view_functions.get(request.endpoint or "")
-    verdict = rules.check_request(csrf_request, policy, exempt=rules.is_marked_exempt(view))
-    if verdict is None:
-        submitted = csrf_request.header_token or _form_token(csrf_request, policy)
-        verdict = rules.check_token(session.get(CSRF_KEY), submitted, policy)
+    has_session = isinstance(session, FlaskSession)  # False: the path is outside the cookie path
+
+    def secret() -> str | None:
+        return session_secret(session) if isinstance(session, FlaskSession) else None
+
+    exempt = rules.is_marked_exempt(app.view_functions.get(request.endpoint or ""))
+    verdict = rules.evaluate(
+        csrf_request, policy, session_token=secret, has_session=has_session, exempt=exempt
+    )
+    if verdict is rules.READ_FORM:
+        found = _form_token(csrf_request, policy)
+        if isinstance(found, rules.Verdict):
+            verdict = found
+        else:
+            verdict = rules.evaluate(
+                csrf_request, policy, session_token=secret, form_token=found, form_read=True, exempt=exempt
+            )
     if not verdict.allowed:
         g.coatcheck_csrf_failure = verdict.reason
         raise CSRFError(verdict)
@@ -481,13 +498,16 @@ def _header_pairs(items: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]
     return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in items]
 
 
-def _form_token(csrf_request: rules.CSRFRequest, policy: rules.CSRFPolicy) -> str | None:
-    if rules.form_kind(csrf_request.content_type) is None:
-        return None  # never implied by content type: other bodies need the header
-    # Werkzeug parses the form (file parts go to temporary files), within Flask's own
-    # MAX_CONTENT_LENGTH / MAX_FORM_MEMORY_SIZE limits; the view reads the same parsed form.
-    value = request.form.get(policy.field_name)
-    return value if isinstance(value, str) else None
+def _form_token(csrf_request: rules.CSRFRequest, policy: rules.CSRFPolicy) -> str | rules.Verdict | None:
+    """The token field of the form body, read incrementally within `max_body_size` and
+    replayed for the view (Werkzeug parses the same bytes later)."""
+    if "form" in request.__dict__:  # an earlier before_request parsed the form already
+        value = request.form.get(policy.field_name)
+        return value if isinstance(value, str) else None
+    found = read_form_token(request.environ, csrf_request.content_type, policy)
+    # Werkzeug caches the input stream on first use: make it wrap the replayed body.
+    request.__dict__.pop("stream", None)
+    return found
 
 
 __all__ = [

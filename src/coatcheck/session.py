@@ -15,7 +15,7 @@ from . import flash as flashing
 from ._http import RequestInfo
 from .engine import Plan, Snapshot
 from .flash import FLASH_PREFIX, Flash, FlashClaims
-from .masking import mask_token
+from .masking import mask_token, new_secret
 from .tracked import TrackedDict
 
 if TYPE_CHECKING:
@@ -406,6 +406,6 @@ class Session(TrackedDict):
         """
         secret = self.get(CSRF_KEY)
         if not isinstance(secret, str):
-            secret = secrets.token_urlsafe(32)
+            secret = new_secret()
             self[CSRF_KEY] = secret
         return mask_token(secret)

@@ -6,19 +6,20 @@ loads and commits, through the sync bridge (`coatcheck._sync`).
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from types import TracebackType
 from typing import Any
 
 from . import _http, _sync, csrf, engine
-from ._http import NO_HEADERS, RequestInfo, SessionHeaders
+from ._http import NO_HEADERS, RequestInfo, SessionHeaders, refused
 from .config import Settings
+from .csrf.tokens import session_secret, session_trusts_proxy
+from .csrf.wsgi import read_form_token
 from .engine import is_secure
-from .errors import ConfigurationError, SessionStoreError
+from .errors import SessionStoreError
 from .options import SessionOptions
 from .runtime import Runtime, log_store_error
-from .session import CSRF_KEY, Session
+from .session import Session
 from .strategy import build_runtime
 
 ENVIRON_KEY = "coatcheck.session"
@@ -229,19 +230,20 @@ _CSRF_HEADERS = {
     "HTTP_SEC_FETCH_SITE": b"sec-fetch-site",
     "CONTENT_TYPE": b"content-type",
 }
-_READ_CHUNK = 64 * 1024
 
 
 class CSRFMiddleware:
-    """CSRF protection for WSGI apps, with the rules of `coatcheck.csrf` (the same functions
-    the ASGI `CSRFMiddleware` uses). Goes *inside* `SessionMiddleware`:
+    """CSRF protection for WSGI apps, with the rules of `coatcheck.csrf` (the same `evaluate`
+    the ASGI `CSRFMiddleware` calls). Goes *inside* `SessionMiddleware`:
     `SessionMiddleware(CSRFMiddleware(app, trusted_origins=[...]), secret=..., store=...)`.
 
     Refusals are 403 (`text/plain`, naming the failed check, never a token; the reason is in
     `X-CSRF-Failure`); a form whose token field is not within `max_body_size` bytes gets 413.
-    The app still reads the whole body: what was read to find the field is replayed.
-    Render tokens with `coatcheck.csrf.get_token(environ["coatcheck.session"])`.
-    Exemptions are explicit: `exempt_paths`.
+    Requests without a session (outside the session cookie's path) pass when safe and get a
+    403 (`no-session`) otherwise. The app still reads the whole body: what was read to find
+    the field is replayed. Render tokens with
+    `coatcheck.csrf.get_token(environ["coatcheck.session"])`. Exemptions are explicit:
+    `exempt_paths`.
     """
 
     def __init__(
@@ -269,32 +271,29 @@ class CSRFMiddleware:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = str(environ.get("REQUEST_METHOD", "GET"))
         if method in csrf.SAFE_METHODS:
-            return self.app(environ, start_response)
+            return self.app(environ, start_response)  # before anything else: nothing to check
         session = environ.get(ENVIRON_KEY)
-        if not isinstance(session, MutableMapping):
-            raise ConfigurationError(
-                "CSRFMiddleware found no session in environ['coatcheck.session']: wrap it in "
-                "SessionMiddleware, e.g. SessionMiddleware(CSRFMiddleware(app, ...), secret=..., store=...)"
-            )
         request = self._request(environ, method, session)
-        verdict = csrf.check_request(request, self.policy)
-        if verdict is None:
-            submitted = request.header_token or None
-            if submitted is None and csrf.form_kind(request.content_type) is not None:
-                found = self._read_form(environ, request)
-                if isinstance(found, csrf.Verdict):
-                    return _refuse(start_response, found)
-                submitted = found
-            verdict = csrf.check_token(session.get(CSRF_KEY), submitted, self.policy)
+
+        def secret() -> str | None:
+            return session_secret(session) if isinstance(session, MutableMapping) else None
+
+        has_session = isinstance(session, MutableMapping)
+        verdict = csrf.evaluate(request, self.policy, session_token=secret, has_session=has_session)
+        if verdict is csrf.READ_FORM:
+            found = read_form_token(environ, request.content_type, self.policy)
+            if isinstance(found, csrf.Verdict):
+                return _refuse(start_response, found)
+            verdict = csrf.evaluate(
+                request, self.policy, session_token=secret, form_token=found, form_read=True
+            )
         if not verdict.allowed:
             return _refuse(start_response, verdict)
         return self.app(environ, start_response)
 
-    def _request(self, environ: dict[str, Any], method: str, session: Any) -> csrf.CSRFRequest:
+    def _request(self, environ: dict[str, Any], method: str, session: object) -> csrf.CSRFRequest:
         info = request_info(environ)
-        trust = self.trust_proxy
-        if trust is None:  # follow the session middleware's setting
-            trust = bool(getattr(getattr(session, "_settings", None), "trust_proxy", False))
+        trust = self.trust_proxy if self.trust_proxy is not None else session_trusts_proxy(session)
         headers = [
             (name, str(environ[key]).encode("latin-1"))
             for key, name in _CSRF_HEADERS.items()
@@ -311,94 +310,11 @@ class CSRFMiddleware:
             header_name=self.policy.header_name,
         )
 
-    def _read_form(self, environ: dict[str, Any], request: csrf.CSRFRequest) -> str | csrf.Verdict | None:
-        """Read the form until the token field is certainly found (or the body ends), then put
-        what was read back in front of `wsgi.input` for the app."""
-        stream = environ.get("wsgi.input")
-        if stream is None:
-            return None
-        try:
-            remaining: int | None = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            remaining = 0
-        if not remaining and environ.get("wsgi.input_terminated"):
-            remaining = None  # chunked: read until the stream ends
-        buffer = bytearray()
-        limit = self.policy.max_body_size
-        field, content_type = self.policy.field_name, request.content_type
-        token = None
-        ended = False
-        while token is None and len(buffer) <= limit:
-            # Never read past limit + 1 bytes: a field later than that is refused, as in ASGI.
-            want = limit + 1 - len(buffer) if remaining is None else min(limit + 1 - len(buffer), remaining)
-            chunk = stream.read(min(_READ_CHUNK, want)) if want > 0 else b""
-            if not chunk:
-                ended = True
-                break
-            buffer += chunk
-            if remaining is not None:
-                remaining -= len(chunk)
-                ended = remaining == 0
-            token = csrf.find_form_token(bytes(buffer), content_type, field, complete=ended)
-            if ended:
-                break
-        if token is None and ended:
-            token = csrf.find_form_token(bytes(buffer), content_type, field, complete=True)
-        environ["wsgi.input"] = _ReplayInput(bytes(buffer), stream)
-        if token is None and not ended:
-            return csrf.Verdict(
-                False,
-                "body-too-large",
-                f"no {self.policy.field_name!r} field in the first {limit} bytes of the form: put the "
-                "token field first in the form, send the X-CSRF-Token header, or raise "
-                "CSRFMiddleware(max_body_size=...)",
-                413,
-            )
-        return token
-
-
-class _ReplayInput:
-    """`wsgi.input` for the app: the bytes the CSRF check already read, then the rest."""
-
-    def __init__(self, head: bytes, rest: Any) -> None:
-        self._head = io.BytesIO(head)
-        self._rest = rest
-
-    def read(self, size: int | None = -1) -> bytes:
-        if size is None or size < 0:
-            return self._head.read() + bytes(self._rest.read())
-        data = self._head.read(size)
-        if len(data) < size:
-            data += bytes(self._rest.read(size - len(data)))
-        return data
-
-    def readline(self, size: int | None = -1) -> bytes:
-        line = self._head.readline() if size is None or size < 0 else self._head.readline(size)
-        if line.endswith(b"\n") or (size is not None and 0 <= size <= len(line)):
-            return line
-        more = self._rest.readline() if size is None or size < 0 else self._rest.readline(size - len(line))
-        return line + bytes(more)
-
-    def readlines(self, hint: int = -1) -> list[bytes]:
-        return list(iter(self.readline, b""))
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(self.readline, b"")
-
 
 def _refuse(start_response: StartResponse, verdict: csrf.Verdict) -> list[bytes]:
-    title = "Payload Too Large" if verdict.status == 413 else "Forbidden"
-    body = f"{title}: CSRF check failed ({verdict.reason}): {verdict.detail}.\n".encode()
-    start_response(
-        f"{verdict.status} {title}",
-        [
-            ("Content-Type", "text/plain; charset=utf-8"),
-            ("Content-Length", str(len(body))),
-            ("Cache-Control", "no-store"),
-            ("X-CSRF-Failure", verdict.reason),
-        ],
-    )
-    return [body]
+    response = refused(verdict.status, verdict.reason, verdict.detail)
+    start_response(response.status_line, response.str_headers)
+    return [response.body]
 
 
 __all__ = [

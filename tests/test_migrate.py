@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import itsdangerous
@@ -25,6 +26,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from coatcheck.codec import DEFAULT_SERIALIZER
 from coatcheck.errors import ConfigurationError
 from coatcheck.migrate import (
     MAX_DATA_BYTES,
@@ -236,6 +238,18 @@ async def test_flask_data_plain_json_cannot_hold_is_skipped_and_logged(
     assert "cannot be serialized (TypeError)" in caplog.text
 
 
+async def test_bind_makes_a_reader_check_with_the_middlewares_serializer(
+    secret: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    value = _flask_cookie(_flask_app(secret))
+    reader = FlaskCookie(secret)
+    assert await reader.read(_header("session", value)) is not None
+    reader.bind(DEFAULT_SERIALIZER)
+    with caplog.at_level(logging.WARNING, logger="coatcheck.migrate"):
+        assert await reader.read(_header("session", value)) is None
+    assert "cannot be serialized" in caplog.text
+
+
 async def test_cookie_readers_have_nothing_to_forget(secret: str) -> None:
     reader = FlaskCookie(secret)
     legacy = await reader.read(_header("session", _flask_cookie(_flask_app(secret))))
@@ -355,19 +369,34 @@ async def test_unknown_sids_and_odd_cookie_values_give_none(redis_url: str, pref
         await reader.aclose()
 
 
+class _Canary:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Path.touch, (self.path,))
+
+
 async def test_pickled_flask_session_record_is_skipped_and_logged_without_the_id(
-    redis_url: str, sync_redis: redis.Redis, prefix: str, cleanup: None, caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    redis_url: str,
+    sync_redis: redis.Redis,
+    prefix: str,
+    cleanup: None,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     sid = secrets.token_urlsafe(32)
-    # What Flask-Session < 0.6 stored: pickle.dumps(dict(session)). We write it; nothing loads it.
-    sync_redis.set(prefix + sid, pickle.dumps({"user_id": "42"}, protocol=4))
+    # What Flask-Session < 0.6 stored: pickle.dumps(dict(session)). This one would create a
+    # file if anything unpickled it.
+    canary = tmp_path / "unpickled"
+    sync_redis.set(prefix + sid, pickle.dumps({"user_id": "42", "x": _Canary(canary)}, protocol=4))
     reader = FlaskSessionRedis(redis_url, key_prefix=prefix)
     try:
         with caplog.at_level(logging.WARNING, logger="coatcheck.migrate"):
             assert await reader.read(_header("session", sid)) is None
     finally:
         await reader.aclose()
-    assert "pickled" in caplog.text
+    assert "pickled" in caplog.text and not canary.exists()
     assert sid not in caplog.text and prefix not in caplog.text
     assert sync_redis.exists(prefix + sid)
 

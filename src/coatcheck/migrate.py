@@ -74,6 +74,10 @@ class LegacyReader(Protocol):
         """Delete the legacy record `read` returned (nothing for cookie-only sessions)."""
         ...
 
+    def bind(self, serializer: Serializer) -> None:
+        """Check legacy data with this serializer from now on (the middleware's own)."""
+        ...
+
 
 def _itsdangerous() -> Any:
     try:
@@ -110,30 +114,53 @@ def _cookie_value(header: bytes | None, name: str) -> bytes | None:
     return value
 
 
-def _admit(data: Any, serializer: Serializer, limit: int, source: str) -> dict[str, Any] | None:
-    """The legacy data if it is a str-keyed dict our serializer can write within `limit`."""
-    if not isinstance(data, dict) or not all(isinstance(key, str) for key in data):
-        log.warning("legacy %s session skipped: its data is not a mapping with string keys", source)
-        return None
-    try:
-        size = len(serializer.dumps(data))
-    except (TypeError, ValueError) as exc:
-        log.warning(
-            "legacy %s session skipped: its data cannot be serialized (%s)", source, type(exc).__name__
-        )
-        return None
-    if size > limit:
-        log.warning(
-            "legacy %s session skipped: %d bytes of data, over the %d-byte limit", source, size, limit
-        )
-        return None
-    return data
+class _Reader:
+    """What every reader shares: the cookie's place, the data check, `bind`."""
+
+    source = "legacy"
+
+    def __init__(
+        self,
+        cookie_name: str,
+        path: str,
+        domain: str | None,
+        serializer: str | Serializer,
+        max_data_bytes: int,
+    ) -> None:
+        self.cookie_name, self.path, self.domain = cookie_name, path, domain
+        self.serializer, self.max_data_bytes = serializer_for(serializer), max_data_bytes
+
+    def bind(self, serializer: Serializer) -> None:
+        """Check legacy data with the middleware's own serializer (called at start-up)."""
+        self.serializer = serializer
+
+    def _legacy(self, data: Any, record_key: str | None = None) -> Legacy | None:
+        """A Legacy if `data` is a str-keyed dict our serializer writes within the limit."""
+        if not isinstance(data, dict) or not all(isinstance(key, str) for key in data):
+            log.warning("legacy %s session skipped: its data is not a mapping with string keys", self.source)
+            return None
+        try:
+            size = len(self.serializer.dumps(data))
+        except (TypeError, ValueError) as exc:
+            log.warning(
+                "legacy %s session skipped: its data cannot be serialized (%s)",
+                self.source,
+                type(exc).__name__,
+            )
+            return None
+        if size > self.max_data_bytes:
+            log.warning(
+                "legacy %s session skipped: %d bytes of data, over the %d-byte limit",
+                self.source,
+                size,
+                self.max_data_bytes,
+            )
+            return None
+        return Legacy(data, self.source, self.cookie_name, self.path, self.domain, record_key)
 
 
-class _CookieReader:
+class _CookieReader(_Reader):
     """Shared by the cookie-only readers: nothing to forget."""
-
-    cookie_name: str
 
     async def forget(self, legacy: Legacy) -> None:
         return None
@@ -161,9 +188,8 @@ class StarletteCookie(_CookieReader):
         keys = [str(key) for key in _secrets(secret_key, "StarletteCookie")]
         self._signer = itsdangerous.TimestampSigner(keys)
         self._bad = itsdangerous.BadData
-        self.cookie_name, self.max_age = cookie_name, _seconds(max_age)
-        self.path, self.domain = path, domain
-        self._serializer, self._limit = serializer_for(serializer), max_data_bytes
+        self.max_age = _seconds(max_age)
+        super().__init__(cookie_name, path, domain, serializer, max_data_bytes)
 
     async def read(self, cookie_header: bytes | None) -> Legacy | None:
         value = _cookie_value(cookie_header, self.cookie_name)
@@ -174,10 +200,7 @@ class StarletteCookie(_CookieReader):
             data = json.loads(base64.b64decode(payload))
         except (self._bad, ValueError, TypeError, binascii.Error, RecursionError):
             return None
-        admitted = _admit(data, self._serializer, self._limit, self.source)
-        if admitted is None:
-            return None
-        return Legacy(admitted, self.source, self.cookie_name, self.path, self.domain)
+        return self._legacy(data)
 
 
 class FlaskCookie(_CookieReader):
@@ -204,8 +227,8 @@ class FlaskCookie(_CookieReader):
         max_data_bytes: int = MAX_DATA_BYTES,
     ) -> None:
         itsdangerous = _itsdangerous()
-        self._serializer, self._limit = serializer_for(serializer), max_data_bytes
-        decoder = self._serializer if isinstance(self._serializer, TaggedSerializer) else TaggedSerializer()
+        super().__init__(cookie_name, path, domain, serializer, max_data_bytes)
+        decoder = self.serializer if isinstance(self.serializer, TaggedSerializer) else TaggedSerializer()
         # itsdangerous signs with the last key and verifies with all; Flask lists fallbacks first.
         keys = list(reversed(_secrets(secret_key, "FlaskCookie")))
         self._reader = itsdangerous.URLSafeTimedSerializer(
@@ -215,8 +238,7 @@ class FlaskCookie(_CookieReader):
             signer_kwargs={"key_derivation": "hmac", "digest_method": hashlib.sha1},
         )
         self._bad = itsdangerous.BadData
-        self.cookie_name, self.max_age = cookie_name, _seconds(max_age)
-        self.path, self.domain = path, domain
+        self.max_age = _seconds(max_age)
 
     async def read(self, cookie_header: bytes | None) -> Legacy | None:
         value = _cookie_value(cookie_header, self.cookie_name)
@@ -226,16 +248,13 @@ class FlaskCookie(_CookieReader):
             data = self._reader.loads(value, max_age=self.max_age)
         except (self._bad, ValueError, TypeError, RecursionError):
             return None
-        admitted = _admit(data, self._serializer, self._limit, self.source)
-        if admitted is None:
-            return None
-        return Legacy(admitted, self.source, self.cookie_name, self.path, self.domain)
+        return self._legacy(data)
 
 
 _SID = re.compile(rb"^[A-Za-z0-9_-]{1,256}$")
 
 
-class FlaskSessionRedis:
+class FlaskSessionRedis(_Reader):
     """Reads Flask-Session's Redis sessions: the cookie holds the sid (signed with
     itsdangerous when SESSION_USE_SIGNER was on), the record is `key_prefix + sid`.
 
@@ -271,10 +290,8 @@ class FlaskSessionRedis:
             keys = list(reversed(_secrets(secret_key, "FlaskSessionRedis")))
             self._signer = itsdangerous.Signer(keys, salt="flask-session", key_derivation="hmac")
             self._bad = itsdangerous.BadData
-        self.key_prefix, self.cookie_name = key_prefix, cookie_name
-        self.path, self.domain = path, domain
-        self._serializer, self._limit = serializer_for(serializer), max_data_bytes
-        self._record_limit = max_record_bytes
+        self.key_prefix, self._record_limit = key_prefix, max_record_bytes
+        super().__init__(cookie_name, path, domain, serializer, max_data_bytes)
 
     def _sid(self, value: bytes) -> str | None:
         if self._signer is not None:
@@ -301,10 +318,7 @@ class FlaskSessionRedis:
             log.warning("legacy %s record skipped: over %d bytes", self.source, self._record_limit)
             return None
         data = self._decode(blob)
-        admitted = None if data is None else _admit(data, self._serializer, self._limit, self.source)
-        if admitted is None:
-            return None
-        return Legacy(admitted, self.source, self.cookie_name, self.path, self.domain, record_key=key)
+        return None if data is None else self._legacy(data, record_key=key)
 
     def _decode(self, blob: bytes) -> Any:
         if _looks_pickled(blob):

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from markupsafe import Markup
 
 from coatcheck import _json
@@ -126,6 +128,12 @@ def test_deeply_nested_input_is_a_value_error_when_parsing() -> None:
             loads(hostile)
 
 
+def test_text_and_bytes_parse_alike_on_both_paths() -> None:
+    blob = _json.dumps_stdlib({"a": ["é", 10**30, 1.5e-7]})
+    for loads in (_json.loads_stdlib, _json.loads_orjson, TaggedSerializer().loads):
+        assert loads(blob.decode()) == loads(blob) == loads(memoryview(blob)) == {"a": ["é", 10**30, 1.5e-7]}
+
+
 def test_nan_literals_are_refused_when_parsing() -> None:
     for loads in (_json.loads_stdlib, _json.loads_orjson):
         with pytest.raises(ValueError):
@@ -170,6 +178,18 @@ def test_an_interpreter_without_orjson_writes_the_same_bytes() -> None:
 PARIS = timezone(timedelta(hours=2))
 
 TAGGED_CORPUS: list[Any] = [
+    # The kinds of values Flask's own test_json_tag round-trips:
+    {" t": (1, 2, 3)},
+    {" t__": b"a"},
+    {" di": " di"},
+    {"x": (1, 2, 3), "y": 4},
+    (1, 2, 3),
+    [(1, 2, 3)],
+    b"\xff",
+    Markup("<html>"),
+    uuid.UUID("6f1c2a34-5b6d-4e7f-8a9b-0c1d2e3f4a5b"),
+    datetime(2024, 6, 1, 12, 0, tzinfo=UTC),
+    # and what Flask cannot keep exactly:
     (),
     (1, 2, (3, "four")),
     b"\x00\xffbytes",
@@ -257,6 +277,42 @@ def test_flask_reads_what_the_tagged_serializer_writes_for_its_own_types() -> No
     value = {"t": (1, (2,)), "b": b"\x00", "m": Markup("<i>"), "u": uuid.UUID(int=9), " di": {" t": 1}}
     with Flask(__name__).app_context():
         assert flask_tag.TaggedJSONSerializer().loads(TaggedSerializer().dumps(value).decode()) == value
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.tuples(children, children)
+        | st.dictionaries(st.text(max_size=5), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values)
+def test_property_orjson_and_stdlib_agree_on_any_json_value(value: Any) -> None:
+    assert _outcome(_json.dumps_orjson, value) == _outcome(_json.dumps_stdlib, value)
+    kind, blob = _outcome(_json.dumps_stdlib, value)
+    if kind == "ok":
+        assert _json.loads_orjson(blob) == _json.loads_stdlib(blob)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values)
+def test_property_tagged_round_trips_any_finite_value(value: Any) -> None:
+    serializer = TaggedSerializer()
+    try:
+        blob = serializer.dumps(value)
+    except ValueError:  # NaN/infinity: refused, as in plain JSON
+        return
+    assert serializer.loads(blob) == value
+    assert blob == _json.dumps_stdlib(_json.loads_stdlib(blob))
 
 
 class Money:

@@ -30,7 +30,7 @@ class JSONSerializer:
     def dumps(self, value: Any) -> bytes:
         return _json.dumps(value)
 
-    def loads(self, data: bytes) -> Any:
+    def loads(self, data: bytes | str) -> Any:
         return _json.loads(data)
 
 

@@ -127,7 +127,7 @@ class TaggedSerializer:
         """Encode `value`; equal inputs of the same types give identical bytes."""
         return _Encoder(self._by_type).encode(value)
 
-    def loads(self, data: bytes) -> Any:
+    def loads(self, data: bytes | str) -> Any:
         """Decode bytes from `dumps` (or Flask's tagged JSON). ValueError if corrupt."""
         try:
             return self.untag(_json.loads(data))

@@ -27,7 +27,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from coatcheck.codec import DEFAULT_SERIALIZER
-from coatcheck.errors import ConfigurationError
+from coatcheck.errors import ConfigurationError, SessionStoreError
 from coatcheck.migrate import (
     MAX_DATA_BYTES,
     FlaskCookie,
@@ -36,6 +36,7 @@ from coatcheck.migrate import (
     LegacyReader,
     StarletteCookie,
 )
+from tests.services import free_port
 
 DAY = 24 * 3600
 STARLETTE_DATA = {"user": "ada", "cart": [1, 2, 3], "prefs": {"theme": "dark"}}
@@ -404,18 +405,30 @@ async def test_pickled_flask_session_record_is_skipped_and_logged_without_the_id
 async def test_oversized_or_garbage_records_are_skipped(
     redis_url: str, sync_redis: redis.Redis, prefix: str, cleanup: None, caplog: pytest.LogCaptureFixture
 ) -> None:
-    big, junk = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    big, junk, hashed = secrets.token_urlsafe(32), secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     sync_redis.set(prefix + big, b"\x81\xa1k\xda\x00\x00" + b"x" * 2000)
     sync_redis.set(prefix + junk, b"\xc1 not msgpack, not json")
+    sync_redis.hset(prefix + hashed, "user_id", "42")
     reader = FlaskSessionRedis(redis_url, key_prefix=prefix, max_record_bytes=1000)
     try:
         with caplog.at_level(logging.WARNING, logger="coatcheck.migrate"):
             assert await reader.read(_header("session", big)) is None
             assert await reader.read(_header("session", junk)) is None
+            assert await reader.read(_header("session", hashed)) is None
     finally:
         await reader.aclose()
     assert "over 1000 bytes" in caplog.text and "neither msgpack nor JSON" in caplog.text
-    assert big not in caplog.text and junk not in caplog.text
+    assert "does not hold a string" in caplog.text
+    assert big not in caplog.text and junk not in caplog.text and hashed not in caplog.text
+
+
+async def test_an_unreachable_legacy_redis_is_a_store_error_not_a_logout() -> None:
+    reader = FlaskSessionRedis(f"redis://127.0.0.1:{free_port()}/0")
+    try:
+        with pytest.raises(SessionStoreError, match="unavailable"):
+            await reader.read(_header("session", secrets.token_urlsafe(32)))
+    finally:
+        await reader.aclose()
 
 
 def test_flask_session_reader_refuses_a_bad_client_or_a_signer_without_secret(redis_url: str) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 try:  # pragma: no cover - depends on the environment
@@ -26,6 +26,7 @@ MAX_DEPTH = 100
 """Containers nested deeper than this are refused (ValueError); it also catches cycles."""
 
 _SMALL_FLOAT = 1e-3
+_PLAIN = frozenset({str, int, bool, type(None)})
 # orjson turns integers past 64 bits into floats when parsing, so any run of 19 digits goes
 # to the stdlib. translate+find is a C-speed scan; a regex here costs more than the parse.
 _DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
@@ -51,7 +52,7 @@ def check(value: Any) -> bool:
 
 def _check(value: Any, depth: int) -> bool:
     kind = type(value)
-    if kind is str or kind is int or kind is bool or value is None:
+    if kind in _PLAIN:
         return False
     if kind is float:
         return _check_float(value)
@@ -71,19 +72,22 @@ def _check_float(value: float) -> bool:
 
 
 def _check_dict(value: dict[Any, Any], depth: int) -> bool:
-    stdlib = False
-    for key, item in value.items():
-        if not isinstance(key, str):
+    for key in value:
+        if type(key) is not str and not isinstance(key, str):
             raise TypeError(f"keys must be str, not {type(key).__name__} ({key!r})")
-        if _check(item, depth + 1):
-            stdlib = True
-    return stdlib
+    return _check_items(value.values(), depth)
 
 
-def _check_items(value: list[Any] | tuple[Any, ...], depth: int) -> bool:
+def _check_items(items: Iterable[Any], depth: int) -> bool:
+    # Leaves are checked inline: a call per string or number would double the cost.
     stdlib = False
-    for item in value:
-        if _check(item, depth + 1):
+    for item in items:
+        kind = type(item)
+        if kind in _PLAIN:
+            continue
+        if kind is float:
+            stdlib = _check_float(item) or stdlib
+        elif _check(item, depth + 1):
             stdlib = True
     return stdlib
 

@@ -281,6 +281,9 @@ class FlaskSessionRedis(_Reader):
         max_record_bytes: int = MAX_RECORD_BYTES,
     ) -> None:
         self._redis = _async_redis(client)
+        from redis.exceptions import ResponseError
+
+        self._wrong_type = ResponseError  # WRONGTYPE: someone else's key under the prefix
         self._msgpack = _msgpack()
         self._signer = None
         if use_signer:
@@ -310,6 +313,9 @@ class FlaskSessionRedis(_Reader):
         try:
             # One byte past the limit tells "too large" without fetching a huge value.
             blob = await self._redis.getrange(key, 0, self._record_limit)
+        except self._wrong_type:
+            log.warning("legacy %s record skipped: the key does not hold a string", self.source)
+            return None
         except Exception as exc:  # redis-py raises many types; all mean "store unavailable"
             raise SessionStoreError(f"legacy Flask-Session Redis unavailable: {type(exc).__name__}") from None
         if not isinstance(blob, bytes) or not blob:

@@ -27,6 +27,7 @@ from . import _json
 from .errors import ConfigurationError
 
 _DICT_TAG = " di"
+_PLAIN = frozenset({str, int, bool, type(None)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +174,7 @@ class _Encoder:
 
     def tag(self, value: Any, depth: int) -> Any:
         kind = type(value)
-        if kind is str or kind is int or kind is bool or value is None:
+        if kind in _PLAIN:
             return value
         if kind is float:
             self.stdlib = _json.check(value) or self.stdlib
@@ -183,18 +184,24 @@ class _Encoder:
         if kind is dict:
             return self.tag_dict(value, depth)
         if kind is list:
-            return [self.tag(item, depth + 1) for item in value]
+            return self.tag_list(value, depth)
         tag = self.find(kind)
         if tag is not None:
             return {tag.key: self.tag(tag.to_json(value), depth + 1)}
         return self.tag_subclass(value, depth)
 
+    def tag_list(self, value: list[Any], depth: int) -> list[Any]:
+        # Plain leaves are copied inline: a call per string or number would double the cost.
+        return [item if type(item) in _PLAIN else self.tag(item, depth + 1) for item in value]
+
     def tag_dict(self, value: dict[Any, Any], depth: int) -> Any:
         out = {}
         for key, item in value.items():
-            if not isinstance(key, str):
-                raise TypeError(f"keys must be str, not {type(key).__name__} ({key!r})")
-            out[str.__str__(key)] = self.tag(item, depth + 1)
+            if type(key) is not str:
+                if not isinstance(key, str):
+                    raise TypeError(f"keys must be str, not {type(key).__name__} ({key!r})")
+                key = str.__str__(key)
+            out[key] = item if type(item) in _PLAIN else self.tag(item, depth + 1)
         if len(out) == 1:
             ((key, item),) = out.items()
             if key.startswith(" "):
@@ -219,5 +226,5 @@ class _Encoder:
         if isinstance(value, dict):
             return self.tag_dict(value, depth)
         if isinstance(value, list):
-            return [self.tag(item, depth + 1) for item in value]
+            return self.tag_list(value, depth)
         raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")

@@ -19,6 +19,7 @@ import redis
 from flask import Flask, session
 from markupsafe import Markup
 from starlette.applications import Starlette
+from starlette.datastructures import Secret
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware as StarletteSessions
 from starlette.requests import Request
@@ -86,6 +87,22 @@ async def test_starlette_cookie_with_a_custom_name_and_rotated_secrets(secret: s
     legacy = await reader.read(_header("legacy_sess", value))
     assert legacy is not None and legacy.data == STARLETTE_DATA and legacy.cookie_name == "legacy_sess"
     assert await StarletteCookie(secret).read(_header("legacy_sess", value)) is None
+
+
+def test_cookie_readers_run_under_trio(secret: str) -> None:
+    trio = pytest.importorskip("trio")
+    starlette_value = _starlette_cookie(secret, STARLETTE_DATA)
+    flask_value = _flask_cookie(_flask_app(secret))
+    legacy = trio.run(StarletteCookie(secret).read, _header("session", starlette_value))
+    assert legacy is not None and legacy.data == STARLETTE_DATA
+    legacy = trio.run(FlaskCookie(secret).read, _header("session", flask_value))
+    assert legacy is not None and legacy.data["user_id"] == "42"
+
+
+async def test_starlette_secret_wrapper_is_accepted_like_starlette_does(secret: str) -> None:
+    value = _starlette_cookie(secret, STARLETTE_DATA)
+    legacy = await StarletteCookie(Secret(secret)).read(_header("session", value))
+    assert legacy is not None and legacy.data == STARLETTE_DATA
 
 
 async def test_tampered_or_foreign_starlette_cookies_give_none(secret: str) -> None:

@@ -174,7 +174,7 @@ class StarletteCookie(_CookieReader):
 
     def __init__(
         self,
-        secret_key: str | Sequence[str],
+        secret_key: str | Sequence[str] | Any,
         cookie_name: str = "session",
         max_age: float | timedelta | None = 14 * 24 * 3600,
         *,
@@ -184,8 +184,9 @@ class StarletteCookie(_CookieReader):
         max_data_bytes: int = MAX_DATA_BYTES,
     ) -> None:
         itsdangerous = _itsdangerous()
-        # Starlette signs with str(secret_key); a list here is for keys rotated before the switch.
-        keys = [str(key) for key in _secrets(secret_key, "StarletteCookie")]
+        # Starlette signs with str(secret_key) (also for its Secret wrapper); a list is for keys
+        # rotated before the switch.
+        keys = [str(key) for key in _secrets(_unwrap_starlette_secret(secret_key), "StarletteCookie")]
         self._signer = itsdangerous.TimestampSigner(keys)
         self._bad = itsdangerous.BadData
         self.max_age = _seconds(max_age)
@@ -201,6 +202,18 @@ class StarletteCookie(_CookieReader):
         except (self._bad, ValueError, TypeError, binascii.Error, RecursionError):
             return None
         return self._legacy(data)
+
+
+def _unwrap_starlette_secret(secret_key: Any) -> Any:
+    try:
+        from starlette.datastructures import Secret
+    except ImportError:  # pragma: no cover - then nobody holds a Secret
+        return secret_key
+    if isinstance(secret_key, Secret):
+        return str(secret_key)
+    if isinstance(secret_key, list | tuple):
+        return [str(key) if isinstance(key, Secret) else key for key in secret_key]
+    return secret_key
 
 
 class FlaskCookie(_CookieReader):

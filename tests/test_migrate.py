@@ -36,6 +36,8 @@ from coatcheck.migrate import (
     Legacy,
     LegacyReader,
     StarletteCookie,
+    expire_legacy_cookie,
+    read_first,
 )
 from tests.services import free_port
 
@@ -280,6 +282,31 @@ def test_readers_satisfy_the_reader_protocol(secret: str, redis_url: str) -> Non
     assert isinstance(StarletteCookie(secret), LegacyReader)
     assert isinstance(FlaskCookie(secret), LegacyReader)
     assert isinstance(FlaskSessionRedis(redis_url), LegacyReader)
+
+
+async def test_read_first_asks_readers_in_order_and_returns_the_one_that_verified(secret: str) -> None:
+    starlette, flask = StarletteCookie(secret), FlaskCookie(secret)
+    flask_value = _flask_cookie(_flask_app(secret))
+    found = await read_first([starlette, flask], _header("session", flask_value))
+    assert found is not None and found[0] is flask and found[1].source == "flask"
+    starlette_value = _starlette_cookie(secret, STARLETTE_DATA)
+    found = await read_first([starlette, flask], _header("session", starlette_value))
+    assert found is not None and found[0] is starlette
+    assert await read_first([starlette, flask], None) is None
+    assert await read_first([starlette, flask], b"session=forged.value.sig") is None
+
+
+def test_expire_legacy_cookie_matches_the_legacy_cookies_name_path_and_domain() -> None:
+    legacy = Legacy({}, "flask", "app_session", "/app", "example.com")
+    header = expire_legacy_cookie(legacy, now=1_700_000_000, secure=True)
+    assert header.startswith(b"app_session=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT")
+    assert b"Path=/app" in header and b"Domain=example.com" in header and b"Secure" in header
+
+
+@pytest.mark.parametrize("name", ["", "bad name", "semi;colon"])
+def test_an_invalid_legacy_cookie_name_fails_at_start_up(secret: str, name: str) -> None:
+    with pytest.raises(ConfigurationError, match="cookie_name"):
+        StarletteCookie(secret, cookie_name=name)
 
 
 @pytest.mark.parametrize("bad", ["", [], [""], None])

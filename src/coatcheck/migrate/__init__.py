@@ -13,7 +13,7 @@ skipped with a log line. Log lines never contain a session id, key, token or sec
 
 from __future__ import annotations
 
-from ._base import MAX_DATA_BYTES, MAX_RECORD_BYTES, Legacy, LegacyReader
+from ._base import MAX_DATA_BYTES, MAX_RECORD_BYTES, Legacy, LegacyReader, expire_legacy_cookie, read_first
 from .cookie_sessions import FlaskCookie, StarletteCookie
 from .flask_session import FlaskSessionRedis
 
@@ -25,4 +25,6 @@ __all__ = [
     "Legacy",
     "LegacyReader",
     "StarletteCookie",
+    "expire_legacy_cookie",
+    "read_first",
 ]

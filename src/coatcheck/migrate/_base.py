@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any, Protocol, runtime_checkable
 
 from ..codec import Serializer, serializer_for
-from ..cookies import MAX_COOKIE_BYTES, first_cookie
+from ..cookies import MAX_COOKIE_BYTES, first_cookie, is_valid_name, render_set_cookie
 from ..errors import ConfigurationError
 
 log = logging.getLogger("coatcheck.migrate")
@@ -56,6 +56,41 @@ class LegacyReader(Protocol):
     def bind(self, serializer: Serializer) -> None:
         """Check legacy data with this serializer from now on (the middleware's own)."""
         ...
+
+
+async def read_first(
+    readers: Sequence[LegacyReader], cookie_header: bytes | None
+) -> tuple[LegacyReader, Legacy] | None:
+    """Ask each reader in order; the first legacy session found, with its reader, or None.
+
+    Readers never raise on bad input; SessionStoreError from a legacy store propagates.
+    """
+    if not cookie_header:
+        return None
+    for reader in readers:
+        legacy = await reader.read(cookie_header)
+        if legacy is not None:
+            return reader, legacy
+    return None
+
+
+def expire_legacy_cookie(legacy: Legacy, *, now: float, secure: bool = False) -> bytes:
+    """A Set-Cookie value that deletes the legacy cookie (same name, path and domain).
+
+    Do not send it when the new coatcheck cookie has the same name, path and domain: the
+    new cookie already replaces the legacy one.
+    """
+    return render_set_cookie(
+        legacy.cookie_name,
+        "",
+        max_age=0,
+        path=legacy.cookie_path,
+        domain=legacy.cookie_domain,
+        secure=secure,
+        http_only=True,
+        same_site=None,
+        now=now,
+    )
 
 
 def itsdangerous_module() -> Any:
@@ -106,6 +141,12 @@ class Reader:
         serializer: str | Serializer,
         max_data_bytes: int,
     ) -> None:
+        if not is_valid_name(cookie_name):
+            raise ConfigurationError(
+                f"{type(self).__name__}: cookie_name {cookie_name!r} is not a cookie name"
+            )
+        if max_data_bytes < 1:
+            raise ConfigurationError(f"{type(self).__name__}: max_data_bytes must be positive")
         self.cookie_name, self.path, self.domain = cookie_name, path, domain
         self.serializer, self.max_data_bytes = serializer_for(serializer), max_data_bytes
 

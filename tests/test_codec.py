@@ -140,15 +140,25 @@ def test_nan_literals_are_refused_when_parsing() -> None:
             loads(b'{"x": NaN}')
 
 
+# Evaluated in both interpreters: values only the tagged serializer can write.
+TAGGED_SAMPLE = """[
+    (1, (2.5e-5, 10**30)), b"\\x00\\xff", Markup("<b>"), uuid.UUID(int=42),
+    datetime(2024, 2, 29, 1, 2, 3, 4), datetime(2024, 2, 29, tzinfo=timezone(timedelta(hours=-5))),
+    date(2024, 1, 1), time(23, 59), Decimal("1.10"), {" t": [1e-7]},
+]"""
+
 _HIDE_ORJSON = """
-import sys, json
+import sys, json, uuid
+from datetime import date, datetime, time, timedelta, timezone
+from decimal import Decimal
+from markupsafe import Markup
 sys.modules["orjson"] = None
 from coatcheck import _json
 from coatcheck.codec import DEFAULT_SERIALIZER, serializer_for
 assert _json.orjson is None
 values = json.loads(sys.stdin.read())
 out = [DEFAULT_SERIALIZER.dumps(v).hex() for v in values]
-out += [serializer_for("tagged").dumps(v).hex() for v in values]
+out += [serializer_for("tagged").dumps(v).hex() for v in values + eval(sys.argv[1])]
 print(json.dumps(out))
 """
 
@@ -158,7 +168,7 @@ def test_an_interpreter_without_orjson_writes_the_same_bytes() -> None:
     tagged = serializer_for("tagged")
     src = str(Path(__file__).resolve().parents[1] / "src")
     result = subprocess.run(
-        [sys.executable, "-c", _HIDE_ORJSON],
+        [sys.executable, "-c", _HIDE_ORJSON, TAGGED_SAMPLE],
         input=json.dumps(values),
         capture_output=True,
         text=True,
@@ -168,8 +178,10 @@ def test_an_interpreter_without_orjson_writes_the_same_bytes() -> None:
     hidden = [bytes.fromhex(h) for h in json.loads(result.stdout)]
     # Round-trip through stdlib json so both sides see the same (list-only) values.
     values = json.loads(json.dumps(values))
-    here = [DEFAULT_SERIALIZER.dumps(v) for v in values] + [tagged.dumps(v) for v in values]
+    sample = eval(TAGGED_SAMPLE)
+    here = [DEFAULT_SERIALIZER.dumps(v) for v in values] + [tagged.dumps(v) for v in values + sample]
     assert _json.orjson is not None
+    assert len(hidden) == 2 * len(values) + len(sample) and len(sample) == 10
     assert hidden == here
 
 

@@ -1,17 +1,13 @@
-"""Record <-> bytes. JSON only (orjson when installed); never pickle."""
+"""Record <-> bytes. JSON (orjson when installed, byte-identical without) or tagged JSON; never pickle."""
 
 from __future__ import annotations
 
-import json
 from typing import Any, Protocol
 
-from .errors import SessionStoreError
+from . import _json
+from .errors import ConfigurationError, SessionStoreError
 from .record import Meta, Record
-
-try:  # pragma: no cover - depends on the environment
-    import orjson
-except ImportError:  # pragma: no cover
-    orjson = None  # type: ignore[assignment]
+from .tagged import TaggedSerializer
 
 
 class Serializer(Protocol):
@@ -23,20 +19,47 @@ class Serializer(Protocol):
 
 
 class JSONSerializer:
-    """The default serializer: orjson if installed, else the standard library (same output)."""
+    """The default serializer: plain JSON, the same bytes and errors with or without orjson.
+
+    Accepts dict (str keys only), list, tuple (written as a list), str, int, float, bool,
+    None and their subclasses, nested up to 100 levels. Anything else raises TypeError
+    (datetime, UUID, bytes, ...: use the tagged serializer); NaN and infinities raise
+    ValueError. Output is compact UTF-8 with keys in insertion order.
+    """
 
     def dumps(self, value: Any) -> bytes:
-        if orjson is not None:
-            return orjson.dumps(value)
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+        return _json.dumps(value)
 
-    def loads(self, data: bytes) -> Any:
-        if orjson is not None:
-            return orjson.loads(data)
-        return json.loads(data)
+    def loads(self, data: bytes | str) -> Any:
+        return _json.loads(data)
 
 
 DEFAULT_SERIALIZER: Serializer = JSONSerializer()
+
+SERIALIZER_NAMES = ("json", "tagged")
+
+
+def serializer_for(choice: str | Serializer) -> Serializer:
+    """The serializer a setting names: "json" (the default), "tagged", or a Serializer object.
+
+    "tagged" gives a new `TaggedSerializer` (build one yourself to register app tags).
+    Anything else raises ConfigurationError at start-up.
+    """
+    if isinstance(choice, str):
+        if choice == "json":
+            return DEFAULT_SERIALIZER
+        if choice == "tagged":
+            return TaggedSerializer()
+        raise ConfigurationError(
+            f"serializer={choice!r} is unknown: use one of {', '.join(map(repr, SERIALIZER_NAMES))} "
+            "or an object with dumps(value) -> bytes and loads(bytes) -> value"
+        )
+    if callable(getattr(choice, "dumps", None)) and callable(getattr(choice, "loads", None)):
+        return choice
+    raise ConfigurationError(
+        f"serializer={choice!r} is not a serializer: pass 'json', 'tagged' or an object with "
+        "dumps(value) -> bytes and loads(bytes) -> value"
+    )
 
 
 def encode_record(record: Record, serializer: Serializer = DEFAULT_SERIALIZER) -> bytes:

@@ -9,37 +9,34 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from django.contrib.sessions.backends.db import SessionStore as DjangoDBSession
+from django.contrib.sessions.backends.signed_cookies import (
+    SessionStore as DjangoCookieSession,
+)
+from django.contrib.sessions.models import Session as DjangoSessionRow
+from django.core import signing
+from django.test import Client
+from django.utils import timezone
 
-from tests.django_project import (
+from coatcheck._sync import run_sync
+from coatcheck.codec import DEFAULT_SERIALIZER
+from coatcheck.config import Settings
+from coatcheck.cookies import render_set_cookie
+from coatcheck.crypto import Keyring
+from coatcheck.django_format import COOKIE_AGE, DjangoFormat, new_id, valid_id
+from coatcheck.errors import ConfigurationError
+from coatcheck.record import Meta, Record
+from coatcheck.stores.base import Store
+from coatcheck.stores.django_compat import django_store
+from coatcheck.stores.django_cookies import DjangoSignedCookieStore
+from tests.djangoapp.project import (
     OLD_SECRET_KEY,
     SECRET_KEY,
     SQLITE_PATH,
-    django_pg,  # noqa: F401 - fixture
     new_user,
     pg_url,
     use_database,
 )
-
-from django.contrib.sessions.backends.db import SessionStore as DjangoDBSession  # noqa: E402
-from django.contrib.sessions.backends.signed_cookies import (  # noqa: E402
-    SessionStore as DjangoCookieSession,
-)
-from django.contrib.sessions.models import Session as DjangoSessionRow  # noqa: E402
-from django.core import signing  # noqa: E402
-from django.test import Client  # noqa: E402
-from django.utils import timezone  # noqa: E402
-
-from coatcheck._sync import run_sync  # noqa: E402
-from coatcheck.codec import DEFAULT_SERIALIZER  # noqa: E402
-from coatcheck.config import Settings  # noqa: E402
-from coatcheck.cookies import render_set_cookie  # noqa: E402
-from coatcheck.crypto import Keyring  # noqa: E402
-from coatcheck.django_format import COOKIE_AGE, DjangoFormat, new_id, valid_id  # noqa: E402
-from coatcheck.errors import ConfigurationError  # noqa: E402
-from coatcheck.record import Meta, Record  # noqa: E402
-from coatcheck.stores.base import Store  # noqa: E402
-from coatcheck.stores.django_compat import django_store  # noqa: E402
-from coatcheck.stores.django_cookies import DjangoSignedCookieStore  # noqa: E402
 
 KEYS = [SECRET_KEY.encode(), OLD_SECRET_KEY.encode()]
 
@@ -200,7 +197,8 @@ def test_missing_table_names_manage_py_migrate(tmp_path: object) -> None:
     run_sync(store.close())
 
 
-def test_missing_postgresql_table_names_manage_py_migrate(django_pg: str) -> None:
+def test_missing_postgresql_table_names_manage_py_migrate(request: pytest.FixtureRequest) -> None:
+    request.getfixturevalue("django_pg")
     store = django_store(pg_url() + "?table=no_such_django_session", fmt())
     with pytest.raises(ConfigurationError, match=r"manage\.py migrate"):
         run_sync(store.get(new_id()))

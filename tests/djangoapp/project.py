@@ -17,16 +17,12 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-import pytest
+import django
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import path
 
 from tests.services import POSTGRES_URL, require_listening
-
-pytest.importorskip("django")
-
-import django  # noqa: E402
-from django.conf import settings  # noqa: E402
-from django.http import HttpRequest, HttpResponse, JsonResponse  # noqa: E402
-from django.urls import path  # noqa: E402
 
 SECRET_KEY = secrets.token_urlsafe(40)
 OLD_SECRET_KEY = secrets.token_urlsafe(40)
@@ -114,9 +110,8 @@ def new_user(prefix: str = "user") -> Any:
     return get_user_model().objects.create_user(f"{prefix}-{secrets.token_hex(4)}", password=PASSWORD)
 
 
-@pytest.fixture(scope="session")
 def django_pg() -> Iterator[str]:
-    """The ``pg`` alias: a PostgreSQL database created for this run and dropped at its end."""
+    """(The `django_pg` fixture.) The ``pg`` alias: a PostgreSQL database created for this run and dropped at its end."""
     import psycopg
 
     require_listening("PostgreSQL", POSTGRES_URL, 5432)

@@ -133,8 +133,8 @@ class SessionStore(SessionBase):
         self._baseline = {k: _fingerprint(v) for k, v in record.data.items()}
         return record.data
 
-    def exists(self, session_key: str) -> bool:
-        return self._fetch(session_key) is not None
+    def exists(self, session_key: str | None) -> bool:
+        return session_key is not None and self._fetch(session_key) is not None
 
     # ---- writing ----------------------------------------------------------------------
     def create(self) -> None:

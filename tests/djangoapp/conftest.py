@@ -14,3 +14,9 @@ from tests.djangoapp import project
 def django_pg() -> Iterator[str]:
     """The ``pg`` database alias (a PostgreSQL database made for this run, dropped after it)."""
     yield from project.django_pg()
+
+
+@pytest.fixture(scope="session")
+def django_mysql() -> Iterator[str]:
+    """The ``mysql`` database alias (a MariaDB database made for this run, dropped after it)."""
+    yield from project.django_mysql()

@@ -22,11 +22,12 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
 
-from tests.services import POSTGRES_URL, require_listening
+from tests.services import MYSQL_URL, POSTGRES_URL, require_listening
 
 SECRET_KEY = secrets.token_urlsafe(40)
 OLD_SECRET_KEY = secrets.token_urlsafe(40)
 PG_DATABASE = f"coatcheck_django_{secrets.token_hex(6)}"
+MYSQL_DATABASE = f"coatcheck_django_{secrets.token_hex(6)}"
 PASSWORD = "correct horse battery staple"
 _tmp = tempfile.mkdtemp(prefix="coatcheck-django-")
 SQLITE_PATH = os.path.join(_tmp, "db.sqlite3")
@@ -59,7 +60,26 @@ def _pg_settings() -> dict[str, Any]:
     }
 
 
+def _mysql_settings() -> dict[str, Any]:
+    parts = urlsplit(MYSQL_URL)
+    return {
+        "ENGINE": "django.db.backends.mysql",
+        "NAME": MYSQL_DATABASE,
+        "USER": parts.username or "root",
+        "PASSWORD": parts.password or "",
+        "HOST": parts.hostname or "127.0.0.1",
+        "PORT": str(parts.port or 3306),
+        "OPTIONS": {"charset": "utf8mb4"},
+    }
+
+
 if not settings.configured:
+    # Django's MySQL backend is written for mysqlclient, which needs a C toolchain and the
+    # MariaDB headers; PyMySQL (pure Python) stands in for it, as its docs describe.
+    import pymysql
+
+    pymysql.install_as_MySQLdb()
+
     settings.configure(
         DEBUG=False,
         SECRET_KEY=SECRET_KEY,
@@ -69,6 +89,7 @@ if not settings.configured:
         DATABASES={
             "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": SQLITE_PATH},
             "pg": _pg_settings(),
+            "mysql": _mysql_settings(),
         },
         DATABASE_ROUTERS=[f"{__name__}.Router"],
         INSTALLED_APPS=[
@@ -123,6 +144,39 @@ def django_pg() -> Iterator[str]:
         connections["pg"].close()
         with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
+
+
+def django_mysql() -> Iterator[str]:
+    """(The `django_mysql` fixture.) The ``mysql`` alias: a MariaDB/MySQL database created
+    for this run and dropped at its end."""
+    import pymysql
+
+    require_listening("MySQL/MariaDB", MYSQL_URL, 3306)
+    parts = urlsplit(MYSQL_URL)
+
+    def admin(statement: str) -> None:
+        conn = pymysql.connect(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or 3306,
+            user=parts.username or "root",
+            password=parts.password or "",
+        )
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute(statement)
+        finally:
+            conn.close()
+
+    admin(f"CREATE DATABASE `{MYSQL_DATABASE}` CHARACTER SET utf8mb4")
+    try:
+        yield "mysql"
+    finally:
+        connections["mysql"].close()
+        admin(f"DROP DATABASE IF EXISTS `{MYSQL_DATABASE}`")
+
+
+def mysql_url() -> str:
+    return urlsplit(MYSQL_URL)._replace(path=f"/{MYSQL_DATABASE}").geturl()
 
 
 def pg_url() -> str:

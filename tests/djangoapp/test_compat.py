@@ -1,5 +1,5 @@
-"""compat="django" building blocks against a real Django: its db backend on SQLite and
-PostgreSQL (``django_session`` created by Django's own migrations), and its signed_cookies
+"""compat="django" building blocks against a real Django: its db backend on SQLite,
+PostgreSQL and MariaDB (``django_session`` created by Django's own migrations), and its signed_cookies
 backend. Each side logs in, writes, deletes; the other sees it."""
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from tests.djangoapp.project import (
     OLD_SECRET_KEY,
     SECRET_KEY,
     SQLITE_PATH,
+    mysql_url,
     new_user,
     pg_url,
     use_database,
@@ -45,15 +46,18 @@ def fmt() -> DjangoFormat:
     return DjangoFormat(Settings(), keys=KEYS)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
 def store(request: pytest.FixtureRequest) -> Iterator[Store]:
     """A compat store on the database Django's ORM (and db session backend) uses right now."""
     if request.param == "sqlite":
         use_database("default")
         url = f"sqlite:///{SQLITE_PATH}"
-    else:
+    elif request.param == "postgresql":
         use_database(request.getfixturevalue("django_pg"))
         url = pg_url()
+    else:
+        use_database(request.getfixturevalue("django_mysql"))
+        url = mysql_url()
     made = django_store(url, fmt())
     assert isinstance(made, Store)
     yield made

@@ -26,7 +26,7 @@ from coatcheck.crypto import Keyring
 from coatcheck.django_format import COOKIE_AGE, DjangoFormat, new_id, valid_id
 from coatcheck.errors import ConfigurationError
 from coatcheck.record import Meta, Record
-from coatcheck.stores.base import Store
+from coatcheck.stores.base import ClientSideStore, Store
 from coatcheck.stores.django_compat import django_store
 from coatcheck.stores.django_cookies import DjangoSignedCookieStore
 from tests.djangoapp.project import (
@@ -224,7 +224,7 @@ def test_django_own_codec_reads_what_the_format_encodes() -> None:
 # ---- the signed_cookies backend ----------------------------------------------------------------
 def cookie_store() -> DjangoSignedCookieStore:
     store = django_store("django-signed-cookies://", fmt())
-    assert isinstance(store, DjangoSignedCookieStore)
+    assert isinstance(store, DjangoSignedCookieStore) and isinstance(store, ClientSideStore)
     store.bind(Keyring([SECRET_KEY, OLD_SECRET_KEY]), DEFAULT_SERIALIZER)
     return store
 

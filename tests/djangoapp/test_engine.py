@@ -170,3 +170,11 @@ def test_a_missing_store_setting_is_improperly_configured() -> None:
         session["a"] = 1
         with pytest.raises(ImproperlyConfigured, match="COATCHECK_STORE"):
             session.save()
+
+
+def test_a_client_side_store_is_refused_with_the_django_alternative() -> None:
+    with override_settings(SESSION_ENGINE="coatcheck.django", COATCHECK_STORE="cookie://"):
+        session = engine.SessionStore()
+        session["a"] = 1
+        with pytest.raises(ImproperlyConfigured, match="signed_cookies"):
+            session.save()

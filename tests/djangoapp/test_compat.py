@@ -153,6 +153,39 @@ def test_touch_moves_expire_date_like_a_django_save(store: Store) -> None:
     assert expire_date.timestamp() == pytest.approx(meta.last_seen + COOKIE_AGE, abs=1)
 
 
+@pytest.mark.parametrize(
+    ("expiry", "max_age", "lifetime"),
+    [
+        (300, 300.0, 300.0),
+        (0, None, COOKIE_AGE),
+        (None, COOKIE_AGE, COOKIE_AGE),
+        (timedelta(hours=2), 7200.0, None),
+    ],
+)
+def test_django_set_expiry_governs_cookie_and_expire_date(
+    store: Store, expiry: object, max_age: float | None, lifetime: float | None
+) -> None:
+    django_side = DjangoDBSession()
+    django_side["a"] = 1
+    django_side.set_expiry(expiry)
+    django_side.save()
+    record = run_sync(store.get(django_side.session_key))
+    assert record is not None
+    row_deadline = DjangoSessionRow.objects.get(pk=django_side.session_key).expire_date.timestamp()
+    assert record.meta.idle_deadline == pytest.approx(row_deadline)
+    assert record.meta.cookie["max_age"] == (None if max_age is None else pytest.approx(max_age, abs=2))
+    meta = live_meta(record)
+    run_sync(store.touch(django_side.session_key, meta))
+    touched = DjangoSessionRow.objects.get(pk=django_side.session_key).expire_date.timestamp()
+    if lifetime is None:  # set_expiry(a date or timedelta): a fixed date that touching does not move
+        assert touched == pytest.approx(row_deadline, abs=1e-3)
+    else:
+        assert touched == pytest.approx(meta.last_seen + lifetime, abs=1)
+    assert DjangoDBSession(django_side.session_key).get_expiry_age() == pytest.approx(
+        touched - time.time(), abs=2
+    )
+
+
 def test_expired_row_is_not_loaded(store: Store) -> None:
     _, key, _ = django_login()
     DjangoSessionRow.objects.filter(pk=key).update(expire_date=timezone.now() - timedelta(seconds=1))

@@ -33,11 +33,14 @@ import string
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._django_signing import DjangoSigner
 from .config import Settings
 from .record import Meta, Record
+
+if TYPE_CHECKING:
+    from .session import Session
 
 COOKIE_NAME = "sessionid"  # Django's SESSION_COOKIE_NAME default
 COOKIE_AGE = 1209600.0  # Django's SESSION_COOKIE_AGE default: two weeks
@@ -124,6 +127,22 @@ class DjangoFormat:
 
     new_id = staticmethod(new_id)
     valid_id = staticmethod(valid_id)
+
+    @staticmethod
+    def id_from_cookie(value: bytes | None) -> str | None:
+        """The session key in the database backend's cookie (the raw key, unsigned: Django's
+        wire format), or None for anything that is not a Django session key."""
+        if value is None or not valid_id(value):
+            return None
+        return value.decode("ascii")
+
+    @staticmethod
+    def cookie_value(session_id: str) -> str:
+        """The database backend's cookie value: the key itself (Django does not sign it)."""
+        return session_id
+
+    def prepare(self, session: Session, *, secure: bool) -> None:
+        """Nothing to fix per session (the hook `ExpressFormat` uses for its cookie attributes)."""
 
     # ---- session_data -----------------------------------------------------------------
     def encode(self, data: Mapping[str, Any], *, now: float | None = None) -> str:

@@ -1,5 +1,6 @@
 """SESSION_ENGINE = "coatcheck.django" with Django's test client: contrib.auth login/logout,
-cycle_key, flush, contrib.messages, SESSION_SAVE_EVERY_REQUEST, on coatcheck's stores."""
+cycle_key, flush, contrib.messages, SESSION_SAVE_EVERY_REQUEST, on coatcheck's stores
+(memory, SQLite, Redis, PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -17,12 +18,12 @@ from coatcheck import django as engine
 from coatcheck._sync import run_sync
 from coatcheck.crypto import storage_key
 from coatcheck.record import Record
-from coatcheck.stores import MemoryStore, RedisStore, SQLiteStore
+from coatcheck.stores import MemoryStore, RedisStore, SQLiteStore, SQLStore
 from coatcheck.stores.base import Store
 from tests.djangoapp.project import new_user, use_database
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """The engine's store, installed with override_settings for one test."""
     use_database("default")
@@ -31,11 +32,16 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         made = MemoryStore()
     elif request.param == "sqlite":
         made = SQLiteStore(tmp_path / "sessions.db")
-    else:
+    elif request.param == "redis":
         url = request.getfixturevalue("redis_url")
         made = RedisStore(url, prefix=f"coatcheck-django-test-{secrets.token_hex(4)}:")
+    else:
+        url = request.getfixturevalue("postgres_url")
+        made = SQLStore(url, table=f"coatcheck_django_{secrets.token_hex(4)}")
     with override_settings(SESSION_ENGINE="coatcheck.django", COATCHECK_STORE=made):
         yield made
+    if isinstance(made, SQLStore):
+        run_sync(made.drop_table())
     run_sync(made.close())
 
 

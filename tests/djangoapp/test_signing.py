@@ -52,6 +52,11 @@ def test_a_payload_inflating_past_the_cap_is_refused() -> None:
     assert signer().unsign_object(bomb) is None
 
 
+def _tampered(signed: str) -> str:
+    """`signed` with the last character of its signature replaced by another one."""
+    return signed[:-1] + ("B" if signed.endswith("A") else "A")
+
+
 @pytest.mark.parametrize(
     "value",
     [
@@ -64,7 +69,7 @@ def test_a_payload_inflating_past_the_cap_is_refused() -> None:
         "x" * (MAX_SIGNED + 1),
         signing.dumps({"a": 1}, salt="another salt"),
         signing.dumps({"a": 1}, key="another key", salt=SALT),
-        signing.dumps([1, 2], salt=SALT)[:-1] + "A",
+        _tampered(signing.dumps([1, 2], salt=SALT)),
     ],
 )
 def test_hostile_values_are_refused_without_raising(value: str | bytes) -> None:

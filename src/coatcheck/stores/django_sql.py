@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import mysql
+from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..django_format import DjangoFormat
@@ -165,16 +166,20 @@ class DjangoSQLStore:
         if deadline <= self._clock():
             await self.destroy(key)
             return
-        t = self._table
-        values = {"session_data": text, "expire_date": self._when(deadline)}
-
-        async def write() -> None:
-            async with self._engine.begin() as conn:
-                done = await conn.execute(sa.update(t).where(t.c.session_key == key).values(**values))
-                if done.rowcount == 0:
-                    await conn.execute(sa.insert(t).values(session_key=key, **values))
-
-        await self._run("saving a session", write, key)
+        values = {"session_key": key, "session_data": text, "expire_date": self._when(deadline)}
+        statement: Any
+        if self._pg:
+            pg_insert = pg.insert(self._table).values(values)
+            statement = pg_insert.on_conflict_do_update(
+                index_elements=[self._table.c.session_key],
+                set_={c: pg_insert.excluded[c] for c in ("session_data", "expire_date")},
+            )
+        else:
+            my_insert = mysql.insert(self._table).values(values)
+            statement = my_insert.on_duplicate_key_update(
+                {c: my_insert.inserted[c] for c in ("session_data", "expire_date")}
+            )
+        await self._run("saving a session", lambda: self._execute(statement), key)
 
     async def patch(self, key: str, changed: dict[str, Any], removed: Collection[str], meta: Meta) -> bool:
         fmt = self.format

@@ -9,9 +9,11 @@ uses. The views below are the project's URLconf.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import secrets
+import shutil
 import tempfile
 from collections.abc import Iterator
 from typing import Any
@@ -30,6 +32,7 @@ PG_DATABASE = f"coatcheck_django_{secrets.token_hex(6)}"
 MYSQL_DATABASE = f"coatcheck_django_{secrets.token_hex(6)}"
 PASSWORD = "correct horse battery staple"
 _tmp = tempfile.mkdtemp(prefix="coatcheck-django-")
+atexit.register(shutil.rmtree, _tmp, ignore_errors=True)
 SQLITE_PATH = os.path.join(_tmp, "db.sqlite3")
 
 

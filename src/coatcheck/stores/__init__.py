@@ -12,6 +12,9 @@ from .url import from_url
 
 if TYPE_CHECKING:  # optional backends, loaded on first use by __getattr__
     from .cookie import CookieStore
+    from .django_cookies import DjangoSignedCookieStore
+    from .django_sql import DjangoSQLStore
+    from .django_sqlite import DjangoSQLiteStore
     from .memcached import MemcachedStore
     from .mongo import MongoStore
     from .redis import RedisStore
@@ -23,10 +26,16 @@ _LAZY = {
     "MongoStore": "mongo",
     "MemcachedStore": "memcached",
     "CookieStore": "cookie",
+    "DjangoSQLiteStore": "django_sqlite",  # compat="django": a Django project's tables and cookies
+    "DjangoSQLStore": "django_sql",
+    "DjangoSignedCookieStore": "django_cookies",
 }
 
 __all__ = [
     "CookieStore",
+    "DjangoSQLStore",
+    "DjangoSQLiteStore",
+    "DjangoSignedCookieStore",
     "Inventory",
     "MemcachedStore",
     "MemoryStore",

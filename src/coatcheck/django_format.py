@@ -203,7 +203,7 @@ class DjangoFormat:
         created = own.get("created")
         if isinstance(created, bool) or not isinstance(created, int | float) or created > now:
             created = now  # never saved by coatcheck: its absolute timeout starts now
-        absolute = self.settings.absolute_timeout
+        absolute = self.settings.absolute_seconds
         hints = own.get("hints")
         meta = Meta(
             created=float(created),

@@ -31,7 +31,8 @@ from ..django_format import DjangoFormat
 from ..errors import ConfigurationError, SessionStoreError
 from ..record import Meta, Record
 from ._django_table import DEFAULT_TABLE, check_table_name, missing_table
-from .sql import _describe, _make_engine
+from ._sql_dialect import describe_sql_error as _describe
+from ._sql_dialect import make_engine as _make_engine
 
 T = TypeVar("T")
 

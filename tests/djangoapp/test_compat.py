@@ -20,7 +20,6 @@ from django.utils import timezone
 
 from coatcheck._sync import run_sync
 from coatcheck.codec import DEFAULT_SERIALIZER
-from coatcheck.config import Settings
 from coatcheck.cookies import render_set_cookie
 from coatcheck.crypto import Keyring
 from coatcheck.django_format import COOKIE_AGE, DjangoFormat, new_id, valid_id
@@ -38,12 +37,13 @@ from tests.djangoapp.project import (
     pg_url,
     use_database,
 )
+from tests.helpers import make_settings
 
 KEYS = [SECRET_KEY.encode(), OLD_SECRET_KEY.encode()]
 
 
 def fmt() -> DjangoFormat:
-    return DjangoFormat(Settings(), keys=KEYS)
+    return DjangoFormat(make_settings(), keys=KEYS)
 
 
 @pytest.fixture(params=["sqlite", "postgresql", "mariadb"])

@@ -8,6 +8,7 @@ from .csrf import CSRFMiddleware
 from .errors import CoatcheckError, ConfigurationError, SessionStoreError, SessionTooLarge
 from .record import Meta, Record, SessionInfo
 from .session import Flash, Session
+from .tagged import Tag, TaggedSerializer
 
 __version__ = "0.1.0"
 
@@ -24,5 +25,7 @@ __all__ = [
     "SessionMiddleware",
     "SessionStoreError",
     "SessionTooLarge",
+    "Tag",
+    "TaggedSerializer",
     "__version__",
 ]

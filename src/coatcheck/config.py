@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import math
 import re
+import secrets
+import string
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -116,8 +118,16 @@ class Cookie:
 
 
 Secret = str | bytes | Sequence[str | bytes]
-Compat = Literal["express"]
-COMPAT_MODES: tuple[str, ...] = ("express",)
+Compat = Literal["express", "django"]
+COMPAT_MODES: tuple[str, ...] = ("express", "django")
+COMPAT_COOKIE_NAMES = {"express": "connect.sid", "django": "sessionid"}  # each program's default
+DJANGO_KEY_CHARS = string.ascii_lowercase + string.digits  # Django's VALID_KEY_CHARS
+DJANGO_COOKIE_AGE = 1209600.0  # Django's SESSION_COOKIE_AGE default: its cookie lasts two weeks
+
+
+def django_key() -> str:
+    """A new session key like Django's: 32 characters of [a-z0-9] from `secrets` (165 bits)."""
+    return "".join(secrets.choice(DJANGO_KEY_CHARS) for _ in range(32))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -181,8 +191,11 @@ class Settings:
         as_secret_list(self.secret)  # an empty secret fails here, at start-up
         name = self.name
         if name is None:
-            name = "connect.sid" if self.compat == "express" else "session"
-        cookie = self.cookie.validated(name)
+            name = COMPAT_COOKIE_NAMES.get(self.compat or "", "session")
+        cookie = self.cookie
+        if self.compat == "django" and cookie == Cookie():  # Django's cookie outlives the browser
+            cookie = replace(cookie, max_age=DJANGO_COOKIE_AGE)
+        cookie = cookie.validated(name)
         idle = seconds(self.idle_timeout, "idle_timeout")
         absolute = seconds(self.absolute_timeout, "absolute_timeout")
         if idle is not None and absolute is not None and idle > absolute:
@@ -204,6 +217,12 @@ class Settings:
         }
         for attribute, value in derived.items():
             object.__setattr__(self, attribute, value)  # frozen: derived once, here
+
+    def new_id(self) -> str:
+        """A fresh session id, in the format of the program `compat` shares sessions with."""
+        if self.compat == "django":
+            return django_key()
+        return secrets.token_urlsafe(self.id_bytes)
 
 
 def option_names() -> tuple[str, ...]:

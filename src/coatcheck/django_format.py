@@ -28,36 +28,32 @@ What Django's session backends keep, and how coatcheck maps it:
 from __future__ import annotations
 
 import re
-import secrets
-import string
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ._django_signing import DjangoSigner
-from .config import Settings
+from .config import DJANGO_COOKIE_AGE, DJANGO_KEY_CHARS, Settings, django_key
 from .record import Meta, Record
 
 if TYPE_CHECKING:
     from .session import Session
 
 COOKIE_NAME = "sessionid"  # Django's SESSION_COOKIE_NAME default
-COOKIE_AGE = 1209600.0  # Django's SESSION_COOKIE_AGE default: two weeks
+COOKIE_AGE = DJANGO_COOKIE_AGE
 DB_SALT = "django.contrib.sessions.SessionStore"  # db and cached_db backends (key_salt)
 SIGNED_COOKIES_SALT = "django.contrib.sessions.backends.signed_cookies"
 AUTH_KEYS = ("_auth_user_id", "_auth_user_backend", "_auth_user_hash")
 EXPIRY_KEY = "_session_expiry"
 META_FIELD = "_coatcheck"
 DJANGO_EXPIRY = "django"  # Meta.cookie key: the session's Django expiry ({"age": s} or {"at": ts})
-KEY_CHARS = string.ascii_lowercase + string.digits  # Django's VALID_KEY_CHARS
+KEY_CHARS = DJANGO_KEY_CHARS
 KEY_LENGTH = 32
 _KEY = re.compile(r"^[a-z0-9]{8,40}$")
 
 
-def new_id() -> str:
-    """A new session key like Django's: 32 characters of [a-z0-9] from `secrets` (165 bits)."""
-    return "".join(secrets.choice(KEY_CHARS) for _ in range(KEY_LENGTH))
+new_id = django_key  # a new session key like Django's: 32 characters of [a-z0-9] (165 bits)
 
 
 def valid_id(value: str | bytes) -> bool:

@@ -17,10 +17,10 @@ from typing import Any, Protocol, TypeVar
 
 from . import engine
 from ._http import NO_HEADERS, RequestInfo, SessionHeaders
-from .codec import DEFAULT_SERIALIZER, Serializer
+from .codec import Serializer, serializer_for
 from .config import Settings
 from .crypto import Keyring
-from .errors import ConfigurationError, SessionStoreError
+from .errors import SessionStoreError
 from .record import Meta
 from .session import Session
 from .stores.base import ClientSideStore
@@ -80,7 +80,7 @@ class RuntimeBase:
         self.settings = settings
         self.session_class = session_class
         self.keyring = Keyring(settings.secret, insecure_dev_secret=settings.insecure_dev_secret)
-        self.serializer = resolve_serializer(settings.serializer)
+        self.serializer = serializer_for(settings.serializer)
         self.clock = settings.clock
         self.cookie_name = settings.cookie_name.encode()
 
@@ -147,15 +147,6 @@ class RuntimeBase:
 
     def finish(self, session: Session, request: RequestInfo, plan: engine.Plan) -> SessionHeaders:
         raise NotImplementedError
-
-
-def resolve_serializer(option: Serializer | str) -> Serializer:
-    """The `serializer` option as an object: "json" (the default) or a Serializer."""
-    if option == "json":
-        return DEFAULT_SERIALIZER
-    if isinstance(option, str) or not (hasattr(option, "dumps") and hasattr(option, "loads")):
-        raise ConfigurationError(f'serializer must be "json" or an object with dumps/loads, got {option!r}')
-    return option
 
 
 def log_store_error(exc: SessionStoreError, during: str) -> None:

@@ -2,46 +2,40 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, cast
 
 from . import _sync, engine
 from ._http import RequestInfo, SessionHeaders
 from .config import Settings
 from .cookies import first_cookie
-from .crypto import storage_key
-from .express import ExpressFormat
 from .runtime import RuntimeBase
 from .session import Session
 from .stores.base import PatchingStore, Store
-from .stores.compat import adopt_store
-from .stores.url import from_url
+
+if TYPE_CHECKING:
+    from .layout import Layout
 
 
 class ServerSideRuntime(RuntimeBase):
     """Loads by the verified id in the cookie, commits plans to the store, signs the id."""
 
-    def __init__(self, settings: Settings, store: Store, session_class: type[Session] = Session) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, layout: Layout, session_class: type[Session] = Session
+    ) -> None:
         super().__init__(settings, session_class)
-        self.record_format: ExpressFormat | None = None
-        self._key: Callable[[str], str] = storage_key
-        self._cookie_defaults: tuple[dict[str, Any], dict[str, Any]] = ({}, {})
-        if settings.compat == "express":  # the store keeps express-session's layout, keyed by raw id
-            self.record_format = ExpressFormat(settings)
-            self._key = self.record_format.storage_key
-            self._cookie_defaults = (
-                self.record_format.cookie_defaults(False),
-                self.record_format.cookie_defaults(True),
-            )
-        self._store = self._adopt(store)
+        self.layout = layout
+        self.record_format = layout.record_format
+        self._key = layout.key
+        self._sign = layout.sign or self.keyring.sign_id
+        self._verify = layout.verify or self.keyring.verify_id
+        self._cookie_defaults = layout.cookie_defaults
+        self._store = self._adopted(store)
 
     @property
     def store(self) -> Store:
         return self._store
 
-    def _adopt(self, store: Store) -> Store:
-        if self.record_format is not None:
-            store = adopt_store(store, self.record_format)
+    def _adopted(self, store: Store) -> Store:
         self.can_patch = isinstance(store, PatchingStore)
         return store
 
@@ -50,7 +44,7 @@ class ServerSideRuntime(RuntimeBase):
         between processes (the parent's is kept, never closed, since it holds its sockets)."""
         if isinstance(self.settings.store, str):
             _sync.keep_forever(self._store)
-            self._store = self._adopt(from_url(self.settings.store))
+            self._store = self._adopted(cast(Store, self.layout.open_store(self.settings.store)))
 
     # ---- request start ------------------------------------------------------------------
     def load_without_io(self, request: RequestInfo, *, read_only: bool = False) -> Session | None:
@@ -63,7 +57,7 @@ class ServerSideRuntime(RuntimeBase):
         """Loaded if the cookie verifies and the record is live; otherwise a new session."""
         now = self.clock()
         value = first_cookie(request.cookie, self.cookie_name) if request.cookie else None
-        verified = None if value is None else self.keyring.verify_id(value)
+        verified = None if value is None else self._verify(value)
         if verified is not None:
             session_id, current_key = verified
             record = await self.bounded(
@@ -125,7 +119,7 @@ class ServerSideRuntime(RuntimeBase):
         if plan.cookie == "expire" or plan.session_id is None:
             value = engine.session_cookie(self.settings, "", 0, secure, now)
         else:
-            signed = self.keyring.sign_id(plan.session_id)
+            signed = self._sign(plan.session_id)
             value = engine.session_cookie(self.settings, signed, plan.max_age, secure, now)
         return SessionHeaders(cache=True, cookies=(value,))
 

@@ -7,7 +7,6 @@ through `Session.snapshot()`; the runtime reports back through `after_commit()` 
 
 from __future__ import annotations
 
-import secrets
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -188,7 +187,7 @@ class Session(TrackedDict):
     def id(self) -> str:
         """The session id (generated on first use for a new session). Never log it."""
         if self._id is None:
-            self._id = secrets.token_urlsafe(self._settings.id_bytes)
+            self._id = self._settings.new_id()
         return self._id
 
     @property
@@ -326,7 +325,7 @@ class Session(TrackedDict):
         if self._stored_id is not None:
             self._retired_ids.append(self._stored_id)
         self._stored_id = None
-        self._id = secrets.token_urlsafe(self._settings.id_bytes)
+        self._id = self._settings.new_id()
         self._meta = None
         self.all_new()
         self._intent_modified = keep_data  # carried data must reach the new id; an empty session need not

@@ -21,7 +21,6 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from coatcheck import SessionMiddleware
-from coatcheck.errors import ConfigurationError
 from tests.djangoapp.project import (
     OLD_SECRET_KEY,
     SECRET_KEY,
@@ -30,10 +29,6 @@ from tests.djangoapp.project import (
     new_user,
     pg_url,
     use_database,
-)
-
-pytestmark = pytest.mark.xfail(
-    raises=ConfigurationError, strict=True, reason="compat='django' is not wired into SessionManager yet"
 )
 
 

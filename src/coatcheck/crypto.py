@@ -174,13 +174,24 @@ def _lz_bits(symbols: str | bytes, alphabet: int) -> float:
 
 
 def _longest_match(symbols: str | bytes, i: int) -> int:
-    """Length of the longest run at `i` that repeats one starting earlier (overlap allowed)."""
+    """Length of the longest run at `i` that repeats one starting earlier (overlap allowed).
+
+    Each candidate's length is found by binary search over slice comparisons, so a long
+    run costs a few comparisons in C rather than a Python step per symbol."""
     n, longest = len(symbols), 0
     for j in range(i):
-        length = 0
-        while i + length < n and symbols[j + length] == symbols[i + length]:
-            length += 1
-        longest = max(longest, length)
+        if symbols[j + longest : j + longest + 1] != symbols[i + longest : i + longest + 1]:
+            continue  # cannot beat the longest so far
+        low, high = longest, n - i  # symbols[j:j+low] may not match yet; find the largest match
+        while low < high:
+            middle = (low + high + 1) // 2
+            if symbols[j : j + middle] == symbols[i : i + middle]:
+                low = middle
+            else:
+                high = middle - 1
+        longest = max(longest, low)
+        if longest == n - i:
+            break
     return longest
 
 

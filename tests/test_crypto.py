@@ -88,6 +88,7 @@ WRONGLY_ACCEPTED: list[str | bytes] = [
     "x" * 64 + "Aa1!zz",
     "please change this secret before you deploy to production",
     "Change-This-Secret-Key-Before-You-Go-Live",
+    "this is a very long development secret, replace it in production",
     "correct horse battery staple " * 2,
 ]
 

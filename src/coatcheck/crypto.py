@@ -22,7 +22,7 @@ MIN_SECRET_BITS = 128  # what a random 16-byte key is worth; see estimated_bits
 MAX_SIGNED_ID = 512  # longest signed-id cookie value we will even look at
 _URI_SAFE = "-_.!~*'()"  # what JavaScript's encodeURIComponent leaves alone
 
-SIGNIFICANT_BITS = 16  # savings a code must show before a secret counts as structured
+SIGNIFICANT_BITS = 20  # savings a code must show before a secret counts as structured
 _WIDEN_BITS = 8  # see _symbols
 _EXAMINED = 256  # symbols examined by estimated_bits (the LZ search is quadratic in them)
 _HEX = string.digits + "abcdef"
@@ -47,40 +47,43 @@ _ALPHABETS = [
 _SEPARATORS = ("", " ", "-", "_", ".")
 _CASE_BITS = {str.lower: -math.log2(0.8), str.capitalize: -math.log2(0.15), str.upper: -math.log2(0.05)}
 _SINGULAR_BITS, _PLURAL_BITS = -math.log2(0.9), -math.log2(0.1)
-# Common English words, most frequent first (then alphabetical), and words people put in
-# passwords: the passphrase code's dictionary. A word's rank sets its cost (Zipf's law).
+_SEPARATED_BITS, _UNSEPARATED_BITS = -math.log2(0.9), -math.log2(0.1)  # a word, then the separator?
+# The passphrase code's dictionary, cheapest first: the 100 most frequent English words, words
+# common in secrets people write, then common English and password words (alphabetical).
+# A word's rank sets its cost (Zipf's law).
 _WORD_TEXT = """
-    the of and to a in is you that it he was for on are as with his they i at be this have from or
-    one had by word but not what all were we when your can said there use an each which she do how
-    their if will up other about out many then them these so some her would make like him into time
-    has look two more write go see number no way could people my than first water been call who its
-    now find long down day did get come made may part above across act add after again against age
-    ago air almost alone along already also always am among animal another answer any anything apple
-    area arm around art ask away baby back bad bag ball bank base battery bear beautiful because
-    become bed before begin behind believe best better between big bird black blue boat body book
-    both box boy brown build buy came car card care carry case cat catch cause change changeme city
-    class clear close cold color common cook cool correct country course cover cut dark dead dear
-    deep development different doctor does dog done door dragon draw dream drink drive dry during
-    early earth easy eat egg end enough even evening ever every example eye face fact fall family
-    far farm fast father feel feet few field fight fine fire fish five fly follow food foot force
-    forest form four free friend front full fun game garden gave girl give glass god gold good got
-    great green ground group grow half hand happy hard head hear heart heavy hello help here high
-    hill hold home horse hot hour house hundred ice idea important inside island just keep key
-    keyboard kind king know lady land large last late laugh lazy learn least leave left leg less let
-    letmein letter life light line lion list listen little live lost lot love low man map master me
-    mean men might milk mind minute miss money monkey moon morning most mother mountain move much
-    music must name near need never new next nice night north nothing off often oh old once only
-    open orange order our over own page paper park party pass passphrase password person pick
-    picture piece place plan plant play please point poor power private production put queen
-    question quick quite rain ran read ready real red remember rest right river road rock room round
-    run same saw say school sea second secret seem self send sentence session set seven shall ship
-    short should show side simple since sing sister sit six size sky sleep slow small snow something
-    son song soon sound south space special spring stand staple star start stay step still stone
-    stop story street strong study such summer sun super sure table take talk tea teach tell ten
-    test thank thing think those though three through today together told too took top toward town
-    tree true try turn under until upon us very voice wait walk wall want war warm watch week well
-    went west where while white whole why wife wind window winter without woman wonder wood work
-    world year yellow yes yet young zero
+    the of and to a in is you that it he was for on are as with his they i at be this have from or one had
+    by word but not what all were we when your can said there use an each which she do how their if will up
+    other about out many then them these so some her would make like him into time has look two more write
+    go see number no way could people my than first water been call who its now find long down day did get
+    come made may part secret key password passphrase session cookie token app web site api server admin
+    root user login dev development prod production staging local test testing demo example default insecure
+    unsafe change replace deploy never share commit flask django express node python javascript company
+    project sign signing encrypt encryption hash salt data database config settings environment random
+    string very really super private temporary above across act add after again against age ago air almost
+    alone along already also always am among animal another answer any anything apple area arm around art
+    ask away baby back bad bag ball bank base battery bear beautiful because become bed before begin behind
+    believe best better between big bird black blue boat body book both box boy brown build buy came car
+    card care carry case cat catch cause changeme city class clear close cold color common cook cool correct
+    country course cover cut dark dead dear deep different doctor does dog done door dragon draw dream drink
+    drive dry during early earth easy eat egg end enough even evening ever every eye face fact fall family
+    far farm fast father feel feet few field fight fine fire fish five fly follow food foot force forest
+    form four free friend front full fun game garden gave girl give glass god gold good got great green
+    ground group grow half hand happy hard head hear heart heavy hello help here high hill hold home horse
+    hot hour house hundred ice idea important inside island just keep keyboard kind king know lady land
+    large last late laugh lazy learn least leave left leg less let letmein letter life light line lion list
+    listen little live lost lot love low man map master me mean men might milk mind minute miss money monkey
+    moon morning most mother mountain move much music must name near need new next nice night north nothing
+    off often oh old once only open orange order our over own page paper park party pass person pick picture
+    piece place plan plant play please point poor power put queen question quick quite rain ran read ready
+    real red remember rest right river road rock room round run same saw say school sea second seem self
+    send sentence set seven shall ship short should show side simple since sing sister sit six size sky
+    sleep slow small snow something son song soon sound south space special spring stand staple star start
+    stay step still stone stop story street strong study such summer sun sure table take talk tea teach tell
+    ten thank thing think those though three through today together told too took top toward town tree true
+    try turn under until upon us voice wait walk wall want war warm watch week well went west where while
+    white whole why wife wind window winter without woman wonder wood work world year yellow yes yet young
+    zero
 """
 _WORDS = {word: rank for rank, word in enumerate(_WORD_TEXT.split(), start=1)}
 _ZIPF_BITS = math.log2(sum(1 / rank for rank in _WORDS.values()))
@@ -120,17 +123,18 @@ def estimated_bits(secret: bytes) -> float:
        that alphabet is worth (os.urandom(16) and secrets.token_hex(16) give 128 bits).
     3. Three codes try to describe the secret in fewer bits: an LZ77 code (repetition,
        periodic and near-periodic strings), an adaptive per-symbol code (few distinct
-       symbols, skewed frequencies), and a passphrase code (words from a list of ~500
-       common English and password words, 3 to 12 bits a word by frequency rank, plus
-       back references and English letter frequencies for the rest).
-    4. If the best code is shorter than the uniform cost by `SIGNIFICANT_BITS` (16) or more,
+       symbols, skewed frequencies), and a passphrase code (words from a list of ~580
+       common English words, words common in written secrets and password words, 3 to
+       12 bits a word by rank, plus back references and English letter frequencies).
+    4. If the best code is shorter than the uniform cost by `SIGNIFICANT_BITS` (20) or more,
        the secret is structured and its estimate is that code's length; otherwise the
-       estimate is the uniform cost. A uniformly random string is compressed by 16 bits
-       under a given code with probability at most 2**-16 (Kraft's inequality), and these
+       estimate is the uniform cost. A uniformly random string is compressed by 20 bits
+       under a given code with probability at most 2**-20 (Kraft's inequality), and these
        codes pay for every token's kind, so random keys practically never lose bits here.
 
     Dictionary coverage is small: a passphrase of rare words, or in another language, is
-    overestimated. Never raises; linear in the secret's length past the examined prefix.
+    overestimated, and a sentence of a dozen or more everyday words can reach 128 bits.
+    Never raises; the work is bounded by the examined prefix (milliseconds).
     """
     symbols, alphabet, reported = _symbols(secret)
     codes = [_lz_bits(symbols, alphabet), _adaptive_bits(symbols, alphabet)]
@@ -219,8 +223,8 @@ def _passphrase_bits(text: str, alphabet: int) -> float:
     """Length of a passphrase code: one separator for the whole text (log2 of the choices),
     then per token its kind and either a listed word (kind probability 0.6; the word by
     Zipf's law on its rank, so "the" costs 3 bits and the 500th word 12), with its case
-    (lower, Capitalized or UPPER), plural or not, followed by the separator unless
-    it ends the text; or one character spelled as English text (0.3, see
+    (lower, Capitalized or UPPER), plural or not, then the separator or not (free at the
+    end of the text); or one character spelled as English text (0.3, see
     `_spelling_bits`); or a back reference to earlier text (0.1, as in `_lz_bits`)."""
     spelled = _spelling_bits(alphabet)
     word = -math.log2(0.6) + _ZIPF_BITS  # + log2(rank), case and plural bits per word
@@ -236,9 +240,13 @@ def _passphrase_bits(text: str, alphabet: int) -> float:
                 end = i + repeats[i]
                 cost[end] = min(cost[end], cost[i] + reference + _reference_bits(i, repeats[i]))
             for end, bits in words[i]:
-                after = end if end == len(text) else end + len(separator)
-                if after == end or text.startswith(separator, end):
-                    cost[after] = min(cost[after], cost[i] + word + bits)
+                if end == len(text) or not separator:
+                    cost[end] = min(cost[end], cost[i] + word + bits)
+                    continue
+                if text.startswith(separator, end):
+                    after = end + len(separator)
+                    cost[after] = min(cost[after], cost[i] + word + bits + _SEPARATED_BITS)
+                cost[end] = min(cost[end], cost[i] + word + bits + _UNSEPARATED_BITS)
         best = min(best, cost[-1])
     return best + math.log2(len(_SEPARATORS))
 

@@ -540,6 +540,25 @@ async def test_too_large_is_logged_in_production_and_the_previous_cookie_survive
         assert (await http.get("/")).json()["data"] == {"v": "kept"}
 
 
+async def test_a_session_too_large_to_inflate_is_refused_at_write_time(
+    secret: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    huge = "a" * (1 << 20)  # deflates to ~1 KB, but opening inflates at most 1 MiB
+    store = bound_store()
+    with pytest.raises(SessionTooLarge, match="1 MiB"):
+        seal(store, {"v": huge})
+    async with client(middleware(secret, store=CookieStore(debug=True))) as http:
+        r = await http.post("/put", json={"v": huge})
+        assert r.status_code == 500 and "1 MiB" in r.text and "set-cookie" not in r.headers
+    async with client(middleware(secret)) as http:
+        await http.post("/put", json={"v": "kept"})
+        with caplog.at_level(logging.ERROR, logger="coatcheck"):
+            r = await http.post("/put", json={"v": huge})
+        assert r.status_code == 200 and "set-cookie" not in r.headers
+        assert any("1 MiB" in rec.getMessage() for rec in caplog.records)
+        assert (await http.get("/")).json()["data"] == {"v": "kept"}
+
+
 async def test_compression_is_used_when_it_pays(secret: str) -> None:
     async with client(middleware(secret)) as http:
         cart = [{"sku": f"A-{i % 7}", "qty": 1, "gift": False} for i in range(300)]

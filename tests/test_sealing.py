@@ -12,10 +12,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from coatcheck.crypto import Keyring
+from coatcheck.errors import SessionTooLarge
 from coatcheck.sealing import (
     FLAG_DEFLATED,
     HEADER,
     MAC_BYTES,
+    MAX_PAYLOAD,
     NONCE_BYTES,
     SEALED,
     SIGNED,
@@ -109,6 +111,16 @@ def test_sealed_round_trip_and_compression_flag() -> None:
     assert len(value) < len(big)
     opened = sealer.open(value.encode(), name="s", now=NOW)
     assert opened is not None and opened.payload == big
+
+
+@pytest.mark.parametrize("codec", [Sealer, Signer])
+def test_sealing_refuses_a_payload_that_opening_would_refuse(codec: type[Sealer] | type[Signer]) -> None:
+    frames = codec(keys())
+    largest = b"a" * MAX_PAYLOAD  # deflates to about 1 KB: small enough for one cookie
+    opened = frames.open(frames.seal(largest, name="s", expires=None).encode(), name="s", now=NOW)
+    assert opened is not None and opened.payload == largest
+    with pytest.raises(SessionTooLarge, match="1 MiB"):
+        frames.seal(largest + b"a", name="s", expires=None)
 
 
 def test_sealed_without_compression_never_deflates() -> None:

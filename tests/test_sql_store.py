@@ -528,3 +528,55 @@ async def test_through_the_middleware_concurrent_requests_keep_both_changes_and_
         await store.close()
         with contextlib.suppress(AssertionError):
             await proxy.stop()
+
+
+# ---- the user index compares user ids exactly -------------------------------------------------
+async def test_user_ids_differing_only_in_trailing_spaces_are_different_users(
+    sql_url: str, table: str
+) -> None:
+    store = SQLStore(sql_url, table=table)
+    try:
+        alice, spaced = new_key(), new_key()
+        await store.set(alice, make_record({"n": 1}, user_id="alice"))
+        await store.set(spaced, make_record({"n": 2}, user_id="alice  "))
+        assert [i.id_hint for i in await store.sessions_for("alice")] == [alice[:12]]
+        assert [i.id_hint for i in await store.sessions_for("alice  ")] == [spaced[:12]]
+        assert await store.destroy_user("alice  ") == 1
+        assert await store.get(alice) is not None and await store.get(spaced) is None
+    finally:
+        await store.close()
+
+
+_OLD_MYSQL_TABLE = """
+CREATE TABLE {t} (
+    `key` VARCHAR(255) NOT NULL, data LONGTEXT NOT NULL, meta TEXT NOT NULL,
+    user_id VARCHAR(255) NULL, expires_at DATETIME(6) NULL, last_seen DATETIME(6) NOT NULL,
+    PRIMARY KEY (`key`), INDEX {t}_expires_at (expires_at), INDEX {t}_user_id (user_id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin
+"""
+
+
+@pytest.mark.mysql
+async def test_an_existing_mysql_table_is_migrated_to_exact_user_ids(mysql_url: str) -> None:
+    table = _table()
+    old = SQLStore(mysql_url, table=table, create_table=False)
+    stores = [SQLStore(mysql_url, table=table) for _ in range(3)]
+    try:
+        async with old.engine.begin() as conn:
+            await conn.execute(sa.text(_OLD_MYSQL_TABLE.format(t=table)))
+        alice, spaced = new_key(), new_key()
+        await old.set(alice, make_record({"n": 1}, user_id="alice"))
+        await old.set(spaced, make_record({"n": 2}, user_id="alice  "))
+        assert len(await old.sessions_for("alice")) == 2  # the old PAD SPACE collision
+        await asyncio.gather(*(s.create_table() for s in stores))  # several processes at start-up
+        assert [i.id_hint for i in await stores[0].sessions_for("alice")] == [alice[:12]]
+        assert await stores[1].destroy_user("alice  ") == 1
+        assert (await stores[2].get(alice)) is not None
+        async with old.engine.connect() as conn:
+            indexes = await conn.run_sync(lambda c: sa.inspect(c).get_indexes(table))
+        assert ("user_id",) in {tuple(i["column_names"]) for i in indexes}
+    finally:
+        for s in stores:
+            await s.close()
+        await old.drop_table()
+        await old.close()

@@ -1,5 +1,11 @@
+import logging
+import os
+import stat
+from pathlib import Path
+
 import pytest
 
+from coatcheck.record import Meta, Record
 from coatcheck.stores import SQLiteStore
 from coatcheck.testing import StoreConformance
 
@@ -85,3 +91,43 @@ async def test_concurrent_processes_patch_different_keys(secret: str, tmp_path) 
     got = await store.get(key)
     await store.close()
     assert got is not None and len(got.data) == 1 + 4 * 25
+
+
+@pytest.fixture
+def umask_022():
+    previous = os.umask(0o022)  # the usual default: new files readable by everyone
+    yield
+    os.umask(previous)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+async def test_database_wal_and_shm_files_are_created_readable_by_the_owner_only(tmp_path, umask_022) -> None:
+    path = tmp_path / "sessions.db"
+    store = SQLiteStore(path)
+    try:
+        await store.set("k" * 64, Record(data={"v": 1}, meta=Meta(created=1.0, last_seen=1.0)))
+        files = [path, Path(f"{path}-wal"), Path(f"{path}-shm")]
+        assert {f.name: _mode(f) for f in files} == {f.name: 0o600 for f in files}
+    finally:
+        await store.close()
+
+
+async def test_an_existing_database_keeps_its_mode_and_a_readable_one_is_warned_about(
+    tmp_path, umask_022, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "shared.db"
+    path.touch()
+    path.chmod(0o640)  # the operator's choice, e.g. a group of app users: not changed behind their back
+    store = SQLiteStore(path)
+    try:
+        with caplog.at_level(logging.WARNING, logger="coatcheck"):
+            await store.set("k" * 64, Record(data={"v": 1}, meta=Meta(created=1.0, last_seen=1.0)))
+            await store.count()
+        assert _mode(path) == 0o640
+        warnings = [r.getMessage() for r in caplog.records if "readable by other users" in r.getMessage()]
+        assert len(warnings) == 1 and str(path) in warnings[0] and "chmod 600" in warnings[0]
+    finally:
+        await store.close()

@@ -16,7 +16,9 @@ cookie name, or editing the clear-text expiry, makes it fail to open. The expiry
 clear so expired cookies are rejected before any decryption; the payload repeats the
 exact deadlines and the caller checks them too.
 
-Everything here is pure and never raises on hostile input: `open` returns None.
+Everything here is pure and never raises on hostile input: `open` returns None. `seal`
+refuses (SessionTooLarge) a payload over `MAX_PAYLOAD`, which `open` would refuse to
+inflate: a compressible session is never written only to be lost on the next request.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from typing import NamedTuple, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from .errors import SessionTooLarge
 
 SEALED = 0x01
 SIGNED = 0x02
@@ -119,6 +123,12 @@ def _context(name: str, header: bytes) -> bytes:
 
 
 def _frame_header(version: int, payload: bytes, expires: float | None, compress: bool) -> tuple[bytes, bytes]:
+    if len(payload) > MAX_PAYLOAD:
+        raise SessionTooLarge(
+            f"the client-side session is {len(payload)} bytes serialized, above the 1 MiB "
+            f"({MAX_PAYLOAD} bytes) a cookie may hold once inflated: store less in the session, "
+            "or use a server-side store"
+        )
     packed = deflate(payload) if compress else None
     flags = FLAG_DEFLATED if packed is not None else 0
     return HEADER.pack(version, flags, expiry_field(expires)), packed if packed is not None else payload

@@ -11,8 +11,10 @@ Three modes:
   none either); limit the lifetime with ``Cookie(max_age=...)`` and rotate secrets.
 
 Sealed and signed values too large for one cookie are split into ``name.0``, ``name.1``...
-each at most 4096 bytes including attributes; above `max_chunks` cookies the commit raises
-`SessionTooLarge` instead of letting the browser drop the cookie silently.
+each at most 4096 bytes including attributes; above `max_chunks` cookies, or above the
+1 MiB a payload may inflate to when opened (a highly compressible session fits in a small
+cookie but could not be read back), the commit raises `SessionTooLarge` instead of
+letting the session be lost silently.
 """
 
 from __future__ import annotations
@@ -268,7 +270,8 @@ class CookieStore:
         render: RenderCookie,
     ) -> list[bytes]:
         """Set-Cookie values carrying `record`, and expirations of this session's cookies the
-        browser has but no longer needs. Raises SessionTooLarge above `max_chunks` cookies."""
+        browser has but no longer needs. Raises SessionTooLarge above `max_chunks` cookies
+        or when the serialized record is over 1 MiB (more than opening inflates)."""
         serializer = self._need_serializer()
         found = self._find(cookie_header, name)
         if self.mode == "cookie-session":

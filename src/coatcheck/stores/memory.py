@@ -15,8 +15,12 @@ _SWEEP_PER_WRITE = 2
 
 
 class MemoryStore:
-    """Sessions in a dict in this process: O(1) operations, LRU eviction past `max_entries`.
+    """Sessions in a dict in this process: O(1) operations, at most `max_entries` sessions.
 
+    When a write would exceed `max_entries`, the least recently used session *without a
+    user* is evicted; a logged-in session (one bound by `login()`) is evicted, least
+    recently used first, only when every stored session is logged in. So anonymous traffic,
+    however heavy, cannot push out a logged-in user; `max_entries` logged-in users can.
     Expired entries are dropped when read and swept a few at a time on every write, so no
     background task is needed. Data is kept serialized, so requests never share objects.
     Everything is lost when the process exits.
@@ -35,6 +39,7 @@ class MemoryStore:
         self._serializer = serializer
         self._clock = clock
         self._entries: OrderedDict[str, tuple[bytes, Meta]] = OrderedDict()
+        self._anonymous: OrderedDict[str, None] = OrderedDict()  # keys without a user, LRU order
         self._users: dict[str, set[str]] = {}
 
     def __repr__(self) -> str:
@@ -48,10 +53,13 @@ class MemoryStore:
             self._drop(key)
             return None
         self._entries.move_to_end(key)
+        if key in self._anonymous:
+            self._anonymous.move_to_end(key)
         return entry
 
     def _drop(self, key: str) -> None:
         entry = self._entries.pop(key, None)
+        self._anonymous.pop(key, None)
         if entry is not None and entry[1].user_id is not None:
             keys = self._users.get(entry[1].user_id)
             if keys is not None:
@@ -64,6 +72,8 @@ class MemoryStore:
         self._entries[key] = (encode_record(record, self._serializer), record.meta)
         if record.meta.user_id is not None:
             self._users.setdefault(record.meta.user_id, set()).add(key)
+        else:
+            self._anonymous[key] = None
         self._sweep()
 
     def _sweep(self) -> None:
@@ -74,7 +84,7 @@ class MemoryStore:
                 break
             self._drop(oldest)
         while len(self._entries) > self.max_entries:
-            self._drop(next(iter(self._entries)))
+            self._drop(next(iter(self._anonymous or self._entries)))
 
     async def get(self, key: str) -> Record | None:
         entry = self._live(key)
@@ -142,4 +152,5 @@ class MemoryStore:
 
     async def close(self) -> None:
         self._entries.clear()
+        self._anonymous.clear()
         self._users.clear()

@@ -5,7 +5,7 @@ One row per session::
     key         VARCHAR(255) PRIMARY KEY   storage key (hash of the id)
     data        PostgreSQL: JSONB {key: JSON text of the value}; MySQL: LONGTEXT (a JSON object)
     meta        TEXT (JSON)                deadlines, last seen, user id, hints
-    user_id     VARCHAR(255) NULL          indexed: the user index
+    user_id     VARCHAR(255) NULL          indexed: the user index (MySQL: VARBINARY(1020), see below)
     expires_at  TIMESTAMP (UTC) NULL       indexed: the earlier deadline; NULL never expires
     last_seen   TIMESTAMP (UTC)            for listing, most recent first
 
@@ -14,6 +14,12 @@ character, which is valid in JSON session data; wrapping each value as text keep
 value exact while the top-level object stays JSONB, so a delta commit is one UPDATE with
 `data - removed_keys || changed`. Top-level keys containing NUL or `%` are percent-escaped
 (reversibly) for the same reason.
+
+Why MySQL/MariaDB keep user ids as VARBINARY (UTF-8 bytes): `utf8mb4_bin` is a PAD SPACE
+collation, so in a VARCHAR column "alice" would equal "alice  " and `sessions_for` /
+`destroy_user` would reach another user's sessions. Binary strings compare byte for byte.
+A table created before this (a VARCHAR user_id) is altered in place the first time a store
+ensures the table, under the same lock that serializes table creation across processes.
 """
 
 from __future__ import annotations
@@ -48,8 +54,10 @@ __all__ = ["SQLStore"]
 T = TypeVar("T")
 
 DEFAULT_TABLE = "coatcheck_sessions"
+_MYSQL = ("mysql", "mariadb")
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,47}$")
 _MAX_COLUMN = 255
+_USER_ID_BYTES = 4 * _MAX_COLUMN  # 255 characters of up to 4 UTF-8 bytes each
 
 
 class SQLStore:
@@ -208,11 +216,28 @@ class SQLStore:
                         )
                     try:
                         await conn.run_sync(self._metadata.create_all, checkfirst=True)
+                        await self._migrate_exact_user_ids(conn)
                         await conn.commit()
                     finally:
                         await conn.execute(sa.text("SELECT RELEASE_LOCK(:name)"), {"name": name})
                         await conn.commit()
             self._ready = True
+
+    async def _migrate_exact_user_ids(self, conn: AsyncConnection) -> None:
+        """Make a MySQL table's VARCHAR (PAD SPACE) user_id column VARBINARY, keeping its bytes
+        and its index. Called with the table-creation lock held, so only one process alters."""
+        kind = await conn.scalar(
+            sa.text(
+                "SELECT DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
+                "AND TABLE_NAME = :table AND COLUMN_NAME = 'user_id'"
+            ),
+            {"table": self.table_name},
+        )
+        if kind is not None and str(kind).lower() != "varbinary":
+            # the table name matched _TABLE_NAME, so it is safe to quote into DDL
+            await conn.execute(
+                sa.text(f"ALTER TABLE `{self.table_name}` MODIFY user_id VARBINARY({_USER_ID_BYTES}) NULL")
+            )
 
     async def drop_table(self) -> None:
         """Drop the table with every session in it (for tests and uninstalling)."""
@@ -382,6 +407,25 @@ class SQLStore:
             await self._engine.dispose()
 
 
+class _ExactUserId(sa.types.TypeDecorator[str]):
+    """A user id column compared exactly: VARCHAR(255), or on MySQL/MariaDB VARBINARY
+    holding the UTF-8 bytes (their utf8mb4_bin collation ignores trailing spaces)."""
+
+    impl = sa.String(_MAX_COLUMN)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name in _MYSQL:
+            return dialect.type_descriptor(mysql.VARBINARY(_USER_ID_BYTES))
+        return dialect.type_descriptor(sa.String(_MAX_COLUMN))
+
+    def process_bind_param(self, value: str | None, dialect: sa.Dialect) -> Any:
+        return value.encode() if value is not None and dialect.name in _MYSQL else value
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> str | None:
+        return value.decode() if isinstance(value, bytes) else value
+
+
 def _define_table(metadata: sa.MetaData, name: str) -> sa.Table:
     key_type = sa.String(_MAX_COLUMN)
     text = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
@@ -392,7 +436,7 @@ def _define_table(metadata: sa.MetaData, name: str) -> sa.Table:
         sa.Column("key", key_type, primary_key=True),
         sa.Column("data", text.with_variant(pg.JSONB(), "postgresql"), nullable=False),
         sa.Column("meta", sa.Text(), nullable=False),
-        sa.Column("user_id", sa.String(_MAX_COLUMN), nullable=True),
+        sa.Column("user_id", _ExactUserId(), nullable=True),
         sa.Column("expires_at", when, nullable=True),
         sa.Column("last_seen", when, nullable=False),
         sa.Index(f"{name}_expires_at", "expires_at"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Callable, Collection
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..codec import DEFAULT_SERIALIZER, Serializer
+from ..config import logger
 from ..errors import ConfigurationError, SessionStoreError
 from ..record import Meta, Record, SessionInfo
 from ._toolkit import store_errors
@@ -41,6 +43,11 @@ class SQLiteStore:
     WAL lets readers in other processes proceed while one writes, and `busy_timeout`
     bounds how long a write waits for another process's lock. Expired rows are invisible
     at once and deleted by `purge_expired()` (in batches) or when overwritten.
+
+    A database file the store creates is readable by its owner only (0600), and so are
+    the `-wal` and `-shm` files, which SQLite creates with the database's mode. An
+    existing file keeps its mode (it may be shared on purpose); if other users can read
+    it, a warning says so once, naming the file.
     """
 
     def __init__(
@@ -68,6 +75,7 @@ class SQLiteStore:
     def _connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
+            _create_owner_only(self.path)
             conn = sqlite3.connect(
                 self.path,
                 timeout=self._busy_ms / 1000,
@@ -265,3 +273,33 @@ class SQLiteStore:
 
             await asyncio.get_running_loop().run_in_executor(executor, shut)
             executor.shutdown(wait=True)
+
+
+def _create_owner_only(path: str | os.PathLike[str]) -> None:
+    """Create the database file with mode 0600 if it does not exist; warn if an existing
+    one, or its -wal/-shm file, is readable by other users (session data is credentials)."""
+    if not isinstance(path, Path):  # ":memory:"
+        return
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+        return
+    except FileExistsError:
+        pass
+    except OSError:
+        return  # e.g. a missing directory: sqlite3.connect reports it
+    for name in (str(path), f"{path}-wal", f"{path}-shm"):
+        try:
+            mode = os.stat(name).st_mode
+        except OSError:
+            continue
+        if mode & (stat.S_IRWXG | stat.S_IRWXO) and name not in _WARNED:
+            _WARNED.add(name)
+            logger.warning(
+                "coatcheck: the SQLite session file %r is readable by other users (mode %o): "
+                "chmod 600 it unless sharing it is intended",
+                name,
+                stat.S_IMODE(mode),
+            )
+
+
+_WARNED: set[str] = set()  # files already warned about: once per process

@@ -1,4 +1,4 @@
-"""Each runnable README example works exactly as written: the file as shown, installed with the
+"""Each runnable example of the README and docs/ works exactly as written: the file as shown, installed with the
 install command that follows it (its extras are declared, its packages installed), its
 secret exported with the README's own line, and served by every command its run comment
 names (uvicorn, gunicorn, flask run), as real server processes.
@@ -48,15 +48,25 @@ class Example:
     run: list[str]
 
 
-def readme_blocks() -> list[tuple[str, str]]:
-    """(language, body) of every fenced block of README.md, in order."""
-    return re.findall(r"```(\w*)\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)
+DOCS = ROOT / "docs"
+PAGES = [README, *sorted(DOCS.glob("*.md"))]
+
+
+def fenced_blocks(page: Path) -> list[tuple[str, str]]:
+    """(language, body) of every fenced block of a Markdown page, in order."""
+    return re.findall(r"```(\w*)\n(.*?)```", page.read_text(encoding="utf-8"), flags=re.S)
 
 
 def examples() -> dict[str, Example]:
     """Every python block whose header says `# <file>.py; run with: ...`, by its first line."""
     found: dict[str, Example] = {}
-    blocks = readme_blocks()
+    for page in PAGES:
+        found.update(runnable_examples(fenced_blocks(page)))
+    return found
+
+
+def runnable_examples(blocks: list[tuple[str, str]]) -> dict[str, Example]:
+    found: dict[str, Example] = {}
     for index, (language, body) in enumerate(blocks):
         header = FIRST_LINE.match(body)
         if language != "python" or header is None or not body.startswith(header.group(0)):
@@ -86,12 +96,48 @@ FLASK = (
 
 def example(first_line: str) -> Example:
     found = examples()
-    assert first_line in found, f"README has no runnable example starting {first_line!r}"
+    assert first_line in found, f"README.md and docs/ have no runnable example starting {first_line!r}"
     return found[first_line]
 
 
 def test_every_runnable_example_is_one_of_these_tests() -> None:
     assert set(examples()) == {STARLETTE, STARLETTE_LOGIN, FASTAPI_LOGIN, FLASK}
+    in_readme = runnable_examples(fenced_blocks(README))
+    assert {STARLETTE, FLASK} <= set(in_readme)  # the front door shows one example per framework
+
+
+# ---- the documentation site -----------------------------------------------------------------------
+def slug(heading: str) -> str:
+    """The anchor mkdocs (Python-Markdown's toc) gives a heading."""
+    text = re.sub(r"[^\w\s-]", "", heading.replace("`", "")).strip().lower()
+    return re.sub(r"[-\s]+", "-", text)
+
+
+def test_every_readme_link_into_docs_names_a_page_and_heading_that_exist() -> None:
+    links = re.findall(r"\]\((docs/[^)#]*)(?:#([^)]+))?\)", README.read_text(encoding="utf-8"))
+    assert links
+    for target, anchor in links:
+        path = ROOT / target
+        assert path.exists(), f"README links to {target}, which does not exist"
+        if anchor:
+            headings = re.findall(r"^#+ (.+)$", path.read_text(encoding="utf-8"), flags=re.M)
+            assert anchor in {slug(h) for h in headings}, f"{target} has no heading #{anchor}"
+
+
+def test_the_documentation_site_builds_with_warnings_as_errors(tmp_path: Path) -> None:
+    """Broken links, unknown anchors, pages missing from the nav and API names that no longer
+    resolve are errors (mkdocs.yml sets each to warn; --strict turns warnings into errors)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    api = (tmp_path / "site" / "api" / "index.html").read_text(encoding="utf-8")
+    for name in ("coatcheck.SessionMiddleware", "coatcheck.Session.login", "coatcheck.stores.RedisStore"):
+        assert f'id="{name}"' in api, f"the API reference lost {name}"
 
 
 # ---- install commands -----------------------------------------------------------------------------

@@ -68,14 +68,39 @@ def cli() -> None:
     help="Another origin the browser may use, e.g. http://192.168.1.5:8000 with --host 0.0.0.0 "
     "(forms from unknown origins are refused by the CSRF check).",
 )
-def demo(store_url: str, host: str, port: int, secret_file: Path | None, origins: tuple[str, ...]) -> None:
+@click.option(
+    "--instances",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 8),
+    help="Serve the app from N processes, on ports PORT to PORT+N-1, to see which sessions follow you.",
+)
+@click.option("--instance-number", default=1, type=click.IntRange(1, 8), hidden=True)
+def demo(
+    store_url: str,
+    host: str,
+    port: int,
+    secret_file: Path | None,
+    origins: tuple[str, ...],
+    instances: int,
+    instance_number: int,
+) -> None:
     """Run the demo app: log in, fill a cart, and watch the cookie and the store."""
     try:
         from .demo.server import run as serve
     except ModuleNotFoundError as exc:
         raise Failure(f"the demo needs the {exc.name!r} package: pip install 'coatcheck[demo]'") from None
     try:
-        serve(store_url=store_url, host=host, port=port, secret_file=secret_file, origins=origins, say=_say)
+        serve(
+            store_url=store_url,
+            host=host,
+            port=port,
+            secret_file=secret_file,
+            origins=origins,
+            say=_say,
+            instances=instances,
+            instance_number=min(instance_number, instances),
+        )
     except ConfigurationError as exc:
         raise Failure(str(exc), 2) from None
     except CoatcheckError as exc:

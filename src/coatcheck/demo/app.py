@@ -7,9 +7,7 @@ with a redirect (so reloading a page never repeats an action), and leaves a flas
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 import jinja2
 from starlette.applications import Starlette
@@ -20,13 +18,13 @@ from starlette.templating import Jinja2Templates
 from .. import templating
 from ..asgi import SessionMiddleware
 from ..csrf import CSRFMiddleware
-from ..runtime import SessionManager
 from ..stores.base import ClientSideStore, Store
 from . import pages
 from .inspector import ASGIApp, CookieWitness, Receive, Scope, Send, format_delta, format_time
-from .modes import SINGLE, Instance, StoreView, store_view
+from .modes import SINGLE, Instance, store_view
 from .refusal import StyledRefusals
 from .rendering import COOKIE_NAME
+from .state import Demo
 
 
 def origins_for(host: str, port: int) -> list[str]:
@@ -36,43 +34,6 @@ def origins_for(host: str, port: int) -> list[str]:
     else:
         names = [f"[{host}]" if ":" in host else host]
     return [f"http://{name}:{port}" for name in names]
-
-
-@dataclass(slots=True)
-class Demo:
-    """The running demo: its session manager, its store and when this process started."""
-
-    manager: SessionManager
-    store_url: str
-    view: StoreView
-    started_at: float = field(default_factory=time.time)
-    witness: CookieWitness | None = None
-    instance: Instance = SINGLE
-
-    @property
-    def store(self) -> Store:
-        return self.manager.store
-
-    @property
-    def client_side(self) -> ClientSideStore | None:
-        """The CookieStore when sessions live in the cookie, else None."""
-        return self.manager.client_side
-
-    @property
-    def cookie_mode(self) -> str:
-        if self.client_side is None:
-            return "server"
-        return str(getattr(self.client_side, "mode", "sealed"))
-
-    def cookie_names(self) -> frozenset[str]:
-        """Every cookie name the session may use: client-side sessions split into chunks."""
-        name = self.manager.settings.name
-        names = {name}
-        if self.client_side is not None:
-            chunks = int(getattr(self.client_side, "max_chunks", 1))
-            names.update(f"{name}.{i}" for i in range(chunks))
-            names.add(f"{name}.sig")
-        return frozenset(names)
 
 
 class DemoApp:

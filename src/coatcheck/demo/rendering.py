@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -20,9 +20,7 @@ from .inspector import (
     record_view,
     request_cookies,
 )
-
-if TYPE_CHECKING:
-    from .app import Demo
+from .state import Demo
 
 COOKIE_NAME = "coatcheck_demo"
 ID_CHANGE = "id-change"  # the flash category of the login lesson, shown in the inspector

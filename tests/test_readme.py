@@ -92,6 +92,7 @@ FASTAPI_LOGIN = "# example: fastapi-login"
 FLASK = (
     "# app.py; run with: gunicorn -w 4 -k gthread --threads 4 app:app, or: flask run (SECRET_KEY exported)"
 )
+FLASK_REFERENCE = "# app.py; run with: flask run (SECRET_KEY exported)"  # docs/flask.md
 
 
 def example(first_line: str) -> Example:
@@ -101,7 +102,7 @@ def example(first_line: str) -> Example:
 
 
 def test_every_runnable_example_is_one_of_these_tests() -> None:
-    assert set(examples()) == {STARLETTE, STARLETTE_LOGIN, FASTAPI_LOGIN, FLASK}
+    assert set(examples()) == {STARLETTE, STARLETTE_LOGIN, FASTAPI_LOGIN, FLASK, FLASK_REFERENCE}
     in_readme = runnable_examples(fenced_blocks(README))
     assert {STARLETTE, FLASK} <= set(in_readme)  # the front door shows one example per framework
 
@@ -158,7 +159,7 @@ def assert_installed(name: str, why: str) -> None:
         pytest.fail(f"{name} ({why}) is not installed: pip install -e '.[dev]'")
 
 
-@pytest.mark.parametrize("first_line", [STARLETTE, STARLETTE_LOGIN, FASTAPI_LOGIN, FLASK])
+@pytest.mark.parametrize("first_line", [STARLETTE, STARLETTE_LOGIN, FASTAPI_LOGIN, FLASK, FLASK_REFERENCE])
 def test_the_install_command_names_declared_extras_and_installable_packages(first_line: str) -> None:
     found = example(first_line)
     assert len(found.install) == 1, found.install
@@ -319,5 +320,35 @@ async def _forget(user: str) -> None:
     store = RedisStore("redis://localhost:6379/0")  # the store the example writes to
     try:
         await store.destroy_user(user)
+    finally:
+        await store.close()
+
+
+@pytest.mark.redis
+def test_the_flask_reference_example_counts_visits_under_flask_run(tmp_path: Path, redis_url: str) -> None:
+    found = example(FLASK_REFERENCE)
+    assert found.run == found.run_commands == ["flask run"]
+    variables = exported(found)
+    with (
+        serve(found.run[0], written(found, tmp_path), variables) as base,
+        httpx.Client(base_url=base, timeout=30) as browser,
+    ):
+        assert browser.get("/").json() == {"visits": 1, "flashes": []}
+        assert browser.get("/").json() == {"visits": 2, "flashes": []}
+        cookie = next(iter(browser.cookies.jar)).value
+    asyncio.run(_forget_session(cookie, variables["SECRET_KEY"]))
+
+
+async def _forget_session(cookie: str, secret: str) -> None:
+    """Delete the record the example wrote to the shared Redis db 0 (by the cookie's id)."""
+    from urllib.parse import unquote
+
+    from coatcheck.crypto import Keyring, storage_key
+
+    session_id = Keyring(secret).unsign_id(unquote(cookie).encode())
+    assert session_id is not None
+    store = RedisStore("redis://localhost:6379/0")
+    try:
+        await store.destroy(storage_key(session_id))
     finally:
         await store.close()

@@ -3,7 +3,6 @@ restarted: what survives a restart depends on the store. Screenshots go to test-
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import shutil
@@ -242,12 +241,15 @@ def mode_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'modes.db'}"
     elif request.param == "redis":
-        from tests.test_demo_modes import _drop_keys
+        import redis  # the sync client: Playwright's sync API already runs an event loop here
 
         redis_url: str = request.getfixturevalue("redis_url")
         prefix = f"demo-browser-{secrets.token_hex(6)}:"
         yield f"{redis_url}?prefix={prefix}"
-        asyncio.run(_drop_keys(redis_url, prefix))
+        with redis.Redis.from_url(redis_url) as client:
+            keys = list(client.scan_iter(match=f"{prefix}*"))
+            if keys:
+                client.delete(*keys)
     else:
         yield f"{request.param}://"
 

@@ -123,7 +123,7 @@ class BrowserCookie:
     http_only: bool
     secure: bool
     same_site: str
-    known: bool  # False: set by an earlier server process, flags not remembered
+    known: bool  # False: set by another server process, flags not remembered
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,20 +199,21 @@ def browser_cookie(
     """What DevTools would show for this cookie.
 
     `sent` is the Set-Cookie this process last sent for this value; without it (the cookie
-    was set by an earlier server process) the flags come from `fallback`, the configured
+    was set by another server process) the flags come from `fallback`, the configured
     attributes, whose "max_age" is the session's current max-age or UNKNOWN.
     """
     if sent is None:
         max_age = fallback["max_age"]
         if max_age == UNKNOWN:
-            expires, note = "not known", "set by an earlier server process, which this one cannot ask"
+            expires = "not known"
+            note = "set by another server process (an earlier one, or another instance), which this one cannot ask"
         elif max_age is None:
             expires, note = "Session", "no Max-Age: the browser drops it when it closes"
         else:
             expires = "not known exactly"
             note = (
-                f"Max-Age={int(max_age)}, counted from the last time the session changed, "
-                "which was before this server process started"
+                f"Max-Age={int(max_age)}, counted from the last time another server process (an earlier "
+                "one, or another instance) sent the cookie"
             )
         return BrowserCookie(
             name=name,

@@ -4,18 +4,23 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
+import pty
 import re
 import secrets
 import shutil
 import signal
 import socket
 import stat
+import struct
 import subprocess
 import sys
+import termios
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +49,33 @@ def cli(
     env.pop("COATCHECK_STORE", None)
     env.pop("COATCHECK_DEBUG", None)
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
+
+
+def tty_cli(*args: str, columns: int, timeout: float = 120) -> str:
+    """Run the command with stdout on a terminal `columns` wide (a pseudo-terminal); returns
+    what the terminal showed."""
+    assert SCRIPT is not None, "the coatcheck script is not installed: pip install -e ."
+    primary, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    # rich treats TERM=dumb as 80 columns whatever the size: a real terminal type, no colour
+    env = {**os.environ, "COLUMNS": str(columns), "NO_COLOR": "1", "TERM": "xterm"}
+    env.pop("COATCHECK_STORE", None)
+    proc = subprocess.Popen([SCRIPT, *args], stdout=secondary, stderr=subprocess.PIPE, env=env)
+    os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # EIO: the command exited and closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(primary)
+    stderr = proc.communicate(timeout=timeout)[1]
+    assert proc.returncode == 0, stderr
+    shown = b"".join(chunks).decode().replace("\r\n", "\n")
+    return re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", shown)  # styles (bold) are not text
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *, code: int, says: str) -> None:
@@ -180,14 +212,56 @@ def test_secret_prints_a_new_strong_secret(entry: str) -> None:
 # ---- sessions list / show ---------------------------------------------------------------------
 def test_list_shows_hints_users_and_times_never_full_ids(seeded: tuple[str, list[str]]) -> None:
     url, keys = seeded
+    shown = tty_cli("sessions", "list", "--store", url, columns=200)
+    for key in keys:
+        assert key[:12] in shown
+        assert key[12:24] not in shown
+    assert "ann" in shown and "bob" in shown
+    assert "4 live sessions" in shown
+    assert "times in UTC" in shown
+
+
+LONG_USER = "ann.longname@example.org"
+
+
+def test_list_in_an_80_column_terminal_keeps_hints_and_users_whole(store_url: str) -> None:
+    keys = seed(store_url, {"user": LONG_USER}, {"user": "bob"}, {})
+    try:
+        shown = tty_cli("sessions", "list", "--store", store_url, columns=80)
+    finally:
+        cleanup(store_url, keys)
+    lines = shown.splitlines()
+    assert all(len(line) <= 80 for line in lines), shown
+    for key, user in zip(keys, [LONG_USER, "bob", "-"], strict=True):
+        row = next(line for line in lines if key[:12] in line)
+        assert re.search(rf"(?<!\S){re.escape(user)}\s", row), row  # the whole user id on the hint's row
+    assert "in 59 min" in shown or "in 1 h" in shown  # times relative to now fit in 80 columns
+
+
+def test_list_piped_prints_one_tab_separated_row_per_session(seeded: tuple[str, list[str]]) -> None:
+    url, keys = seeded
     result = cli("sessions", "list", "--store", url)
     assert result.returncode == 0, result.stderr
-    for key in keys:
-        assert key[:12] in result.stdout
-        assert key[12:24] not in result.stdout
-    assert "ann" in result.stdout and "bob" in result.stdout
-    assert "4 live sessions" in result.stdout
-    assert "times in UTC" in result.stdout
+    rows = [line.split("\t") for line in result.stdout.splitlines()]
+    assert sorted(row[0] for row in rows) == sorted(key[:12] for key in keys)
+    assert all(len(row) == 6 for row in rows), rows
+    by_hint = {row[0]: row for row in rows}
+    assert by_hint[keys[0][:12]][1] == "ann" and by_hint[keys[3][:12]][1] == ""
+    for row in rows:
+        created, last_seen, expires = (datetime.fromisoformat(field) for field in row[2:5])
+        assert created <= last_seen < expires
+    assert [line for line in result.stdout.splitlines() if "\tbob\t" in line]  # grep finds a user
+
+
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_list_as_json_is_the_same_sessions(seeded: tuple[str, list[str]], entry: str) -> None:
+    url, keys = seeded
+    result = cli("sessions", "list", "--store", url, "--json", entry=entry)
+    assert result.returncode == 0, result.stderr
+    listed = json.loads(result.stdout)
+    assert listed["total"] == 4
+    assert sorted(row["hint"] for row in listed["sessions"]) == sorted(key[:12] for key in keys)
+    assert sorted(row["user"] or "" for row in listed["sessions"]) == ["", "ann", "ann", "bob"]
 
 
 @pytest.mark.parametrize("entry", ENTRIES)
@@ -206,7 +280,10 @@ def test_list_limit_says_how_many_are_hidden(seeded: tuple[str, list[str]]) -> N
     url, _ = seeded
     result = cli("sessions", "list", "--store", url, "--limit", "2")
     assert result.returncode == 0, result.stderr
-    assert "Showing the 2 most recently seen; --limit 0 shows all." in result.stdout
+    assert len(result.stdout.splitlines()) == 2  # piped: rows on stdout, the note on stderr
+    assert "Showing the 2 most recently seen of 4; --limit 0 shows all." in result.stderr
+    shown = tty_cli("sessions", "list", "--store", url, "--limit", "2", columns=100)
+    assert "Showing the 2 most recently seen of 4; --limit 0 shows all." in shown
 
 
 def test_show_prints_metadata_and_data_with_the_csrf_token_hidden(seeded: tuple[str, list[str]]) -> None:
@@ -221,6 +298,20 @@ def test_show_prints_metadata_and_data_with_the_csrf_token_hidden(seeded: tuple[
     assert table.returncode == 0, table.stderr
     assert "absolute deadline" in table.stdout and '"coat"' in table.stdout
     assert "t0ken" not in result.stdout + table.stdout
+
+
+def test_show_prints_data_as_valid_json_however_long_its_lines(store_url: str) -> None:
+    data = {"note": "x" * 300, "cart": [{"sku": f"coat-{i}", "sizes": ["s", "m", "l"]} for i in range(5)]}
+    keys = seed(store_url, {"user": "ann", "data": data})
+    try:
+        piped = cli("sessions", "show", keys[0][:12], "--store", store_url)
+        in_terminal = tty_cli("sessions", "show", keys[0][:12], "--store", store_url, columns=80)
+    finally:
+        cleanup(store_url, keys)
+    assert piped.returncode == 0, piped.stderr
+    for shown in (piped.stdout, in_terminal):
+        after = shown.split("data (times above in UTC):\n", 1)[1]
+        assert json.loads(after) == data
 
 
 def test_an_ambiguous_hint_is_a_clear_error(store_url: str) -> None:
@@ -314,8 +405,17 @@ def test_stats_count_by_age_and_by_user(seeded: tuple[str, list[str]]) -> None:
     assert stats["top_users"][0] == {"user": "ann", "sessions": 2}
     table = cli("sessions", "stats", "--store", url)
     assert table.returncode == 0, table.stderr
-    assert "4 live sessions: 2 users, 1 anonymous sessions" in table.stdout
+    assert "4 live sessions: 2 users, 1 anonymous session\n" in table.stdout
     assert "By age" in table.stdout and "Top 2 users" in table.stdout
+
+
+def test_stats_says_one_session_in_the_singular(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'one.db'}"
+    seed(url, {"user": "ann"})
+    result = cli("sessions", "stats", "--store", url)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("1 live session: 1 user, 0 anonymous sessions\n")
+    assert re.search(r"^Top 1 user *$", result.stdout, flags=re.M)
 
 
 def test_the_store_can_come_from_the_environment(seeded: tuple[str, list[str]]) -> None:

@@ -424,7 +424,7 @@ async def test_the_demo_on_cookie_sessions_shows_the_sealed_cookie_and_keeps_not
         sealed = c.cookies.get(COOKIE_NAME) or ""
         assert "scarf" not in sealed and len(sealed) > 100  # encrypted, not readable
         profile = (await c.get("/profile")).text
-        assert "cannot list or end your other sessions" in profile
+        assert "can neither show nor end the others" in profile
         await post(c, "/profile/logout-others")
         assert "cannot find your others" in (await c.get("/profile")).text
         cookies = list(c.cookies.jar)

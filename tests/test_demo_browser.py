@@ -4,6 +4,7 @@ restarted: what survives a restart depends on the store. Screenshots go to test-
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -35,9 +36,10 @@ SCRIPT = shutil.which("coatcheck", path=str(Path(sys.executable).parent)) or shu
 class DemoProcess:
     """`coatcheck demo` as a real process on a fixed port, which can be killed and restarted."""
 
-    def __init__(self, store_url: str, cwd: Path) -> None:
+    def __init__(self, store_url: str, cwd: Path, *extra: str) -> None:
         self.store_url = store_url
         self.cwd = cwd
+        self.extra = list(extra)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -48,7 +50,7 @@ class DemoProcess:
         self.starts += 1
         log = open(self.cwd / f"demo-{self.starts}.log", "wb")  # noqa: SIM115 - kept open for the child
         self.proc = subprocess.Popen(
-            [SCRIPT, "demo", "--port", str(self.port), "--store", self.store_url],
+            [SCRIPT, "demo", "--port", str(self.port), "--store", self.store_url, *self.extra],
             cwd=self.cwd,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -93,8 +95,8 @@ def browser() -> Iterator[Any]:
 def demo_in(tmp_path: Path) -> Iterator[Any]:
     started: list[DemoProcess] = []
 
-    def make(store_url: str) -> DemoProcess:
-        demo = DemoProcess(store_url, tmp_path)
+    def make(store_url: str, *extra: str) -> DemoProcess:
+        demo = DemoProcess(store_url, tmp_path, *extra)
         started.append(demo)
         demo.start()
         return demo
@@ -227,4 +229,91 @@ def test_a_cookie_session_survives_a_restart_with_nothing_on_the_server(browser:
     page.click("#logout")
     page.wait_for_selector("#logged-out")
     assert session_cookie(context) is None
+    context.close()
+
+
+# ---- every page in every mode: the sentences that depend on the store ------------------------------
+PAGES = ["/", "/login", "/cart", "/settings", "/profile", "/restart", "/instances"]
+
+
+@pytest.fixture(params=["sqlite", "memory", "cookie", "redis"])
+def mode_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'modes.db'}"
+    elif request.param == "redis":
+        import redis  # the sync client: Playwright's sync API already runs an event loop here
+
+        redis_url: str = request.getfixturevalue("redis_url")
+        prefix = f"demo-browser-{secrets.token_hex(6)}:"
+        yield f"{redis_url}?prefix={prefix}"
+        with redis.Redis.from_url(redis_url) as client:
+            keys = list(client.scan_iter(match=f"{prefix}*"))
+            if keys:
+                client.delete(*keys)
+    else:
+        yield f"{request.param}://"
+
+
+def test_every_page_in_every_mode_says_what_this_store_does(
+    browser: Any, demo_in: Any, mode_url: str
+) -> None:
+    demo = demo_in(mode_url)
+    mode = mode_url.split(":", 1)[0]
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    failed: list[str] = []
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status == 404 else None)
+    log_in_and_fill_cart(page, demo, "Ada")
+    for path in PAGES:
+        response = page.goto(f"{demo.url}{path}")
+        assert response is not None and response.status == 200, path
+    assert not failed, failed  # the favicon included
+    page.goto(f"{demo.url}/")
+    metaphor = page.inner_text("#metaphor")
+    assert ("carry the coat yourself" in metaphor) == (mode == "cookie")
+    assert (page.locator("#cli-hint").count() == 1) == (mode in ("sqlite", "redis"))
+    assert (page.locator("#step-other-sessions").count() == 1) == (mode != "cookie")
+    shot(page, f"modes-{mode}-home")
+    page.click("#logout")
+    page.wait_for_selector("#logged-out")
+    note = page.inner_text("#logged-out")
+    assert ("the server kept nothing to delete" in note) == (mode == "cookie")
+    context.close()
+
+
+def test_two_instances_share_a_sqlite_session_in_a_real_browser(
+    browser: Any, demo_in: Any, tmp_path: Path
+) -> None:
+    demo = demo_in(f"sqlite:///{tmp_path / 'two.db'}", "--instances", "2")
+    second = f"http://127.0.0.1:{demo.port + 1}"
+    wait_for_port("127.0.0.1", demo.port + 1, timeout=30)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    log_in_and_fill_cart(page, demo, "Ada")
+    page.goto(f"{second}/instances")
+    assert page.inner_text("#answered-by").startswith("instance 2 of 2")
+    assert "your session follows you" in page.inner_text("#instances-verdict")
+    assert page.inner_text("#who") == "Ada"
+    shot(page, "instances-2-followed")
+    context.close()
+
+
+def test_a_stale_form_is_refused_with_a_styled_page(browser: Any, demo_in: Any) -> None:
+    demo = demo_in("memory://")
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.goto(f"{demo.url}/cart")
+    demo.restart()  # memory://: the session that issued the form is gone
+    page.click("#add-coat")
+    page.wait_for_selector("#refused")
+    assert page.locator("#reload").get_attribute("href") == "/cart"
+    assert page.eval_on_selector("#refused", "e => getComputedStyle(e).borderRadius") == "6px"  # styled
+    shot(page, "refused-stale-form")
+    page.click("#reload")
+    page.wait_for_url(f"{demo.url}/cart")
+    page.click("#add-coat")
+    page.wait_for_selector("text=Added the wool coat to your cart.")
     context.close()

@@ -22,7 +22,7 @@ from ..cookies import parse_cookie_header
 from ..crypto import Keyring, storage_key
 from ..record import Meta
 from ..session import CSRF_KEY, Session
-from ..stores.base import ClientSideStore, Inventory, PatchingStore, Store, UserIndex
+from ..stores.base import Store
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -123,7 +123,7 @@ class BrowserCookie:
     http_only: bool
     secure: bool
     same_site: str
-    known: bool  # False: set by an earlier server process, flags not remembered
+    known: bool  # False: set by another server process, flags not remembered
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,15 +166,6 @@ class RecordView:
     data_bytes: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class StoreView:
-    kind: str
-    url: str
-    where: str
-    survives_restart: bool
-    capabilities: str
-
-
 def request_cookies(header: bytes | None, names: frozenset[str]) -> dict[str, bytes]:
     """The first value of each session cookie (or chunk) the browser sent."""
     found: dict[str, bytes] = {}
@@ -208,20 +199,21 @@ def browser_cookie(
     """What DevTools would show for this cookie.
 
     `sent` is the Set-Cookie this process last sent for this value; without it (the cookie
-    was set by an earlier server process) the flags come from `fallback`, the configured
+    was set by another server process) the flags come from `fallback`, the configured
     attributes, whose "max_age" is the session's current max-age or UNKNOWN.
     """
     if sent is None:
         max_age = fallback["max_age"]
         if max_age == UNKNOWN:
-            expires, note = "not known", "set by an earlier server process, which this one cannot ask"
+            expires = "not known"
+            note = "set by another server process (an earlier one, or another instance), which this one cannot ask"
         elif max_age is None:
             expires, note = "Session", "no Max-Age: the browser drops it when it closes"
         else:
             expires = "not known exactly"
             note = (
-                f"Max-Age={int(max_age)}, counted from the last time the session changed, "
-                "which was before this server process started"
+                f"Max-Age={int(max_age)}, counted from the last time another server process (an earlier "
+                "one, or another instance) sent the cookie"
             )
         return BrowserCookie(
             name=name,
@@ -276,7 +268,7 @@ def cookie_status(
     )
 
 
-async def record_view(session: Session, store: Store) -> RecordView | None:
+async def record_view(session: Session, store: Store, *, touch_after: float = 0.0) -> RecordView | None:
     """Read the session's record back from the store; None if it holds none."""
     if session.is_new:
         return None
@@ -284,16 +276,19 @@ async def record_view(session: Session, store: Store) -> RecordView | None:
     record = await store.get(key)
     if record is None:
         return None
-    return RecordView(key_hint=key[:12], data_json=data_json(record.data), meta=meta_rows(record.meta))
+    rows = meta_rows(record.meta, touch_after=touch_after)
+    return RecordView(key_hint=key[:12], data_json=data_json(record.data), meta=rows)
 
 
-def cookie_record_view(session: Session, serializer: Serializer) -> RecordView | None:
+def cookie_record_view(
+    session: Session, serializer: Serializer, *, touch_after: float = 0.0
+) -> RecordView | None:
     """For client-side sessions: the record as the server read it out of the cookie, with this
     request's changes (they are sealed into the response's cookie); None if there is none."""
     data = session.to_dict()
     if session.meta is None and not data:
         return None
-    rows = meta_rows(session.meta) if session.meta is not None else []
+    rows = meta_rows(session.meta, touch_after=touch_after) if session.meta is not None else []
     return RecordView(
         key_hint=None,
         data_json=data_json(data),
@@ -312,14 +307,22 @@ def data_json(data: dict[str, Any]) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True)
 
 
-def meta_rows(meta: Meta, now: float | None = None) -> list[Row]:
+def meta_rows(meta: Meta, now: float | None = None, *, touch_after: float = 0.0) -> list[Row]:
+    """The record's metadata as the panel lists it, each note exact for these settings."""
     now = time.time() if now is None else now
+    if touch_after > 0:
+        idle_note = (
+            "moves forward when the session is saved; a visit that changes nothing moves it at most "
+            f"once every {format_delta(touch_after)} (touch_after)"
+        )
+    else:
+        idle_note = "moves forward with each visit"
     rows = [
         Row("created", format_time(meta.created), f"{format_delta(now - meta.created)} ago"),
         Row("last seen", format_time(meta.last_seen), f"{format_delta(now - meta.last_seen)} ago"),
     ]
     for label, deadline, note in (
-        ("idle deadline", meta.idle_deadline, "moves forward with each visit"),
+        ("idle deadline", meta.idle_deadline, idle_note),
         ("absolute deadline", meta.absolute_deadline, "never moves"),
     ):
         if deadline is None:
@@ -339,36 +342,6 @@ def meta_rows(meta: Meta, now: float | None = None) -> list[Row]:
     return rows
 
 
-def store_view(store: Any, url: str) -> StoreView:
-    kind = type(store).__name__
-    where, survives = _DESCRIPTIONS.get(kind, ("a custom store", True))
-    if isinstance(store, ClientSideStore):
-        capabilities = "nothing on the server: it cannot list, count or revoke sessions"
-    else:
-        found = [
-            label
-            for label, protocol in (
-                ("delta commits", PatchingStore),
-                ("user index", UserIndex),
-                ("inventory", Inventory),
-            )
-            if isinstance(store, protocol)
-        ]
-        capabilities = ", ".join(found) or "nothing beyond get, set, touch and destroy"
-    return StoreView(kind=kind, url=url, where=where, survives_restart=survives, capabilities=capabilities)
-
-
-_DESCRIPTIONS = {
-    "MemoryStore": ("a dict inside this server process: gone when it stops", False),
-    "SQLiteStore": ("a SQLite file on this disk: survives restarts", True),
-    "RedisStore": ("a Redis server: survives restarts of this app", True),
-    "SQLStore": ("a SQL database: survives restarts of this app", True),
-    "MongoStore": ("a MongoDB collection: survives restarts of this app", True),
-    "MemcachedStore": ("a memcached server: survives restarts of this app, not of memcached", True),
-    "CookieStore": ("your browser: the whole session travels in the cookie, sealed", True),
-}
-
-
 # ---- times --------------------------------------------------------------------------------
 def format_time(timestamp: float) -> str:
     """Local time, to the second, with the zone: the demo runs on the learner's machine."""
@@ -376,7 +349,9 @@ def format_time(timestamp: float) -> str:
 
 
 def format_delta(seconds: float) -> str:
-    """A short human duration: '45 s', '12 min', '3 h 5 min', '29 days'."""
+    """A short human duration, rounded down: '45 s', '12 min', '3 h 5 min', '29 days 23 h'.
+    Two units from hours on, so a deadline 30 days away minus a minute never reads as a
+    round '29 days' next to a '30 days' setting."""
     seconds = max(0.0, seconds)
     if seconds < 60:
         return f"{int(seconds)} s"
@@ -388,4 +363,5 @@ def format_delta(seconds: float) -> str:
         return "1 day" if hours == 24 else f"{hours // 24} days"
     if hours < 48:
         return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    return f"{hours // 24} days"
+    days, hours = divmod(hours, 24)
+    return f"{days} days {hours} h" if hours else f"{days} days"

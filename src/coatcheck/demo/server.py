@@ -6,9 +6,12 @@ import asyncio
 import contextlib
 import os
 import secrets
+import signal
 import socket
 import stat
+import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,24 +127,44 @@ def run(
     secret_file: Path | None = None,
     origins: Iterable[str] = (),
     say: Callable[[str], None] | None = None,
+    instances: int = 1,
+    instance_number: int = 1,
 ) -> None:
-    """Serve the demo with uvicorn until interrupted. Raises CoatcheckError on bad settings."""
+    """Serve the demo with uvicorn until interrupted. Raises CoatcheckError on bad settings.
+
+    With `instances` > 1 the same app is served by that many processes, instance k on
+    `port + k - 1`, all with the same store URL and secret: this process is instance
+    `instance_number`, and instance 1 starts the others and stops them when it stops.
+    """
     import uvicorn
 
     from .app import create_app, origins_for
+    from .modes import Instance
 
-    probe_store(store_url)
-    check_port(host, port)
+    ports = tuple(range(port, port + instances))
+    own_port = ports[instance_number - 1]
+    if instance_number == 1:
+        probe_store(store_url)
+        for each in ports:
+            check_port(host, each)
     store = from_url(store_url)
-    secret = load_or_create_secret(secret_file or secret_path_for(store))
+    secret_path = secret_file or secret_path_for(store)
+    secret = load_or_create_secret(secret_path)
     app = create_app(
         store=store,
         secret=secret.value,
         store_url=redact_url(store_url),
-        trusted_origins=[*origins_for(host, port), *origins],
+        trusted_origins=[*(o for each in ports for o in origins_for(host, each)), *origins],
+        instance=Instance(number=instance_number, count=instances, ports=ports, host=host),
     )
     echo = say or (lambda text: print(text, file=sys.stderr))
+    if instance_number > 1:
+        _stop_with_parent()
+        uvicorn.run(app, host=host, port=own_port, log_level="warning", server_header=False)
+        return
     echo(f"coatcheck demo on http://{_host_for_url(host)}:{port}  (store: {redact_url(store_url)})")
+    for number, each in enumerate(ports[1:], start=2):
+        echo(f"instance {number} of {instances} on http://{_host_for_url(host)}:{each}, a process of its own")
     what = "created" if secret.created else "using"
     echo(f"{what} the development secret in {secret.path} (keep it private; it signs the cookies)")
     if host not in ("127.0.0.1", "localhost", "::1"):
@@ -150,7 +173,44 @@ def run(
             "add --origin http://<address>:<port> for each address browsers will use"
         )
     echo("press Ctrl+C to stop")
-    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
+    others = [
+        _start_instance(number, store_url, host, port, secret.path, origins, instances)
+        for number in range(2, instances + 1)
+    ]
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
+    finally:
+        for process in others:
+            process.terminate()
+        for process in others:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _start_instance(
+    number: int, store_url: str, host: str, port: int, secret: Path, origins: Iterable[str], count: int
+) -> subprocess.Popen[bytes]:
+    """Instance `number` of the demo, as a process of its own (the same command, one flag more)."""
+    command = [sys.executable, "-m", "coatcheck", "demo", "--store", store_url, "--host", host]
+    command += ["--port", str(port), "--secret-file", str(secret), "--instances", str(count)]
+    command += ["--instance-number", str(number)]
+    for origin in origins:
+        command += ["--origin", origin]
+    # stdin is a pipe from this process: when it closes (this process ended, even by SIGKILL),
+    # the instance stops itself (_stop_with_parent).
+    return subprocess.Popen(command, stdin=subprocess.PIPE)  # noqa: S603 - our own interpreter and arguments
+
+
+def _stop_with_parent() -> None:
+    """Stop this instance gracefully when instance 1, which holds our stdin open, goes away."""
+
+    def wait() -> None:
+        sys.stdin.buffer.read()  # returns at EOF: the parent's end of the pipe is closed
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=wait, name="coatcheck-demo-parent-watch", daemon=True).start()
 
 
 def check_port(host: str, port: int) -> None:

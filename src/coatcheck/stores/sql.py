@@ -35,7 +35,7 @@ try:
     import sqlalchemy as sa
     from sqlalchemy.dialects import mysql
     from sqlalchemy.dialects import postgresql as pg
-    from sqlalchemy.ext.asyncio import AsyncEngine
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
     from ._sql_dialect import ERRORS, SCHEMES, Dialect, describe_sql_error, make_engine, url_arguments
 except ModuleNotFoundError as exc:  # keep the missing module's name for from_url

@@ -1,0 +1,135 @@
+"""How the `coatcheck` command talks to a store: open it from a URL, run one piece of async
+work with a bounded wait, and turn every failure the user can fix into one line on stderr.
+
+Full session ids never appear: sessions are named by a hint, the start of their storage
+key (SHA-256 of the id), which is what `SessionInfo.id_hint` holds too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from .errors import ConfigurationError, SessionStoreError
+from .record import Meta, SessionInfo
+from .stores.base import Inventory, Store
+from .stores.sqlite import SQLiteStore
+from .stores.url import from_url
+
+T = TypeVar("T")
+MIN_HINT = 4
+STORE_TIMEOUT = 10.0
+
+
+class Failure(click.ClickException):
+    """One line on stderr, no traceback. Exit 1: the work failed; 2: wrong usage."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"Error: {self.format_message()}", err=True)
+
+
+def redact(url: str) -> str:
+    """The store URL with any password replaced, fit to print."""
+    from .stores._toolkit import redact_url
+
+    return redact_url(url)
+
+
+def open_store(url: str) -> Store:
+    """A store for `url`, refusing the ones the command line cannot usefully open."""
+    if url.split("://", 1)[0].lower() == "memory":
+        raise Failure(
+            "memory:// sessions live inside one server process; the command line cannot see them. "
+            "Use a shared store (sqlite:///..., redis://..., postgresql://...)",
+            2,
+        )
+    try:
+        store = from_url(url)
+    except ConfigurationError as exc:
+        raise Failure(str(exc), 2) from None
+    if isinstance(store, SQLiteStore) and isinstance(store.path, Path) and not store.path.exists():
+        # SQLiteStore would create an empty database: a typo would look like "no sessions".
+        raise Failure(f"no SQLite database at {str(store.path)!r}: check the path in {url!r}", 1)
+    return store
+
+
+def need(store: Store, capability: type, what: str) -> None:
+    """Fail clearly when the store lacks an optional capability."""
+    if isinstance(store, capability):
+        return
+    kind = type(store).__name__
+    if kind == "CookieStore":
+        raise Failure(f"cookie:// sessions live in the browsers' cookies: the server has none to {what}", 2)
+    raise Failure(f"{kind} cannot {what}: it does not keep an index of its sessions", 2)
+
+
+def run(url: str, work: Callable[[Store], Coroutine[Any, Any, T]]) -> T:
+    """Open the store, run `work` on it in an event loop, close it; every error is a Failure."""
+
+    async def main() -> T:
+        store = open_store(url)
+        try:
+            return await work(store)
+        finally:
+            with contextlib.suppress(Exception):  # the work's own outcome is what matters
+                await store.close()
+
+    debug = os.environ.get("COATCHECK_DEBUG", "") not in ("", "0")
+    try:
+        return asyncio.run(main())
+    except (Failure, KeyboardInterrupt):
+        raise
+    except ConfigurationError as exc:
+        raise Failure(str(exc), 2) from None
+    except SessionStoreError as exc:
+        if debug:
+            raise
+        raise Failure(str(exc)) from None  # store errors name the store (password redacted)
+    except TimeoutError:
+        raise Failure(f"the store at {redact(url)} did not answer within {STORE_TIMEOUT:g}s") from None
+    except Exception as exc:
+        if debug:
+            raise
+        raise Failure(f"the store at {redact(url)} failed: {type(exc).__name__}: {exc}") from None
+
+
+async def ask(call: Awaitable[T]) -> T:
+    """One store call, bounded so an unreachable server cannot hang the command."""
+    return await asyncio.wait_for(call, STORE_TIMEOUT)
+
+
+async def listed(store: Store, limit: int | None = None) -> list[SessionInfo]:
+    """The store's live sessions, most recently seen first (at most `limit`)."""
+    assert isinstance(store, Inventory)
+    return await ask(store.list_sessions(limit=limit))
+
+
+async def resolve(store: Store, hint: str) -> tuple[str, Meta]:
+    """(storage key, Meta) of the one live session whose storage key starts with `hint`."""
+    matches = [info.storage_key for info in await listed(store) if info.storage_key.startswith(hint)]
+    if not matches:
+        raise Failure(f"no live session has an id hint starting with {hint!r}")
+    if len(matches) > 1:
+        raise Failure(f"{hint!r} matches {len(matches)} sessions: type more characters of the id hint")
+    record = await ask(store.get(matches[0]))
+    if record is None:
+        raise Failure(f"the session {hint!r} ended while it was being looked up")
+    return matches[0], record.meta
+
+
+def check_hint(hint: str) -> str:
+    """A hint long enough to name one session, or a usage error."""
+    hint = hint.strip()
+    if len(hint) < MIN_HINT:
+        raise Failure(f"an id hint needs at least {MIN_HINT} characters (from `coatcheck sessions list`)", 2)
+    return hint

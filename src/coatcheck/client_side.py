@@ -78,6 +78,7 @@ class ClientSideRuntime(RuntimeBase):
         """The Set-Cookie values (several for chunks). A session too large for its cookies
         raises SessionTooLarge with `debug`; otherwise it is logged and no cookie is sent,
         so the browser keeps the previous (still valid) one."""
+        self.audit.committed(session, plan, client_side=True)
         session.after_commit(plan)
         if plan.cookie == "none":
             return SessionHeaders(cache=plan.cache_headers)

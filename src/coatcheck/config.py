@@ -18,6 +18,7 @@ from .crypto import as_secret_list
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
+    from .audit import OnEvent
     from .codec import Serializer
     from .stores.base import ClientSideStore, Store
 
@@ -158,6 +159,7 @@ class Settings:
     serializer: Serializer | str = "json"
     clock: Callable[[], float] = time.time
     compat: Compat | None = None
+    on_event: OnEvent | None = None
 
     # ---- derived at validation (not options) ------------------------------------------------
     cookie_name: str = field(init=False)
@@ -188,6 +190,10 @@ class Settings:
             raise ConfigurationError(f"cookie must be a coatcheck.Cookie, got {type(self.cookie).__name__}")
         if not callable(self.clock):
             raise ConfigurationError("clock must be a callable returning Unix seconds")
+        if self.on_event is not None and not callable(self.on_event):
+            raise ConfigurationError(
+                "on_event must be a callable taking a coatcheck.audit.AuditEvent, or None"
+            )
         as_secret_list(self.secret)  # an empty secret fails here, at start-up
         name = self.name
         if name is None:

@@ -28,7 +28,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("coatcheck.flask needs Flask: pip install 'coatcheck[flask]'") from exc
 
-from . import _http
+from . import _http, audit
 from . import csrf as rules
 from ._http import refused
 from .config import Compat, Cookie, Duration, Secret, Settings, Unset, option_names, seconds
@@ -43,6 +43,7 @@ from .wsgi import ENVIRON_KEY, UNAVAILABLE, SyncBridge, WSGISession, request_inf
 if TYPE_CHECKING:
     from werkzeug.sansio.response import Response as BaseResponse
 
+    from .audit import OnEvent
     from .codec import Serializer
     from .runtime import Runtime
     from .stores.base import ClientSideStore, Store
@@ -292,6 +293,7 @@ class Session:
         serializer: Serializer | str | _Default = DEFAULT,
         clock: Callable[[], float] | _Default = DEFAULT,
         compat: Compat | _Default | None = DEFAULT,
+        on_event: OnEvent | _Default | None = DEFAULT,
     ) -> None:
         given = dict(locals())
         self.options = {k: v for k, v in given.items() if k in option_names() and v is not DEFAULT}
@@ -491,6 +493,7 @@ def _check_csrf(app: Flask, policy: rules.CSRFPolicy) -> None:
             )
     if not verdict.allowed:
         g.coatcheck_csrf_failure = verdict.reason
+        audit.csrf_refused(session, verdict, info.path, fallback=sessions.runtime)
         raise CSRFError(verdict)
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .config import Compat, Cookie, Duration, Secret, Settings, Unset
 
 if TYPE_CHECKING:
+    from .audit import OnEvent
     from .codec import Serializer
     from .stores.base import ClientSideStore, Store
 
@@ -47,6 +48,7 @@ class SessionOptions:
         serializer: Serializer | str = "json",
         clock: Callable[[], float] = time.time,
         compat: Compat | None = None,
+        on_event: OnEvent | None = None,
     ) -> None:
         options = dict(locals())  # exactly the parameters above, by name
         del options["self"], options["app"]

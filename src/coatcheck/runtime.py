@@ -15,8 +15,9 @@ import logging
 from collections.abc import Awaitable
 from typing import Any, Protocol, TypeVar
 
-from . import engine
+from . import engine, telemetry
 from ._http import NO_HEADERS, RequestInfo, SessionHeaders
+from .audit import Auditor
 from .codec import Serializer, serializer_for
 from .config import Settings
 from .crypto import Keyring
@@ -83,6 +84,7 @@ class RuntimeBase:
         self.serializer = serializer_for(settings.serializer)
         self.clock = settings.clock
         self.cookie_name = settings.cookie_name.encode()
+        self.audit = Auditor(settings.on_event, clock=settings.clock)
 
     def in_scope(self, path: str) -> bool:
         return engine.path_in_scope(path, self.settings.cookie.path)
@@ -117,15 +119,22 @@ class RuntimeBase:
     async def bounded(self, what: str, call: Awaitable[T], target: object) -> T:
         """One store call, bounded by `store_timeout`; every failure is SessionStoreError."""
         timeout = self.settings.timeout_seconds
+        if telemetry.ENABLED:
+            call = telemetry.traced(what, call, target)
         try:
             async with asyncio.timeout(timeout):  # no extra task, unlike wait_for
                 return await call
-        except SessionStoreError:
+        except SessionStoreError as exc:
+            self.audit.store_error(what, exc)
             raise
         except TimeoutError:
-            raise SessionStoreError(f"{what} timed out after {timeout:g}s on {target!r}") from None
+            error = SessionStoreError(f"{what} timed out after {timeout:g}s on {target!r}")
+            self.audit.store_error(what, error)
+            raise error from None
         except (OSError, ConnectionError) as exc:
-            raise SessionStoreError(f"{what} failed on {target!r}: {exc}") from exc
+            error = SessionStoreError(f"{what} failed on {target!r}: {exc}")
+            self.audit.store_error(what, error)
+            raise error from exc
 
     def facts(self, request: RequestInfo, **extra: Any) -> engine.Facts:
         return engine.Facts(now=self.clock(), secure=self.is_secure(request), **extra)
@@ -152,3 +161,4 @@ class RuntimeBase:
 def log_store_error(exc: SessionStoreError, during: str) -> None:
     """One clear line for operators; never a session id."""
     logger.error("coatcheck: session store unavailable while %s: %s (responding 503)", during, exc)
+    telemetry.count_unavailable(during)

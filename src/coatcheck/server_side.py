@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, cast
 
 from . import _sync, engine
 from ._http import RequestInfo, SessionHeaders
+from .audit import watch_store
 from .config import Settings
 from .cookies import first_cookie
 from .runtime import RuntimeBase
@@ -37,6 +38,7 @@ class ServerSideRuntime(RuntimeBase):
 
     def _adopted(self, store: Store) -> Store:
         self.can_patch = isinstance(store, PatchingStore)
+        watch_store(store, self.audit)  # destroy_user() events reach this middleware's hook
         return store
 
     def renew_store(self) -> None:
@@ -73,6 +75,7 @@ class ServerSideRuntime(RuntimeBase):
                     meta=record.meta,
                     stale_signature=not current_key,
                 )
+            self.audit.expired(session_id, "gone" if record is None else "deadline", request.path)
         return self.new_session(request, now, read_only)
 
     # ---- request end --------------------------------------------------------------------
@@ -112,6 +115,7 @@ class ServerSideRuntime(RuntimeBase):
         return plan
 
     def finish(self, session: Session, request: RequestInfo, plan: engine.Plan) -> SessionHeaders:
+        self.audit.committed(session, plan)
         session.after_commit(plan)
         if plan.cookie == "none":
             return SessionHeaders(cache=plan.cache_headers)
@@ -131,6 +135,7 @@ class ServerSideRuntime(RuntimeBase):
             raise RuntimeError("session.save() needs the request the session was loaded for")
         plan = self.prepare(session, request, force=True)  # a destroyed session's destroy wins
         plan = await self.apply(session, request, plan)
+        self.audit.committed(session, plan)
         session.after_commit(plan)
 
     async def reload(self, session: Session) -> None:

@@ -126,6 +126,7 @@ class Session(TrackedDict):
         "_host",
         "_id",
         "_intent_modified",
+        "_loaded_user_id",
         "_meta",
         "_now",
         "_original_max_age",
@@ -180,7 +181,7 @@ class Session(TrackedDict):
         self._touch = False
         self._intent_modified = False
         self._stale_signature = False
-        self._user_id = meta.user_id if meta else None
+        self._user_id = self._loaded_user_id = meta.user_id if meta else None
 
     # ---- identity -------------------------------------------------------------------
     @property
@@ -215,6 +216,16 @@ class Session(TrackedDict):
     def user_id(self) -> str | None:
         """The user bound by `login()`, or None."""
         return self._user_id
+
+    @property
+    def loaded_user_id(self) -> str | None:
+        """The user the stored record was bound to when loaded (or last saved), for audit events."""
+        return self._loaded_user_id
+
+    @property
+    def client_id(self) -> str | None:
+        """The verified id the request's cookie carried, if its record was loaded. Never log it."""
+        return self._client_id
 
     @property
     def meta(self) -> Meta | None:
@@ -299,6 +310,7 @@ class Session(TrackedDict):
         if plan.write in ("set", "patch") and record is not None:
             self._stored_id = plan.session_id
             self._meta = record.meta
+            self._loaded_user_id = record.meta.user_id
             self.settle()
             self._intent_modified = False
             self._cookie_changed = False

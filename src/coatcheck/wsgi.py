@@ -12,6 +12,7 @@ from typing import Any
 
 from . import _http, _sync, csrf, engine
 from ._http import NO_HEADERS, RequestInfo, SessionHeaders, refused
+from .audit import csrf_refused
 from .config import Settings
 from .csrf.tokens import session_secret, session_trusts_proxy
 from .csrf.wsgi import read_form_token
@@ -283,12 +284,12 @@ class CSRFMiddleware:
         if verdict is csrf.READ_FORM:
             found = read_form_token(environ, request.content_type, self.policy)
             if isinstance(found, csrf.Verdict):
-                return _refuse(start_response, found)
+                return _refuse(start_response, found, session, request.path)
             verdict = csrf.evaluate(
                 request, self.policy, session_token=secret, form_token=found, form_read=True
             )
         if not verdict.allowed:
-            return _refuse(start_response, verdict)
+            return _refuse(start_response, verdict, session, request.path)
         return self.app(environ, start_response)
 
     def _request(self, environ: dict[str, Any], method: str, session: object) -> csrf.CSRFRequest:
@@ -311,7 +312,8 @@ class CSRFMiddleware:
         )
 
 
-def _refuse(start_response: StartResponse, verdict: csrf.Verdict) -> list[bytes]:
+def _refuse(start_response: StartResponse, verdict: csrf.Verdict, session: object, path: str) -> list[bytes]:
+    csrf_refused(session, verdict, path)
     response = refused(verdict.status, verdict.reason, verdict.detail)
     start_response(response.status_line, response.str_headers)
     return [response.body]

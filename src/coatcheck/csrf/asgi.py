@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 from .._http import refused
+from ..audit import csrf_refused
 from ..engine import is_secure
 from .forms import FormScanner
 from .origins import normalize_origin
@@ -89,7 +90,7 @@ class CSRFMiddleware:
             if read is None:
                 return  # the client went away while sending the body
             if isinstance(read, Verdict):
-                await _refuse(send, read)
+                await _refuse(send, read, session, request.path)
                 return
             form_token, receive = read
             verdict = evaluate(
@@ -101,7 +102,7 @@ class CSRFMiddleware:
                 exempt=exempt,
             )
         if not verdict.allowed:
-            await _refuse(send, verdict)
+            await _refuse(send, verdict, session, request.path)
             return
         await self.app(scope, receive, send)
 
@@ -180,7 +181,8 @@ def _replay(body: bytes, more: bool, receive: Receive) -> Receive:
     return replay
 
 
-async def _refuse(send: Send, verdict: Verdict) -> None:
+async def _refuse(send: Send, verdict: Verdict, session: object, path: str) -> None:
+    csrf_refused(session, verdict, path)
     response = refused(verdict.status, verdict.reason, verdict.detail)
     await send({"type": "http.response.start", "status": response.status, "headers": response.headers})
     await send({"type": "http.response.body", "body": response.body})

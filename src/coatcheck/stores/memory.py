@@ -7,6 +7,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Collection
 from typing import Any
 
+from ..audit import revoked
 from ..codec import DEFAULT_SERIALIZER, Serializer, decode_record, encode_record
 from ..errors import ConfigurationError
 from ..record import Meta, Record, SessionInfo
@@ -127,6 +128,7 @@ class MemoryStore:
         keys = list(self._users.get(str(user_id), ()))
         for key in keys:
             self._drop(key)
+        revoked(self, user_id, len(keys))
         return len(keys)
 
     async def count(self) -> int:

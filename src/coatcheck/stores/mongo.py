@@ -39,6 +39,7 @@ except ModuleNotFoundError as exc:  # keep the missing module's name for from_ur
         f"MongoStore needs the {exc.name!r} package: pip install 'coatcheck[mongo]'", name=exc.name
     ) from exc
 
+from ..audit import revoked
 from ..codec import DEFAULT_SERIALIZER, Serializer
 from ..errors import ConfigurationError, SessionStoreError
 from ..record import Meta, Record, SessionInfo
@@ -258,6 +259,7 @@ class MongoStore:
         result = await self._run(
             "destroying a user's sessions", lambda: self._collection.delete_many({"user_id": str(user_id)})
         )
+        revoked(self, user_id, int(result.deleted_count))
         return int(result.deleted_count)
 
     # ---- inventory ----------------------------------------------------------------------

@@ -25,6 +25,7 @@ from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
+from ..audit import revoked
 from ..codec import DEFAULT_SERIALIZER, Serializer
 from ..errors import ConfigurationError, SessionStoreError
 from ..record import Meta, Record, SessionInfo
@@ -337,6 +338,7 @@ class RedisStore:
                 )
                 deleted += sum(int(r) for r in results)
                 await commands.execute("SREM", user_key, *chunk)
+        revoked(self, user, deleted)
         return deleted
 
     # ---- inventory ----------------------------------------------------------------------

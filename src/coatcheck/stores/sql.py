@@ -43,6 +43,7 @@ except ModuleNotFoundError as exc:  # keep the missing module's name for from_ur
         f"SQLStore needs the {exc.name!r} package: pip install 'coatcheck[sql]'", name=exc.name
     ) from exc
 
+from ..audit import revoked
 from ..codec import DEFAULT_SERIALIZER, Serializer
 from ..errors import ConfigurationError, SessionStoreError
 from ..record import Meta, Record, SessionInfo
@@ -348,7 +349,9 @@ class SQLStore:
             async with self._engine.begin() as conn:
                 return int((await conn.execute(statement)).rowcount)
 
-        return await self._run("destroying a user's sessions", delete)
+        deleted = await self._run("destroying a user's sessions", delete)
+        revoked(self, user_id, deleted)
+        return deleted
 
     # ---- inventory ----------------------------------------------------------------------
     async def count(self) -> int:

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..audit import revoked
 from ..codec import DEFAULT_SERIALIZER, Serializer
 from ..config import logger
 from ..errors import ConfigurationError, SessionStoreError
@@ -211,6 +212,7 @@ class SQLiteStore:
         cursor = await self._run(
             lambda conn: conn.execute(f"DELETE FROM {_TABLE} WHERE user_id = ?", (str(user_id),))
         )
+        revoked(self, user_id, int(cursor.rowcount))
         return int(cursor.rowcount)
 
     # ---- inventory ----------------------------------------------------------------------

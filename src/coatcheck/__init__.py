@@ -6,6 +6,7 @@ from .asgi import SessionMiddleware
 from .config import Cookie
 from .csrf import CSRFMiddleware
 from .errors import CoatcheckError, ConfigurationError, SessionStoreError, SessionTooLarge
+from .events import AuditEvent
 from .record import Meta, Record, SessionInfo
 from .session import Flash, Session
 from .tagged import Tag, TaggedSerializer
@@ -13,6 +14,7 @@ from .tagged import Tag, TaggedSerializer
 __version__ = "0.1.0"
 
 __all__ = [
+    "AuditEvent",
     "CSRFMiddleware",
     "CoatcheckError",
     "ConfigurationError",

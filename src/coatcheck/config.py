@@ -18,8 +18,8 @@ from .crypto import as_secret_list
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from .audit import OnEvent
     from .codec import Serializer
+    from .events import OnEvent
     from .stores.base import ClientSideStore, Store
 
 SameSite = Literal["lax", "strict", "none", "auto"]

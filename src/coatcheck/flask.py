@@ -43,8 +43,8 @@ from .wsgi import ENVIRON_KEY, UNAVAILABLE, SyncBridge, WSGISession, request_inf
 if TYPE_CHECKING:
     from werkzeug.sansio.response import Response as BaseResponse
 
-    from .audit import OnEvent
     from .codec import Serializer
+    from .events import OnEvent
     from .runtime import Runtime
     from .stores.base import ClientSideStore, Store
 

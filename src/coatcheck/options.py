@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 from .config import Compat, Cookie, Duration, Secret, Settings, Unset
 
 if TYPE_CHECKING:
-    from .audit import OnEvent
     from .codec import Serializer
+    from .events import OnEvent
     from .stores.base import ClientSideStore, Store
 
 

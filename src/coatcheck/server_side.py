@@ -11,7 +11,7 @@ from .config import Settings
 from .cookies import first_cookie
 from .runtime import RuntimeBase
 from .session import Session
-from .stores.base import PatchingStore, Store
+from .stores.base import FlashClaiming, PatchingStore, Store
 
 if TYPE_CHECKING:
     from .layout import Layout
@@ -38,6 +38,7 @@ class ServerSideRuntime(RuntimeBase):
 
     def _adopted(self, store: Store) -> Store:
         self.can_patch = isinstance(store, PatchingStore)
+        self.can_claim_flashes = isinstance(store, FlashClaiming)
         watch_store(store, self.audit)  # destroy_user() events reach this middleware's hook
         return store
 
@@ -150,6 +151,17 @@ class ServerSideRuntime(RuntimeBase):
             session.replace(None, {}, None)
         else:
             session.replace(stored_id, record.data, record.meta)
+
+    async def claim_flashes(self, session: Session, names: list[str]) -> set[str]:
+        """Take flash messages out of the stored record (`FlashClaiming`); the ones returned
+        are this caller's to show. Names the store never held (queued by this request) are
+        not asked for: the caller shows those itself."""
+        stored_id = session.stored_id
+        if not names or stored_id is None:
+            return set()
+        store = cast(FlashClaiming, self._store)
+        call = store.claim(self._key(stored_id), names)
+        return set(await self.bounded("claiming flash messages", call, store))
 
     async def close(self) -> None:
         await self._store.close()

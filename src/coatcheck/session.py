@@ -399,11 +399,25 @@ class Session(TrackedDict):
     def flashes(self, category: str | None = None) -> list[Flash]:
         """Return and clear queued messages (only `category`'s, if given), oldest first.
 
-        Each message is returned once: by the first call in this process that takes it
-        (`FLASH_CLAIMS`), and never after the taking request has committed.
+        Each message is shown once: with a store that claims (SQLite, Redis) across
+        processes, the store deciding atomically (this call then waits for one store round
+        trip; async code can `await take_flashes()` instead); otherwise once per process
+        (`FLASH_CLAIMS`). Either way, never again after the taking request has committed.
         """
         self._accessed = True
-        delete, taken = flashing.take(self, category)
+        keys = flashing.to_take(self, category)
+        stored = [key for key in keys if key in self._loaded_keys]
+        return self._took(keys, stored, flashing.claim_now(self._host, self, stored))
+
+    async def take_flashes(self, category: str | None = None) -> list[Flash]:
+        """`flashes()` for async code: the store's claim is awaited, never blocking the loop."""
+        self._accessed = True
+        keys = flashing.to_take(self, category)
+        stored = [key for key in keys if key in self._loaded_keys]
+        return self._took(keys, stored, await flashing.claim(self._host, self, stored))
+
+    def _took(self, keys: list[str], stored: list[str], claim: flashing.Claim) -> list[Flash]:
+        delete, taken = flashing.take_claimed(self, keys, stored, claim)
         for key in delete:
             del self[key]
         return taken

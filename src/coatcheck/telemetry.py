@@ -25,7 +25,7 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
-    from .audit import AuditEvent
+    from .events import AuditEvent
 
 T = TypeVar("T")
 

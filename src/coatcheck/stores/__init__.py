@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .base import Inventory, PatchingStore, Store, UserIndex
+from .base import FlashClaiming, Inventory, PatchingStore, Store, UserIndex
 from .memory import MemoryStore
 from .sqlite import SQLiteStore
 from .url import from_url
@@ -36,6 +36,7 @@ __all__ = [
     "DjangoSQLStore",
     "DjangoSQLiteStore",
     "DjangoSignedCookieStore",
+    "FlashClaiming",
     "Inventory",
     "MemcachedStore",
     "MemoryStore",

@@ -126,3 +126,13 @@ PATCH = Script.of(_PATCH_BODY)
 DESTROY = Script.of(_DESTROY_BODY)
 DESTROY_IF_OWNED = Script.of(_DESTROY_IF_OWNED_BODY)
 INDEX_ADD = Script.of(_INDEX_ADD_BODY)
+
+# Flash claims: delete the given data fields, answering the ones this call removed (HDEL's
+# own count, per field, inside one script: concurrent claimers never both get a field).
+CLAIM = Script.of("""
+local taken = {}
+for i = 1, #ARGV do
+  if redis.call('HDEL', KEYS[1], ARGV[i]) == 1 then taken[#taken + 1] = ARGV[i] end
+end
+return taken
+""")

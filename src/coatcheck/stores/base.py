@@ -51,6 +51,17 @@ class PatchingStore(Protocol):
 
 
 @runtime_checkable
+class FlashClaiming(Protocol):
+    """A store that can take flash messages out of a record atomically, so a message queued
+    once is shown once even when requests in several processes hold it at the same time."""
+
+    async def claim(self, key: str, names: Collection[str]) -> frozenset[str]:
+        """Delete the data keys `names` from the live record under `key`, atomically with
+        respect to every other write; return the ones this call removed (those still present).
+        Of concurrent calls for the same name, exactly one gets it. A missing record: empty set."""
+
+
+@runtime_checkable
 class UserIndex(Protocol):
     """A store that knows which sessions belong to which user (`Meta.user_id`)."""
 

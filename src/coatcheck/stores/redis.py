@@ -30,7 +30,7 @@ from ..codec import DEFAULT_SERIALIZER, Serializer
 from ..errors import ConfigurationError, SessionStoreError
 from ..record import Meta, Record, SessionInfo
 from ._redis_conn import DEFAULT_PREFIX, DEFAULT_SOCKET_TIMEOUT, DEFAULT_URL, Connection, Connections, resolve
-from ._redis_lua import DESTROY, DESTROY_IF_OWNED, INDEX_ADD, PATCH, SET, Script
+from ._redis_lua import CLAIM, DESTROY, DESTROY_IF_OWNED, INDEX_ADD, PATCH, SET, Script
 from ._redis_url import parse_url
 from ._toolkit import store_errors, ttl_ms
 from .url import register_scheme
@@ -277,6 +277,16 @@ class RedisStore:
             old = await self._eval(commands, PATCH, self._write_keys(key, meta), args)
             if old is not None and not self._index_in_script:
                 await self._reindex(commands, key, old, meta, ttl)
+
+    async def claim(self, key: str, names: Collection[str]) -> frozenset[str]:
+        """`FlashClaiming`: one script of HDELs; HDEL never creates a record that is gone."""
+        if not names:
+            return frozenset()
+        with self._failing("claim flash messages", key):
+            taken = await self._eval(
+                self.connection(), CLAIM, [self._session_prefix + key], ["." + n for n in names]
+            )
+        return frozenset((t.decode() if isinstance(t, bytes) else str(t))[1:] for t in taken or ())
 
     async def destroy(self, key: str) -> None:
         with self._failing("destroy a session", key):

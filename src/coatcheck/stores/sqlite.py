@@ -178,6 +178,34 @@ class SQLiteStore:
 
         return await self._run(apply)
 
+    async def claim(self, key: str, names: Collection[str]) -> frozenset[str]:
+        """`FlashClaiming`: one write transaction, so processes sharing the file claim in turn."""
+        now = self._clock()
+        dumps, loads = self._serializer.dumps, self._serializer.loads
+
+        def apply(conn: sqlite3.Connection) -> frozenset[str]:
+            conn.execute("BEGIN IMMEDIATE")  # the database write lock, across processes
+            try:
+                row = conn.execute(
+                    f"SELECT data FROM {_TABLE} WHERE key = ? AND (expires IS NULL OR expires > ?)",
+                    (key, now),
+                ).fetchone()
+                data = loads(row[0]) if row is not None else {}
+                taken = frozenset(name for name in names if name in data)
+                if taken:
+                    for name in taken:
+                        del data[name]
+                    conn.execute(f"UPDATE {_TABLE} SET data = ? WHERE key = ?", (dumps(data), key))
+                return taken
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+
+        return await self._run(apply)
+
     async def touch(self, key: str, meta: Meta) -> None:
         now = self._clock()
         blob = self._serializer.dumps(meta.to_dict())

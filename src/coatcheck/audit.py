@@ -46,7 +46,7 @@ class Auditor:
     @property
     def listening(self) -> bool:
         """True if an event would reach anyone (checked before deriving events)."""
-        return self.on_event is not None or logger.isEnabledFor(logging.INFO) or telemetry.ENABLED
+        return self.on_event is not None or logger.isEnabledFor(logging.INFO) or telemetry.counting()
 
     def emit(self, kind: EventKind, **fields: Any) -> AuditEvent:
         event = AuditEvent(kind=kind, time=self.clock(), **fields)

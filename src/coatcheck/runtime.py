@@ -120,7 +120,7 @@ class RuntimeBase:
         """One store call, bounded by `store_timeout`; every failure is SessionStoreError."""
         timeout = self.settings.timeout_seconds
         if telemetry.ENABLED:
-            call = telemetry.traced(what, call, target)
+            call = telemetry.wrap(what, call, target)
         try:
             async with asyncio.timeout(timeout):  # no extra task, unlike wait_for
                 return await call

@@ -50,6 +50,58 @@ OPERATIONS = {
 }
 
 
+def _unset_providers() -> tuple[object, object]:
+    """The providers the API hands out before an app sets any (its proxies); an SDK set later
+    replaces them for good (the API allows one set per process)."""
+    return _trace.get_tracer_provider(), _metrics.get_meter_provider()
+
+
+_UNSET = _unset_providers() if ENABLED else (None, None)
+
+
+class _Configured:
+    """Whether the app set up an SDK: tracing, metrics. Asking the API costs microseconds, so
+    a "no" is asked again at most once a second and a "yes" is final (set once per process)."""
+
+    RECHECK = 1.0
+
+    def __init__(self) -> None:
+        self.tracing = self.metrics = False
+        self.next_check = 0.0
+
+    def now(self) -> tuple[bool, bool]:
+        if not (self.tracing and self.metrics):
+            clock = time.monotonic()
+            if clock >= self.next_check:
+                self.next_check = clock + self.RECHECK
+                self.tracing = _trace.get_tracer_provider() is not _UNSET[0]
+                self.metrics = _metrics.get_meter_provider() is not _UNSET[1]
+        return self.tracing, self.metrics
+
+
+_configured = _Configured()
+
+
+def counting() -> bool:
+    """True if an SDK's MeterProvider would receive the counters (audit events feed them)."""
+    return ENABLED and _configured.now()[1]
+
+
+def refresh() -> None:
+    """Look for an SDK now (after setting one up once requests have started; tests)."""
+    _configured.next_check = 0.0
+
+
+def wrap(what: str, call: Awaitable[T], target: object) -> Awaitable[T]:
+    """`call` inside a span and timed, if an SDK is configured; else `call` itself, so an app
+    that installs the API but sets up no SDK pays one check per store call (an SDK set up
+    after the first requests is noticed within a second)."""
+    tracing, metering = _configured.now()
+    if not (tracing or metering):
+        return call
+    return traced(what, call, target, span=tracing)
+
+
 class _Instruments:
     """The tracer and instruments, made once (the API's proxies follow a provider set later)."""
 
@@ -80,34 +132,38 @@ def instruments() -> _Instruments:
     return _instruments
 
 
-async def traced(what: str, call: Awaitable[T], target: object) -> T:
-    """Await one store call inside a span, recording its latency and outcome."""
+async def traced(what: str, call: Awaitable[T], target: object, *, span: bool = True) -> T:
+    """Await one store call (inside a span if `span`), recording its latency and outcome."""
     found = instruments()
     operation = OPERATIONS.get(what, what)
     attributes = {"coatcheck.operation": operation, "coatcheck.store": type(target).__name__}
     start = time.perf_counter()
     outcome = "error"
-    with found.tracer.start_as_current_span(
-        f"coatcheck.store {operation}",
-        kind=SpanKind.CLIENT,
-        attributes=attributes,
-        record_exception=False,  # a store's message may quote a key: the error event says enough
-        set_status_on_exception=False,
-    ) as span:
-        try:
+    try:
+        if not span:
             result = await call
-            outcome = "ok"
-            return result
-        except BaseException as exc:  # timeouts arrive as cancellation
-            span.set_status(StatusCode.ERROR, type(exc).__name__)
-            raise
-        finally:
-            found.duration.record(time.perf_counter() - start, {**attributes, "coatcheck.outcome": outcome})
+        else:
+            with found.tracer.start_as_current_span(
+                f"coatcheck.store {operation}",
+                kind=SpanKind.CLIENT,
+                attributes=attributes,
+                record_exception=False,  # a store's message may quote a key: the event says enough
+                set_status_on_exception=False,
+            ) as current:
+                try:
+                    result = await call
+                except BaseException as exc:  # timeouts arrive as cancellation
+                    current.set_status(StatusCode.ERROR, type(exc).__name__)
+                    raise
+        outcome = "ok"
+        return result
+    finally:
+        found.duration.record(time.perf_counter() - start, {**attributes, "coatcheck.outcome": outcome})
 
 
 def count_event(event: AuditEvent) -> None:
     """Count an audit event on the matching instrument (no-op without the extra)."""
-    if not ENABLED:
+    if not counting():
         return
     found, kind = instruments(), event.kind
     if kind == "created":
@@ -122,5 +178,5 @@ def count_event(event: AuditEvent) -> None:
 
 def count_unavailable(during: str) -> None:
     """One 503 response because the store failed `during` ("loading a session", ...)."""
-    if ENABLED:
+    if counting():
         instruments().unavailable.add(1, {"coatcheck.during": OPERATIONS.get(during, during)})

@@ -1,6 +1,7 @@
-"""Flash exactly once across processes: two uvicorn processes share one store (Redis, SQLite)
-and many overlapping requests, split between them, all hold the same queued messages; the
-store's atomic claim (`FlashClaiming`) lets exactly one request show each message."""
+"""Flash exactly once across processes: two app processes (uvicorn, or gunicorn for Flask)
+share one store (Redis, SQLite) and many overlapping requests, split between them, all hold
+the same queued messages; the store's atomic claim (`FlashClaiming`) lets exactly one
+request show each message."""
 
 from __future__ import annotations
 
@@ -42,8 +43,23 @@ def store_url(request: pytest.FixtureRequest, redis_url: str, tmp_path: Path) ->
         client.close()
 
 
+SERVERS = {
+    "asgi": ["-m", "uvicorn", "tests.apps.flash_app:app", "--no-access-log", "--log-level", "warning"],
+    "flask": ["-m", "gunicorn", "-k", "gthread", "--threads", str(PARTIES), "tests.apps.flash_flask:app"],
+}
+
+
+def command(kind: str, port: int) -> list[str]:
+    if kind == "asgi":
+        return [sys.executable, *SERVERS[kind], "--host", "127.0.0.1", "--port", str(port)]
+    return [sys.executable, *SERVERS[kind], "-b", f"127.0.0.1:{port}"]
+
+
 @pytest.fixture
-def two_processes(store_url: str, redis_url: str, tmp_path: Path) -> Iterator[list[str]]:
+def two_processes(
+    store_url: str, redis_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[list[str]]:
+    kind = request.param
     secret = secrets.token_urlsafe(32)
     processes: list[tuple[subprocess.Popen[bytes], Path]] = []
     urls = []
@@ -57,8 +73,7 @@ def two_processes(store_url: str, redis_url: str, tmp_path: Path) -> Iterator[li
                 "COATCHECK_TEST_SECRET": secret,
                 "COATCHECK_TEST_BARRIER_URL": redis_url,
             }
-            argv = [sys.executable, "-m", "uvicorn", "tests.apps.flash_app:app", "--host", "127.0.0.1"]
-            argv += ["--port", str(port), "--no-access-log", "--log-level", "warning"]
+            argv = command(kind, port)
             with log.open("wb") as out:
                 processes.append(
                     (subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT), log)
@@ -98,7 +113,11 @@ async def overlapping_rounds(urls: list[str], route: str) -> tuple[Counter[str],
     return shown, left
 
 
-@pytest.mark.parametrize("route", ["/show", "/show-async"])
+@pytest.mark.parametrize(
+    ("two_processes", "route"),
+    [("asgi", "/show"), ("asgi", "/show-async"), ("flask", "/show")],
+    indirect=["two_processes"],
+)
 def test_each_message_is_shown_exactly_once_across_two_processes(
     two_processes: list[str], route: str
 ) -> None:

@@ -274,3 +274,27 @@ def test_wsgi_csrf_middleware_refusal_is_an_event() -> None:
         response = c.post("/x", headers={"origin": "http://evil.example"})
     assert response.status_code == 403
     assert [(e.kind, e.reason) for e in events] == [("csrf_refused", response.headers["x-csrf-failure"])]
+
+
+def test_a_websocket_from_an_untrusted_origin_is_a_csrf_refused_event() -> None:
+    from starlette.routing import WebSocketRoute
+    from starlette.testclient import TestClient
+    from starlette.websockets import WebSocket, WebSocketDisconnect
+
+    async def ws(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.close()
+
+    events: list[AuditEvent] = []
+    app = Starlette(routes=[WebSocketRoute("/ws", ws)])
+    app.add_middleware(CSRFMiddleware, trusted_origins=["http://testserver"])
+    app.add_middleware(SessionMiddleware, secret=TEST_SECRET, store=MemoryStore(), on_event=events.append)
+    with (
+        TestClient(app) as c,
+        pytest.raises(WebSocketDisconnect),
+        c.websocket_connect("/ws", headers={"origin": "http://evil.example"}) as socket,
+    ):
+        socket.receive_text()
+    assert [(e.kind, e.reason, e.path) for e in events] == [
+        ("csrf_refused", "websocket-origin-untrusted", "/ws")
+    ]

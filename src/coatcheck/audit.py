@@ -20,7 +20,6 @@ from . import telemetry
 from .events import AuditEvent, EventKind, OnEvent, id_hint
 
 if TYPE_CHECKING:
-    from .csrf.rules import Verdict
     from .engine import Plan
     from .errors import SessionStoreError
     from .session import Session
@@ -135,15 +134,15 @@ def revoked(store: object, user_id: str, count: int) -> None:
     (auditor or _DEFAULT).emit("revoked", user_id=str(user_id), count=count)
 
 
-def csrf_refused(session: object, verdict: Verdict, path: str | None, *, fallback: object = None) -> None:
-    """A CSRF adapter refused a request; the session (or else `fallback`, a runtime) leads to
-    its middleware's hook."""
+def csrf_refused(session: object, reason: str, path: str | None, *, fallback: object = None) -> None:
+    """A CSRF adapter refused a request for `reason` (the `X-CSRF-Failure` value); the session
+    (or else `fallback`, a runtime) leads to its middleware's hook."""
     host = getattr(session, "host", None) or fallback
     auditor = getattr(host, "audit", None)
     if not isinstance(auditor, Auditor):
         auditor = _DEFAULT
     session_id = getattr(session, "stored_id", None)
-    auditor.emit("csrf_refused", reason=verdict.reason, path=path, id_hint=id_hint(session_id))
+    auditor.emit("csrf_refused", reason=reason, path=path, id_hint=id_hint(session_id))
 
 
 def _is_weakrefable(obj: object) -> bool:

@@ -493,7 +493,7 @@ def _check_csrf(app: Flask, policy: rules.CSRFPolicy) -> None:
             )
     if not verdict.allowed:
         g.coatcheck_csrf_failure = verdict.reason
-        audit.csrf_refused(session, verdict, info.path, fallback=sessions.runtime)
+        audit.csrf_refused(session, verdict.reason, info.path, fallback=sessions.runtime)
         raise CSRFError(verdict)
 
 

@@ -313,7 +313,7 @@ class CSRFMiddleware:
 
 
 def _refuse(start_response: StartResponse, verdict: csrf.Verdict, session: object, path: str) -> list[bytes]:
-    csrf_refused(session, verdict, path)
+    csrf_refused(session, verdict.reason, path)
     response = refused(verdict.status, verdict.reason, verdict.detail)
     start_response(response.status_line, response.str_headers)
     return [response.body]

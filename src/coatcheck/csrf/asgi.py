@@ -162,6 +162,7 @@ class CSRFMiddleware:
         if count:
             normal = normalize_origin(origin or "")
             if count > 1 or normal is None or normal not in self.policy.trusted_origins:
+                csrf_refused(scope.get("session"), "websocket-origin-untrusted", scope.get("path"))
                 await send({"type": "websocket.close", "code": 1008, "reason": "untrusted Origin"})
                 return
         await self.app(scope, receive, send)
@@ -182,7 +183,7 @@ def _replay(body: bytes, more: bool, receive: Receive) -> Receive:
 
 
 async def _refuse(send: Send, verdict: Verdict, session: object, path: str) -> None:
-    csrf_refused(session, verdict, path)
+    csrf_refused(session, verdict.reason, path)
     response = refused(verdict.status, verdict.reason, verdict.detail)
     await send({"type": "http.response.start", "status": response.status, "headers": response.headers})
     await send({"type": "http.response.body", "body": response.body})

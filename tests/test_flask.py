@@ -523,3 +523,27 @@ def test_every_flask_shared_behaviour_test_is_rebound() -> None:
     assert len(FLASK_SHARED_TESTS) >= 30
     for name in FLASK_SHARED_TESTS:
         assert globals()[name].__globals__["make_app"] is make_flask_app
+
+
+def test_an_untrusted_origin_refusal_names_the_flask_config_key_and_the_origin(secret: str) -> None:
+    from coatcheck.flask import CSRFProtect
+
+    app = make_app(
+        SECRET_KEY=secret, SESSION_STORE=MemoryStore(), CSRF_TRUSTED_ORIGINS=["http://localhost:8000"]
+    )
+    CSRFProtect(app)
+    response = app.test_client().post("/incr", headers={"Origin": "http://localhost:5000"})
+    assert response.status_code == 403
+    body = response.get_data(as_text=True)
+    assert "app.config['CSRF_TRUSTED_ORIGINS']" in body and "http://localhost:5000" in body
+    assert "CSRFMiddleware(" not in body
+
+
+def test_importing_coatcheck_flask_without_flask_names_the_extra() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys; sys.modules['flask'] = None; import coatcheck.flask"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "pip install 'coatcheck[flask]'" in proc.stderr

@@ -430,6 +430,7 @@ class CSRFProtect:
             "header_name": config.get("CSRF_HEADER_NAME", rules.DEFAULT_HEADER_NAME),
             "exempt_paths": config.get("CSRF_EXEMPT_PATHS", ()),
             "max_body_size": config.get("CSRF_MAX_BODY_SIZE", rules.DEFAULT_MAX_BODY_SIZE),
+            "origins_setting": "app.config['CSRF_TRUSTED_ORIGINS']",
         }
         policy = rules.CSRFPolicy.build(**{**settings, **self.options})
         app.extensions["coatcheck.csrf"] = policy

@@ -102,6 +102,16 @@ async def test_explicit_save_is_awaited_natively(secret: str) -> None:
     assert await store.count() == 1
 
 
+async def test_a_websocket_reads_the_session_read_only(secret: str) -> None:
+    client = site(secret, MemoryStore()).test_client()
+    await client.get("/incr")
+    await client.post("/login", form={"user": "ada"})
+    async with client.websocket("/ws") as ws:
+        assert await ws.receive_json() == {"n": 1, "user": "ada"}
+        assert "read-only" in await ws.receive()
+    assert await (await client.get("/incr")).get_json() == {"n": 2}
+
+
 @pytest.mark.redis
 async def test_store_down_is_a_503(secret: str) -> None:
     with redis_server() as (port, _):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from quart import Quart, flash, get_flashed_messages, jsonify, redirect, request, session
+from quart import Quart, flash, get_flashed_messages, jsonify, redirect, request, session, websocket
 from quart_auth import AuthUser, current_user, login_required, login_user, logout_user
 
 from coatcheck.quart import Session, current_session
@@ -55,6 +55,14 @@ def create_app(**config: Any) -> Quart:
         own["saved"] = True
         await own.save()  # the explicit save is the runtime's own coroutine: no bridge
         return jsonify(saved=own.get("saved"), new=own.new)
+
+    @app.websocket("/ws")
+    async def ws() -> None:
+        await websocket.send_json({"n": session.get("n"), "user": current_user.auth_id})
+        try:
+            session["n"] = 0
+        except RuntimeError as exc:  # a WebSocket's session is read-only
+            await websocket.send(str(exc))
 
     return app
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -65,6 +66,12 @@ def routes() -> web.RouteTableDef:
         session = await get_session(request)
         session.setdefault("cart", []).append(request.query.get("item", "x"))  # nested: no changed() needed
         return web.json_response(session["cart"])
+
+    @table.get("/changed")
+    async def changed(request: web.Request) -> web.Response:
+        session = await get_session(request)
+        session.changed()  # aiohttp-session's "save it anyway"
+        return web.json_response({"created": session.created, "new": session.new})
 
     @table.get("/stream")
     async def stream(request: web.Request) -> web.StreamResponse:
@@ -146,6 +153,17 @@ async def test_a_request_that_never_asks_for_the_session_costs_nothing(
     assert response.status == 200
     assert store.total == calls  # the cookie was sent, but nobody asked: no load, no save
     assert "Set-Cookie" not in response.headers and "Vary" not in response.headers
+
+
+async def test_aiohttp_session_names_created_and_changed(serve: ClientFactory, secret: str) -> None:
+    store = CountingStore()
+    client = await serve(secret=secret, store=store)
+    await client.get("/incr")
+    saves = store.calls["set"] + store.calls["patch"]
+    body = await (await client.get("/changed")).json()
+    assert body["new"] is False
+    assert abs(body["created"] - time.time()) < 60
+    assert store.calls["set"] + store.calls["patch"] == saves + 1  # nothing changed, saved anyway
 
 
 async def test_login_redirect_carries_the_new_cookie_and_the_flash(serve: ClientFactory, secret: str) -> None:

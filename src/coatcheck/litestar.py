@@ -147,7 +147,7 @@ class CSRFMiddleware(ASGICSRFMiddleware):
         )
         self.exempt_key = config.exclude_from_csrf_key
 
-    def _exempt_endpoint(self, scope: Scope, request: rules.CSRFRequest) -> bool:
+    def endpoint_exempt(self, scope: Scope, request: rules.CSRFRequest) -> bool:
         if request.method in rules.SAFE_METHODS:
             return False  # safe methods pass anyway
         handler = scope.get("route_handler")

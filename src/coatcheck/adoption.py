@@ -61,7 +61,9 @@ class AdoptingRuntime:
     """A runtime (`coatcheck.runtime.Runtime`) that adopts legacy sessions; everything else
     is the wrapped runtime's."""
 
-    def __init__(self, inner: ServerSideRuntime | ClientSideRuntime, readers: tuple[LegacyReader, ...]) -> None:
+    def __init__(
+        self, inner: ServerSideRuntime | ClientSideRuntime, readers: tuple[LegacyReader, ...]
+    ) -> None:
         self.inner = inner
         self.readers = readers
         for reader in readers:

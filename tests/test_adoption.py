@@ -273,3 +273,28 @@ def test_readers_are_bound_to_the_middlewares_serializer(secret: str) -> None:
     reader = StarletteCookie(secret)
     app = SessionMiddleware(coatcheck_app, secret=secret, serializer="tagged", migrate_from=[reader])
     assert reader.serializer is app.manager.serializer
+
+
+# ---- the WSGI middleware ----------------------------------------------------------------------
+def test_wsgi_middleware_adopts_a_legacy_session(secret: str, store: CountingStore) -> None:
+    import json
+
+    from werkzeug.test import Client
+
+    from coatcheck.wsgi import ENVIRON_KEY
+    from coatcheck.wsgi import SessionMiddleware as WSGISessionMiddleware
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps(dict(environ[ENVIRON_KEY])).encode()]
+
+    reader = StarletteCookie(secret, cookie_name="old_session")
+    wsgi = WSGISessionMiddleware(app, secret=secret, store=store, migrate_from=[reader])
+    c = Client(wsgi)
+    c.set_cookie("old_session", starlette_cookie(secret, LEGACY, name="old_session"))
+    response = c.get("/")
+    assert response.json == LEGACY
+    ours, expiry = response.headers.getlist("Set-Cookie")
+    assert ours.startswith("session=s%3A") and expiry.startswith("old_session=;")
+    assert c.get("/").json == LEGACY and c.get_cookie("old_session") is None
+    assert store.calls["set"] == 1

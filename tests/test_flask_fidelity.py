@@ -474,3 +474,13 @@ def test_migrate_from_as_a_keyword_argument(secret: str) -> None:
     client = routes(app).test_client()
     client.set_cookie("session", legacy_flask_cookie(secret, LEGACY))
     assert client.get("/whoami").json == LEGACY
+
+
+def test_a_config_change_keeps_the_default_store_open(secret: str, in_tmp: Path) -> None:
+    app = flask_app(SECRET_KEY=secret)
+    client = app.test_client()
+    client.get("/login")
+    store = sessions_for(app).store
+    app.config["SESSION_COOKIE_SAMESITE"] = "Strict"
+    assert client.get("/whoami").json == {"user": "ada"}
+    assert sessions_for(app).store is store

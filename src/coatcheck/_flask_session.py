@@ -33,6 +33,7 @@ from .wsgi import SyncBridge, WSGISession
 if TYPE_CHECKING:
     from .runtime import Runtime
 
+STORE_KEYS = ("SESSION_STORE", "SESSION_TYPE", "SESSION_REDIS", "SESSION_KEY_PREFIX", "SESSION_COMPAT")
 EXTENSION = "coatcheck"  # app.extensions[EXTENSION] is the app's FlaskSessions
 FLASHES_KEY = "_flashes"  # where Flask's flash() keeps (category, message) pairs
 
@@ -126,6 +127,7 @@ class Built:
     key: tuple[Any, ...]
     bridge: SyncBridge | None
     side: FlaskSide
+    store_source: tuple[Any, ...] = ()  # the settings the store was opened from
 
 
 class FlaskSessions:
@@ -188,24 +190,24 @@ class FlaskSessions:
             logger.warning("%s", message)
         if options.get("secret") is None:
             return Built(key, None, side)  # Flask's behaviour: a null session that refuses writes
-        _default_store(options, previous)
+        source = (given.get("store"), *(config.get(k) for k in STORE_KEYS))
+        _complete_store(
+            options, previous if previous is not None and previous.store_source == source else None
+        )
         runtime = build_runtime(Settings(**options), FlaskSession)
-        return Built(key, SyncBridge(runtime), side)
+        return Built(key, SyncBridge(runtime), side, source)
 
 
-def _default_store(options: dict[str, Any], previous: Built | None) -> None:
-    """The store option, completed: the store a previous build opened for the same option is
-    kept (config changes other than the store keep the sessions), and the default store
-    writes with the integration's serializer (tagged)."""
+def _complete_store(options: dict[str, Any], same_store: Built | None) -> None:
+    """The store option, completed: the store a previous build opened from the same settings
+    is kept (a config change that is not about the store keeps the sessions), and the
+    default store writes with the integration's serializer (tagged)."""
     if options.get("compat") is not None:
+        return  # a compat layout wraps the store it opens: let it open its own
+    if same_store is not None and same_store.bridge is not None:
+        options["store"] = same_store.bridge.runtime.store
         return
-    store = options.get("store")
-    if previous is not None and previous.bridge is not None:
-        settings = previous.bridge.runtime.settings
-        if settings.store is store or (isinstance(store, str) and store == settings.store):
-            options["store"] = previous.bridge.runtime.store
-            return
-    if store is None:
+    if options.get("store") is None:
         from .stores.sqlite import SQLiteStore
 
         serializer = serializer_for(options.get("serializer", "tagged"))

@@ -484,3 +484,16 @@ def test_a_config_change_keeps_the_default_store_open(secret: str, in_tmp: Path)
     app.config["SESSION_COOKIE_SAMESITE"] = "Strict"
     assert client.get("/whoami").json == {"user": "ada"}
     assert sessions_for(app).store is store
+
+
+def test_a_malformed_flash_queue_is_dropped_not_an_error(secret: str) -> None:
+    app = flash_app(secret)
+
+    @app.get("/garbage")
+    def garbage() -> ResponseReturnValue:
+        session["_flashes"] = [("message", "kept"), "not a pair", (1, "no category")]
+        return "ok"
+
+    client = app.test_client()
+    client.get("/garbage")
+    assert client.get("/coatcheck-reader").json == [["message", "kept"]]

@@ -96,7 +96,10 @@ class FlaskSession(WSGISession, SessionMixin):
         if isinstance(queued, list | tuple):
             kept = []
             for entry in queued:
-                if category is None or (len(entry) == 2 and entry[0] == category):
+                valid = isinstance(entry, list | tuple) and len(entry) == 2 and isinstance(entry[0], str)
+                if not valid:
+                    continue  # not something flash() wrote: dropped, as Flask would fail on it
+                if category is None or entry[0] == category:
                     taken.append(Flash(entry[0], entry[1]))
                 else:
                     kept.append(entry)

@@ -497,3 +497,27 @@ def test_a_malformed_flash_queue_is_dropped_not_an_error(secret: str) -> None:
     client = app.test_client()
     client.get("/garbage")
     assert client.get("/coatcheck-reader").json == [["message", "kept"]]
+
+
+def test_tagged_values_round_trip_through_a_redis_url_store(
+    secret: str, redis_url: str, prefix: str, sync_redis: redis.Redis
+) -> None:
+    app = flask_app(SECRET_KEY=secret, SESSION_STORE=f"{redis_url}?prefix={prefix}")
+    value = {"pair": (1, 2), "raw": b"\xff", "when": datetime(2024, 1, 2, tzinfo=UTC), "m": Markup("<b>")}
+    seen: list[Any] = []
+
+    @app.get("/put")
+    def put() -> ResponseReturnValue:
+        session.update(value)
+        return "ok"
+
+    @app.get("/get")
+    def get() -> ResponseReturnValue:
+        seen.append({key: session[key] for key in value})
+        return "ok"
+
+    client = app.test_client()
+    client.get("/put")
+    client.get("/get")
+    assert seen == [value] and type(seen[0]["pair"]) is tuple and type(seen[0]["m"]) is Markup
+    assert any(True for _ in sync_redis.scan_iter(match=prefix + "*"))

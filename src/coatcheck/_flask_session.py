@@ -33,6 +33,7 @@ from .wsgi import SyncBridge, WSGISession
 if TYPE_CHECKING:
     from .runtime import Runtime
 
+REDIS_SCHEMES = frozenset({"redis", "rediss", "redis+cluster", "redis+sentinel"})
 STORE_KEYS = ("SESSION_STORE", "SESSION_TYPE", "SESSION_REDIS", "SESSION_KEY_PREFIX", "SESSION_COMPAT")
 EXTENSION = "coatcheck"  # app.extensions[EXTENSION] is the app's FlaskSessions
 FLASHES_KEY = "_flashes"  # where Flask's flash() keeps (category, message) pairs
@@ -204,18 +205,26 @@ class FlaskSessions:
 def _complete_store(options: dict[str, Any], same_store: Built | None) -> None:
     """The store option, completed: the store a previous build opened from the same settings
     is kept (a config change that is not about the store keeps the sessions), and the
-    default store writes with the integration's serializer (tagged)."""
+    default store and Redis URLs write with the integration's serializer (tagged). Other
+    URLs are opened by `from_url`, whose stores write plain JSON."""
     if options.get("compat") is not None:
         return  # a compat layout wraps the store it opens: let it open its own
     if same_store is not None and same_store.bridge is not None:
         options["store"] = same_store.bridge.runtime.store
         return
-    if options.get("store") is None:
+    store = options.get("store")
+    if store is None:
         from .stores.sqlite import SQLiteStore
 
         serializer = serializer_for(options.get("serializer", "tagged"))
         options["serializer"] = serializer
         options["store"] = SQLiteStore(DEFAULT_STORE_FILE, serializer=serializer)
+    elif isinstance(store, str) and store.split("://", 1)[0].lower() in REDIS_SCHEMES:
+        from .stores.redis import RedisStore  # what from_url builds for these schemes, with our serializer
+
+        serializer = serializer_for(options.get("serializer", "tagged"))
+        options["serializer"] = serializer
+        options["store"] = RedisStore(store, serializer=serializer)
 
 
 def sessions_for(app: Flask | None = None) -> FlaskSessions:

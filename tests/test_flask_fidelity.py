@@ -521,3 +521,9 @@ def test_tagged_values_round_trip_through_a_redis_url_store(
     client.get("/get")
     assert seen == [value] and type(seen[0]["pair"]) is tuple and type(seen[0]["m"]) is Markup
     assert any(True for _ in sync_redis.scan_iter(match=prefix + "*"))
+
+
+def test_a_session_shared_with_express_stays_plain_json(secret: str, redis_url: str, prefix: str) -> None:
+    store = f"{redis_url}?prefix={prefix}"
+    app = flask_app(SECRET_KEY=secret, SESSION_STORE=store, SESSION_COMPAT="express")
+    assert sessions_for(app).runtime.settings.serializer == "json"

@@ -117,9 +117,11 @@ def options_from_config(
     options.setdefault("idle_timeout", lifetime)
     options.setdefault("absolute_timeout", None)
     options["cookie"] = _cookie(config, lifetime)
-    if "serializer" not in options:
-        options["serializer"] = "json" if config.get("SESSION_SERIALIZATION_FORMAT") == "json" else "tagged"
     options.update(given)
+    if "serializer" not in options:
+        # Tagged JSON keeps Flask's types; a session shared with Express or Django stays plain JSON.
+        plain = config.get("SESSION_SERIALIZATION_FORMAT") == "json" or options.get("compat") is not None
+        options["serializer"] = "json" if plain else "tagged"
     flask_session_options(config, options, flask_secret(config, secret_key))
     return options
 

@@ -236,9 +236,6 @@ def sessions_for(app: Flask | None = None) -> FlaskSessions:
     return sessions
 
 
-manager_for = sessions_for  # the name earlier releases documented
-
-
 def current_session() -> FlaskSession:
     """`flask.session` as a `FlaskSession` (typed), or RuntimeError if there is none."""
     from flask import session as flask_session

@@ -8,7 +8,7 @@ and a parameter here (plus the Flask extension's signature, which defaults to it
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +16,7 @@ from .config import Compat, Cookie, Duration, Secret, Settings, Unset
 
 if TYPE_CHECKING:
     from .codec import Serializer
+    from .migrate import LegacyReader
     from .stores.base import ClientSideStore, Store
 
 
@@ -47,6 +48,7 @@ class SessionOptions:
         serializer: Serializer | str = "json",
         clock: Callable[[], float] = time.time,
         compat: Compat | None = None,
+        migrate_from: Sequence[LegacyReader] = (),
     ) -> None:
         options = dict(locals())  # exactly the parameters above, by name
         del options["self"], options["app"]

@@ -22,7 +22,7 @@ from .config import Settings
 from .crypto import Keyring
 from .errors import SessionStoreError
 from .record import Meta
-from .session import Session
+from .session import Session, SessionHost
 from .stores.base import ClientSideStore
 
 logger = logging.getLogger("coatcheck")
@@ -100,7 +100,9 @@ class RuntimeBase:
         data: dict[str, Any] | None = None,
         meta: Meta | None = None,
         stale_signature: bool = False,
+        host: SessionHost | None = None,
     ) -> Session:
+        """A session of this runtime; `host` (default: this runtime) performs its explicit I/O."""
         return self.session_class(
             settings=self.settings,
             serializer=self.serializer,
@@ -108,7 +110,7 @@ class RuntimeBase:
             session_id=session_id,
             data=data,
             meta=meta,
-            host=self,  # type: ignore[arg-type]  # every subclass is a SessionHost
+            host=host or self,  # type: ignore[arg-type]  # every subclass is a SessionHost
             request=request,
             read_only=read_only,
             stale_signature=stale_signature,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
 import threading
@@ -12,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .._anyloop import in_thread
 from ..codec import DEFAULT_SERIALIZER, Serializer
 from ..errors import ConfigurationError, SessionStoreError
 from ..record import Meta, Record, SessionInfo
@@ -41,7 +41,10 @@ class SQLiteStore:
     WAL lets readers in other processes proceed while one writes, and `busy_timeout`
     bounds how long a write waits for another process's lock. Expired rows are invisible
     at once and deleted by `purge_expired()` (in batches) or when overwritten.
+    It runs under asyncio and, through anyio, under trio.
     """
+
+    anyio_compatible = True
 
     def __init__(
         self,
@@ -91,7 +94,7 @@ class SQLiteStore:
             with store_errors((sqlite3.Error,), f"SQLite store {str(self.path)!r}"):
                 return fn(self._connection())
 
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        return await in_thread(self._executor, call)
 
     def _decode(self, data: bytes, meta: bytes) -> Record:
         try:
@@ -263,5 +266,5 @@ class SQLiteStore:
                     conn.close()
                     self._local.conn = None
 
-            await asyncio.get_running_loop().run_in_executor(executor, shut)
+            await in_thread(executor, shut)
             executor.shutdown(wait=True)

@@ -6,6 +6,7 @@ things fails loudly here instead of silently testing the peer's own code.
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -18,9 +19,18 @@ class AdaptationError(RuntimeError):
     """The peer's released file no longer looks the way this adaptation expects."""
 
 
+def normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def unpacked(work: Path, project: str) -> Path:
-    """The one source tree `.ci/peers` unpacked for `project` (e.g. work/starlette-1.10.0)."""
-    trees = sorted(p for p in work.glob(f"{project}-*") if p.is_dir())
+    """The one source tree `.ci/peers` unpacked for `project` (e.g. work/Flask-Login-0.6.3)."""
+    prefix = normalized(project) + "-"
+    trees = sorted(
+        p
+        for p in work.iterdir()
+        if p.is_dir() and normalized(p.name).startswith(prefix) and p.name[len(prefix)].isdigit()
+    )
     if len(trees) != 1:
         raise AdaptationError(f"expected one unpacked {project} source tree in {work}, found {trees}")
     return trees[0]
@@ -63,3 +73,87 @@ def starlette_session_tests(tree: Path, store: str, work: Path) -> str:
         f'secret_key="example", insecure_dev_secret=True{store_argument}',
         "Starlette's test_session.py",
     )
+
+
+def flask_session_tests(tree: Path) -> list[str]:
+    """The tests in Flask's tests/test_basic.py whose code uses the session or flash."""
+    source = (tree / "tests" / "test_basic.py").read_text()
+    names = [
+        node.name
+        for node in ast.parse(source).body
+        if isinstance(node, ast.FunctionDef)
+        and node.name.startswith("test")
+        and re.search(r"session|flash", ast.get_source_segment(source, node) or "")
+    ]
+    if not names:
+        raise AdaptationError("Flask's test_basic.py: no session tests found")
+    return names
+
+
+# ---- Flask and its extensions: `coatcheck.flask.Session(app)` where the app is configured ----
+FLASK_STORES = ("memory", "cookie")
+FLASK_LOGIN_STORES = ("memory", "cookie", "redis")
+
+
+IMPORTS = "import coatcheck.flask\nimport coatcheck.stores\n"
+
+
+def flask_store_expression(store: str, redis_prefix: str) -> str:
+    if store == "memory":
+        return "coatcheck.stores.MemoryStore()"
+    if store == "cookie":
+        return "coatcheck.stores.CookieStore()"
+    if store == "redis":
+        return repr(f"redis://127.0.0.1:6379/0?prefix={redis_prefix}")
+    raise ValueError(f"unknown store {store!r}")
+
+
+def install_line(indent: str, app: str, store: str, redis_prefix: str) -> str:
+    """The one line the README asks for, with the suite's weak test secret allowed."""
+    expression = flask_store_expression(store, redis_prefix)
+    return f"{indent}coatcheck.flask.Session({app}, insecure_dev_secret=True, store={expression})\n"
+
+
+def with_imports(text: str) -> str:
+    """`text` with coatcheck imported after its `from __future__` line (or first)."""
+    future = re.search(r"(?m)^from __future__ import [^\n]+\n", text)
+    at = future.end() if future else 0
+    return text[:at] + IMPORTS + text[at:]
+
+
+def flask_conftest(released: Path, store: str, redis_prefix: str) -> str:
+    """Flask's tests/conftest.py with the session installed in its `app` fixture."""
+    text = released.read_text()
+    return flask_conftest_fixture(text, store, redis_prefix, "Flask's conftest.py")
+
+
+_SECRET_SET = re.compile(
+    r"(?m)^(?P<indent>[ ]+)(?P<app>(?:self\.)?app)\.(?:secret_key|config\[\"SECRET_KEY\"\]) = [^\n]+\n"
+)
+
+
+def flask_login_tests(released: Path, store: str, redis_prefix: str) -> str:
+    """Flask-Login's tests/test_login.py with the session installed wherever an app gets its
+    secret key (the README: `Session(app)` once the app is configured)."""
+    text = released.read_text()
+    found = list(_SECRET_SET.finditer(text))
+    if not found:
+        raise AdaptationError("Flask-Login's test_login.py: no app secret assignment found")
+    for match in reversed(found):
+        line = install_line(match["indent"], match["app"], store, redis_prefix)
+        text = text[: match.end()] + line + text[match.end() :]
+    return with_imports(text)
+
+
+def flask_wtf_conftest(released: Path, store: str, redis_prefix: str) -> str:
+    """Flask-WTF's tests/conftest.py with the session installed in its `app` fixture."""
+    text = released.read_text()
+    return flask_conftest_fixture(text, store, redis_prefix, "Flask-WTF's conftest.py")
+
+
+def flask_conftest_fixture(text: str, store: str, redis_prefix: str, what: str) -> str:
+    fixture = re.search(r"(?m)^(?P<indent>[ ]+)return app\n", text)
+    if fixture is None:
+        raise AdaptationError(f"{what}: the app fixture's `return app` was not found")
+    line = install_line(fixture["indent"], "app", store, redis_prefix)
+    return with_imports(text[: fixture.start()] + line + text[fixture.start() :])

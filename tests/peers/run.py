@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import adapt
-from .floors import FLOORS, KNOWN_DIFFERENCES, NOT_APPLICABLE
+from .floors import FLOORS, KNOWN_DIFFERENCES, NOT_APPLICABLE, TARGETS
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 PEERS = Path(__file__).resolve().parent
@@ -38,7 +38,8 @@ def pytest_run(cwd: Path, args: list[str], report: Path, env: dict[str, str] | N
     environment = {**os.environ, **(env or {})}
     environment["PYTHONPATH"] = os.pathsep.join([str(SRC), str(cwd)])
     command = [sys.executable, "-m", "pytest", *NO_PLUGINS, "-q", "--junitxml", str(report), *args]
-    subprocess.run(command, cwd=cwd, env=environment, check=False, stdout=subprocess.DEVNULL)
+    with report.with_suffix(".log").open("w") as log:  # the details, for whoever reads a failure
+        subprocess.run(command, cwd=cwd, env=environment, check=False, stdout=log, stderr=log)
 
 
 def cases(report: Path) -> Iterator[tuple[str, bool]]:
@@ -78,8 +79,96 @@ def run_starlette(work: Path) -> dict[str, Row]:
     return rows
 
 
+def count(rows: dict[str, Row], label: str, report: Path) -> None:
+    row = rows.setdefault(label, Row())
+    for name, ok in cases(report):
+        if ok:
+            row.passed += 1
+        else:
+            row.failed.append(name)
+
+
+def pristine(path: Path) -> Path:
+    """Keep the released file next to the one we adapt, so each store starts from it."""
+    original = path.with_name(path.name + ".released")
+    if not original.exists():
+        original.write_bytes(path.read_bytes())
+    return original
+
+
+def redis_prefix(suite: str) -> str:
+    return f"coatcheck-peers-{suite}-{os.getpid()}:"
+
+
+def forget_redis_keys(prefix: str) -> None:
+    """Delete what a suite left in the shared Redis under its own prefix."""
+    import redis
+
+    client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    try:
+        keys = list(client.scan_iter(match=prefix + "*", count=500))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+def run_flask(work: Path) -> dict[str, Row]:
+    """Flask's session tests (tests/test_basic.py, the tests that use the session or flash) and
+    its test_json_tag values through the session, with `Session(app)` in the app fixture."""
+    tree = adapt.unpacked(work, "flask")
+    conftest = tree / "tests" / "conftest.py"
+    released = pristine(conftest)
+    selected = [f"tests/test_basic.py::{name}" for name in adapt.flask_session_tests(tree)]
+    rows: dict[str, Row] = {}
+    for store in adapt.FLASK_STORES:
+        conftest.write_text(adapt.flask_conftest(released, store, redis_prefix("flask")))
+        report = work / f"flask-basic-{store}.xml"
+        pytest_run(tree, selected, report)
+        count(rows, f"flask test_basic sessions / {store}", report)
+        report = work / f"flask-json-tag-{store}.xml"
+        harness = PEERS / "flask_json_tag_session.py"
+        env = {"FLASK_TESTS": str(tree / "tests"), "COATCHECK_PEER_STORE": store}
+        pytest_run(tree, [str(harness), "-p", "no:warnings"], report, env)
+        count(rows, f"flask test_json_tag values via session / {store}", report)
+    conftest.write_bytes(released.read_bytes())
+    return rows
+
+
+def run_flask_login(work: Path) -> dict[str, Row]:
+    tree = adapt.unpacked(work, "flask-login")
+    tests = tree / "tests" / "test_login.py"
+    released = pristine(tests)
+    rows: dict[str, Row] = {}
+    for store in adapt.FLASK_LOGIN_STORES:
+        tests.write_text(adapt.flask_login_tests(released, store, redis_prefix("flask-login")))
+        report = work / f"flask-login-{store}.xml"
+        pytest_run(tree, ["tests"], report)
+        count(rows, f"flask-login / {store}", report)
+    tests.write_bytes(released.read_bytes())
+    forget_redis_keys(redis_prefix("flask-login"))
+    return rows
+
+
+def run_flask_wtf(work: Path) -> dict[str, Row]:
+    tree = adapt.unpacked(work, "flask-wtf")
+    conftest = tree / "tests" / "conftest.py"
+    released = pristine(conftest)
+    rows: dict[str, Row] = {}
+    for store in adapt.FLASK_STORES:
+        conftest.write_text(adapt.flask_wtf_conftest(released, store, redis_prefix("flask-wtf")))
+        report = work / f"flask-wtf-{store}.xml"
+        pytest_run(tree, ["tests"], report)
+        count(rows, f"flask-wtf / {store}", report)
+    conftest.write_bytes(released.read_bytes())
+    return rows
+
+
 SUITES: dict[str, Callable[[Path], dict[str, Row]]] = {
     "starlette": run_starlette,
+    "flask": run_flask,
+    "flask-login": run_flask_login,
+    "flask-wtf": run_flask_wtf,
 }
 
 
@@ -91,10 +180,13 @@ def judge(rows: dict[str, Row]) -> int:
         floor = FLOORS.get(label)
         verdict = "no floor" if floor is None else ("ok" if row.passed >= floor else "BELOW FLOOR")
         below += verdict == "BELOW FLOOR"
-        print(f"{label}: {row.passed}/{total} pass (floor {floor}) {verdict}")
-        for name in row.failed:
+        target = f", target {TARGETS[label]}" if label in TARGETS else ""
+        print(f"{label}: {row.passed}/{total} pass (floor {floor}{target}) {verdict}")
+        for name in row.failed[:SHOWN_FAILURES]:
             reason = KNOWN_DIFFERENCES.get(name.split("[", 1)[0], "unexpected")
             print(f"    failed {name}: {reason}")
+        if len(row.failed) > SHOWN_FAILURES:
+            print(f"    ... and {len(row.failed) - SHOWN_FAILURES} more (the .log files beside the reports)")
     for label in FLOORS:
         if label not in rows and label.split(" / ", 1)[0] in SELECTED:
             print(f"{label}: did not run (floor {FLOORS[label]}) BELOW FLOOR")
@@ -103,6 +195,7 @@ def judge(rows: dict[str, Row]) -> int:
 
 
 SELECTED: set[str] = set()
+SHOWN_FAILURES = 8
 
 
 def main(argv: list[str]) -> int:

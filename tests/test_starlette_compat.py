@@ -51,6 +51,11 @@ async def as_dict(request: Request) -> JSONResponse:
     )
 
 
+async def clear(request: Request) -> JSONResponse:
+    request.session.clear()
+    return JSONResponse(request.session)
+
+
 async def with_app_cookie(request: Request) -> Response:
     request.session["seen"] = True
     response = Response("ok")
@@ -63,6 +68,7 @@ ROUTES = [
     Route("/read", read),
     Route("/as_dict", as_dict),
     Route("/app_cookie", with_app_cookie),
+    Route("/clear", clear, methods=["POST"]),
 ]
 
 
@@ -189,6 +195,28 @@ def test_cookie_attributes_are_spelled_like_starlettes(secret: str) -> None:
         starlette_spelling(b"a=b; Path=/x; SameSite=Strict; Max-Age=5")
         == b"a=b; path=/x; samesite=strict; Max-Age=5"
     )
+
+
+def test_clearing_a_session_destroys_its_record_and_expires_the_cookie(secret: str) -> None:
+    store = MemoryStore()
+    with TestClient(starlette_app(secret, store=store)) as c:
+        c.post("/write", json={"a": 1})
+        assert trio.run(store.count) == 1
+        response = c.post("/clear")
+        (expired,) = set_cookie_headers(response)
+        assert expired.startswith("session=; Max-Age=0;")
+        assert trio.run(store.count) == 0
+        assert c.get("/read").json() == {}
+
+
+def test_requests_outside_the_cookie_path_get_an_empty_session_that_is_never_saved(secret: str) -> None:
+    store = MemoryStore()
+    with TestClient(starlette_app(secret, path="/admin", store=store)) as c:
+        response = c.post("/write", json={"a": 1})
+        assert response.status_code == 200
+        assert set_cookie_headers(response) == []
+        assert c.get("/read").json() == {}
+    assert trio.run(store.count) == 0
 
 
 def test_https_only_cookie_is_never_set_on_plain_http(secret: str) -> None:

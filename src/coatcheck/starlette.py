@@ -103,10 +103,23 @@ class SessionMiddleware(asgi.SessionMiddleware):
         )
         if self._legacy is not None:
             self._legacy.bind(self.manager.serializer)
-            self.app = self._adopting(app)
+        self._app = app
+        self.app = self._with_starlette_semantics(app)
 
     async def __call__(self, scope: asgi.Scope, receive: asgi.Receive, send: asgi.Send) -> None:
-        if scope["type"] != "http":
+        kind = scope["type"]
+        if kind not in ("http", "websocket"):
+            await super().__call__(scope, receive, send)
+            return
+        if not self.manager.in_scope(scope.get("path", "/")):
+            # Starlette gives every request a session; outside `path` the browser never sends
+            # the cookie, so this one starts empty and is never saved.
+            scope["session"] = Session(
+                settings=self.settings, serializer=self.manager.serializer, now=self.manager.settings.clock()
+            )
+            await self._app(scope, receive, send)
+            return
+        if kind != "http":
             await super().__call__(scope, receive, send)
             return
 
@@ -127,23 +140,38 @@ class SessionMiddleware(asgi.SessionMiddleware):
             return header  # the app's own cookie: left as the app wrote it
         return name, starlette_spelling(value)
 
-    def _adopting(self, app: asgi.ASGIApp) -> asgi.ASGIApp:
-        """Wrap `app`: a new session whose request carries a Starlette cookie gets its data."""
-        legacy = self._legacy
-        assert legacy is not None
-        wanted = self._names[0]
+    def _with_starlette_semantics(self, app: asgi.ASGIApp) -> asgi.ASGIApp:
+        """Wrap `app` (inside the session middleware): a new session whose request carries a
+        Starlette cookie gets its data; a session the request emptied is destroyed (record
+        deleted, cookie expired), as Starlette expires its cookie when the session is cleared."""
+        legacy, wanted = self._legacy, self._names[0]
 
-        async def adopt_then_run(scope: asgi.Scope, receive: asgi.Receive, send: asgi.Send) -> None:
+        async def run(scope: asgi.Scope, receive: asgi.Receive, send: asgi.Send) -> None:
             session = scope.get("session")
-            if scope["type"] == "http" and isinstance(session, Session) and session.is_new:
-                header = session.request.cookie if session.request is not None else None
-                if header is not None and first_cookie(header, wanted) is not None:
-                    found = await legacy.read(header)
-                    if found is not None:
-                        session.update(found.data)  # a fresh id: the legacy value is never reused
-            await app(scope, receive, send)
+            if scope["type"] != "http" or not isinstance(session, Session):
+                await app(scope, receive, send)
+                return
+            header = session.request.cookie if session.request is not None else None
+            if legacy is not None and session.is_new and header and first_cookie(header, wanted):
+                found = await legacy.read(header)
+                if found is not None:
+                    session.update(found.data)  # a fresh id: the legacy value is never reused
+            current: Session = session
+            had_data = dict.__len__(current) > 0  # not len(): that would count as a read
 
-        return adopt_then_run
+            async def send_then(message: asgi.Message) -> None:
+                if (
+                    message["type"] == "http.response.start"
+                    and had_data
+                    and scope.get("session") is current
+                    and dict.__len__(current) == 0
+                ):
+                    current.destroy()
+                await send(message)
+
+            await app(scope, receive, send_then)
+
+        return run
 
 
 def starlette_spelling(set_cookie: bytes) -> bytes:

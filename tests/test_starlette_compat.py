@@ -126,8 +126,16 @@ def test_options_map_to_starlettes_lifetime(secret: str) -> None:
 
 
 # ---- the session is a dict -------------------------------------------------------------------
-async def test_session_serializes_and_type_checks_as_a_dict_over_asgi_transport(secret: str) -> None:
-    transport = httpx.ASGITransport(app=starlette_app(secret))
+@pytest.mark.parametrize("middleware", ["coatcheck.starlette", "coatcheck"])
+async def test_session_serializes_and_type_checks_as_a_dict_over_asgi_transport(
+    secret: str, middleware: str
+) -> None:
+    app = (
+        starlette_app(secret)
+        if middleware == "coatcheck.starlette"
+        else CoatcheckMiddleware(Starlette(routes=ROUTES), secret=secret, store=MemoryStore())
+    )
+    transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         await c.post("/write", json={"user": "ada", "cart": [1, 2]})
         body = (await c.get("/as_dict")).json()

@@ -11,11 +11,13 @@ pure half (`prepare`, `finish`) and its I/O half (`apply`).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import Awaitable
 from typing import Any, Protocol, TypeVar
 
 from . import engine
+from ._anyloop import fail_after, needs_asyncio, on_asyncio
 from ._http import NO_HEADERS, RequestInfo, SessionHeaders
 from .codec import Serializer, serializer_for
 from .config import Settings
@@ -117,10 +119,20 @@ class RuntimeBase:
         )
 
     async def bounded(self, what: str, call: Awaitable[T], target: object) -> T:
-        """One store call, bounded by `store_timeout`; every failure is SessionStoreError."""
+        """One store call, bounded by `store_timeout`; every failure is SessionStoreError.
+
+        On asyncio the deadline is asyncio's; under trio it is anyio's, and a store that
+        does not declare `anyio_compatible` is refused with a message naming the library."""
         timeout = self.settings.timeout_seconds
         try:
-            async with asyncio.timeout(timeout):  # no extra task, unlike wait_for
+            if on_asyncio():
+                async with asyncio.timeout(timeout):  # no extra task, unlike wait_for
+                    return await call
+            if not getattr(target, "anyio_compatible", False):
+                if inspect.iscoroutine(call):
+                    call.close()  # never awaited: closing it avoids a RuntimeWarning
+                raise SessionStoreError(needs_asyncio(what, target))
+            with fail_after(timeout):
                 return await call
         except SessionStoreError:
             raise

@@ -23,8 +23,10 @@ class MemoryStore:
     however heavy, cannot push out a logged-in user; `max_entries` logged-in users can.
     Expired entries are dropped when read and swept a few at a time on every write, so no
     background task is needed. Data is kept serialized, so requests never share objects.
-    Everything is lost when the process exits.
+    Everything is lost when the process exits. It runs under asyncio and trio alike.
     """
+
+    anyio_compatible = True
 
     def __init__(
         self,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
 import stat
@@ -13,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .._anyloop import in_thread
 from ..codec import DEFAULT_SERIALIZER, Serializer
 from ..config import logger
 from ..errors import ConfigurationError, SessionStoreError
@@ -48,7 +48,11 @@ class SQLiteStore:
     the `-wal` and `-shm` files, which SQLite creates with the database's mode. An
     existing file keeps its mode (it may be shared on purpose); if other users can read
     it, a warning says so once, naming the file.
+
+    It runs under asyncio and, through anyio, under trio.
     """
+
+    anyio_compatible = True
 
     def __init__(
         self,
@@ -99,7 +103,7 @@ class SQLiteStore:
             with store_errors((sqlite3.Error,), f"SQLite store {str(self.path)!r}"):
                 return fn(self._connection())
 
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        return await in_thread(self._executor, call)
 
     def _decode(self, data: bytes, meta: bytes) -> Record:
         try:
@@ -271,7 +275,7 @@ class SQLiteStore:
                     conn.close()
                     self._local.conn = None
 
-            await asyncio.get_running_loop().run_in_executor(executor, shut)
+            await in_thread(executor, shut)
             executor.shutdown(wait=True)
 
 

@@ -21,11 +21,9 @@ from ._flask_config import (
     unmapped_keys,
     unmapped_warning,
 )
-from .codec import serializer_for
 from .config import Settings
 from .errors import ConfigurationError
 from .flash import Flash
-from .layout import DEFAULT_STORE_FILE
 from .runtime import logger
 from .strategy import build_runtime
 from .wsgi import SyncBridge, WSGISession
@@ -204,27 +202,12 @@ class FlaskSessions:
 
 def _complete_store(options: dict[str, Any], same_store: Built | None) -> None:
     """The store option, completed: the store a previous build opened from the same settings
-    is kept (a config change that is not about the store keeps the sessions), and the
-    default store and Redis URLs write with the integration's serializer (tagged). Other
-    URLs are opened by `from_url`, whose stores write plain JSON."""
+    is kept (a config change that is not about the store keeps the sessions). Whatever store
+    it is, the runtime has it write with the integration's serializer (tagged by default)."""
     if options.get("compat") is not None:
         return  # a compat layout wraps the store it opens: let it open its own
     if same_store is not None and same_store.bridge is not None:
         options["store"] = same_store.bridge.runtime.store
-        return
-    store = options.get("store")
-    if store is None:
-        from .stores.sqlite import SQLiteStore
-
-        serializer = serializer_for(options.get("serializer", "tagged"))
-        options["serializer"] = serializer
-        options["store"] = SQLiteStore(DEFAULT_STORE_FILE, serializer=serializer)
-    elif isinstance(store, str) and store.split("://", 1)[0].lower() in REDIS_SCHEMES:
-        from .stores.redis import RedisStore  # what from_url builds for these schemes, with our serializer
-
-        serializer = serializer_for(options.get("serializer", "tagged"))
-        options["serializer"] = serializer
-        options["store"] = RedisStore(store, serializer=serializer)
 
 
 def sessions_for(app: Flask | None = None) -> FlaskSessions:

@@ -10,11 +10,12 @@ from typing import Any
 from ..codec import DEFAULT_SERIALIZER, Serializer, decode_record, encode_record
 from ..errors import ConfigurationError
 from ..record import Meta, Record, SessionInfo
+from ._toolkit import SerializerChoice
 
 _SWEEP_PER_WRITE = 2
 
 
-class MemoryStore:
+class MemoryStore(SerializerChoice):
     """Sessions in a dict in this process: O(1) operations, at most `max_entries` sessions.
 
     When a write would exceed `max_entries`, the least recently used session *without a

@@ -42,7 +42,7 @@ except ModuleNotFoundError as exc:  # keep the missing module's name for from_ur
 from ..codec import DEFAULT_SERIALIZER, Serializer
 from ..errors import ConfigurationError, SessionStoreError
 from ..record import Meta, Record, SessionInfo
-from ._toolkit import guarded
+from ._toolkit import SerializerChoice, guarded
 from .url import register_scheme
 
 __all__ = ["MongoStore", "escape_field", "unescape_field"]
@@ -81,7 +81,7 @@ def _when(timestamp: float | None) -> datetime | None:
     return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC)
 
 
-class MongoStore:
+class MongoStore(SerializerChoice):
     """Sessions in a MongoDB collection; implements Store, PatchingStore, UserIndex and Inventory.
 
     `client` is a connection string (`mongodb://host/db`, `mongodb+srv://...`) or an existing

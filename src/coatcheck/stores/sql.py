@@ -46,7 +46,7 @@ except ModuleNotFoundError as exc:  # keep the missing module's name for from_ur
 from ..codec import DEFAULT_SERIALIZER, Serializer
 from ..errors import ConfigurationError, SessionStoreError
 from ..record import Meta, Record, SessionInfo
-from ._toolkit import guarded
+from ._toolkit import SerializerChoice, guarded
 from .url import register_scheme
 
 __all__ = ["SQLStore"]
@@ -60,7 +60,7 @@ _MAX_COLUMN = 255
 _USER_ID_BYTES = 4 * _MAX_COLUMN  # 255 characters of up to 4 UTF-8 bytes each
 
 
-class SQLStore:
+class SQLStore(SerializerChoice):
     """Sessions in a PostgreSQL or MySQL/MariaDB table; implements Store, PatchingStore,
     UserIndex and Inventory.
 
@@ -128,6 +128,10 @@ class SQLStore:
         self._where = (
             f"{'PostgreSQL' if self._pg else 'MySQL'} {url.host or 'localhost'}/{url.database or ''}"
         )
+
+    def use_serializer(self, serializer: Serializer) -> None:
+        self._serializer = serializer
+        self._dialect = Dialect(self._pg, serializer)
 
     def __repr__(self) -> str:
         return f"SQLStore({self._where!r}, table={self.table_name!r})"

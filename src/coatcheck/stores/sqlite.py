@@ -17,7 +17,7 @@ from ..codec import DEFAULT_SERIALIZER, Serializer
 from ..config import logger
 from ..errors import ConfigurationError, SessionStoreError
 from ..record import Meta, Record, SessionInfo
-from ._toolkit import store_errors
+from ._toolkit import SerializerChoice, store_errors
 
 T = TypeVar("T")
 _PURGE_BATCH = 1000
@@ -36,7 +36,7 @@ CREATE INDEX IF NOT EXISTS {_TABLE}_user_id ON {_TABLE} (user_id);
 """
 
 
-class SQLiteStore:
+class SQLiteStore(SerializerChoice):
     """Sessions in a SQLite file, safe for several processes on one machine.
 
     All database work runs on one worker thread per store, so the event loop never blocks;

@@ -31,10 +31,11 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("coatcheck.quart needs Quart: pip install 'coatcheck[quart]'") from exc
 
 from . import _http
+from ._flask_config import flask_side, options_from_config
 from .asgi import request_info
 from .config import Settings
-from .errors import SessionStoreError, SessionTooLarge
-from .flask import NoSession, options_from_config
+from .errors import ConfigurationError, SessionStoreError, SessionTooLarge
+from .flask import NoSession
 from .runtime import Runtime, log_store_error
 from .session import Session as CoreSession
 from .strategy import build_runtime
@@ -198,7 +199,12 @@ class Session:
 
     def init_app(self, app: Quart) -> None:
         options = options_from_config(app.config)
-        lifetime = options.pop("permanent_lifetime")
+        if options.get("secret") is None:
+            raise ConfigurationError(
+                "coatcheck.quart.Session needs a secret: set app.config['SECRET_KEY'] (or SESSION_SECRET); "
+                "make one with `coatcheck secret`"
+            )
+        lifetime = flask_side(app.config).permanent_lifetime
         runtime = build_runtime(Settings(**options), QuartSession)
         sessions = QuartSessions(runtime=runtime, permanent_lifetime=lifetime)
         app.session_interface = CoatcheckSessionInterface(sessions)  # type: ignore[assignment]

@@ -20,17 +20,17 @@ FLOORS: dict[str, int] = {
     "starlette / sqlite / asyncio": STARLETTE,
     "starlette / sqlite / trio": STARLETTE,
     # Flask 3.1: `coatcheck.flask.Session(app, insecure_dev_secret=True)` in the app fixture
-    "flask test_basic sessions / memory": 4,
-    "flask test_basic sessions / cookie": 5,
-    "flask test_json_tag values via session / memory": 1,
-    "flask test_json_tag values via session / cookie": 2,
+    "flask test_basic sessions / memory": 13,
+    "flask test_basic sessions / cookie": 12,  # + test_session_secret_key_fallbacks (see docs/peer-suites.md)
+    "flask test_json_tag values via session / memory": 11,
+    "flask test_json_tag values via session / cookie": 11,
     # Flask-Login 0.6.3: `Session(app, ...)` wherever a test app gets its secret key
     "flask-login / memory": 114,
     "flask-login / cookie": 114,
     "flask-login / redis": 114,
     # Flask-WTF 1.3: `Session(app, ...)` in the app fixture (its app sets secret_key as a class attribute)
-    "flask-wtf / memory": 0,
-    "flask-wtf / cookie": 0,
+    "flask-wtf / memory": 80,  # every test Flask-WTF 1.3 runs here (2 of its 82 skip without extras)
+    "flask-wtf / cookie": 80,
 }
 
 TARGETS: dict[str, int] = {
@@ -47,4 +47,12 @@ NOT_APPLICABLE: dict[str, str] = {
     "switch leaves in place (the middleware is not involved)",
 }
 
-KNOWN_DIFFERENCES: dict[str, str] = {}
+KNOWN_DIFFERENCES: dict[str, str] = {
+    "test_session_using_session_settings": "SESSION_COOKIE_SECURE=True over plain HTTP: coatcheck never "
+    "sets a Secure cookie on plain HTTP, and then stores nothing either (DESIGN.md §5)",
+    "test_session_using_samesite_attribute": "Flask's unset SESSION_COOKIE_SAMESITE (None) sends no "
+    "SameSite attribute; coatcheck's safe default is Lax (every explicit value behaves as in Flask)",
+    "test_session_secret_key_fallbacks": "(cookie store only) the test changes app.secret_key between "
+    "requests; a CookieStore object is bound to one set of secrets, so the rebuilt runtime refuses it "
+    "(memory store: passes). Rotating keys at a restart works with both",
+}

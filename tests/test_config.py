@@ -1,6 +1,11 @@
 from __future__ import annotations
 
+import os
+import secrets
+import subprocess
+import sys
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -61,3 +66,42 @@ def test_durations_accept_numbers_and_timedeltas() -> None:
     settings = make_settings(idle_timeout=600, absolute_timeout=timedelta(hours=2), touch_after=1.5)
     assert (settings.idle_seconds, settings.absolute_seconds, settings.touch_seconds) == (600.0, 7200.0, 1.5)
     assert make_settings(cookie=Cookie(max_age=timedelta(days=1))).cookie.max_age == 86400.0
+
+
+def test_secret_from_env_refuses_missing_empty_and_weak_secrets_at_import(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from coatcheck import secret_from_env
+
+    monkeypatch.delenv("COATCHECK_TEST_SECRET", raising=False)
+    with pytest.raises(
+        ConfigurationError, match='not set: export COATCHECK_TEST_SECRET="\\$\\(coatcheck secret\\)"'
+    ):
+        secret_from_env("COATCHECK_TEST_SECRET")
+    monkeypatch.setenv("COATCHECK_TEST_SECRET", "  ")
+    with pytest.raises(ConfigurationError, match="is empty"):
+        secret_from_env("COATCHECK_TEST_SECRET")
+    monkeypatch.setenv("COATCHECK_TEST_SECRET", "changeme" * 4)
+    with pytest.raises(ConfigurationError, match="too weak"):
+        secret_from_env("COATCHECK_TEST_SECRET")
+    strong = secrets.token_urlsafe(32)
+    monkeypatch.setenv("COATCHECK_TEST_SECRET", strong)
+    assert secret_from_env("COATCHECK_TEST_SECRET") == strong
+
+
+def test_uvicorn_stops_at_start_up_when_the_readme_apps_secret_is_empty(tmp_path: Path) -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    app_code = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "secret_from_env" in app_code
+    (tmp_path / "app.py").write_text(app_code)
+    env = {**os.environ, "SESSION_SECRET": ""}
+    proc = subprocess.run(
+        [sys.executable, "-m", "uvicorn", "app:app", "--port", "0"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode != 0  # exits at import, before serving anything
+    assert "SESSION_SECRET is empty" in proc.stderr

@@ -194,7 +194,7 @@ async def test_the_inspector_states_deadlines_exactly(make_app: MakeApp) -> None
     async with client_for(app) as browser:
         await login(browser, "ann")
         page = text((await browser.get("/profile")).text)
-    touch_after = format_delta(app.demo.manager.settings.touch_after)
+    touch_after = format_delta(app.demo.manager.settings.touch_seconds)
     assert f"a visit that changes nothing moves it at most once every {touch_after} (touch_after)" in page
     assert "moves forward with each visit" not in page
     assert "absolute 30 days" in page

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .asgi import SessionMiddleware
 from .config import Cookie
+from .crypto import secret_from_env
 from .csrf import CSRFMiddleware
 from .errors import CoatcheckError, ConfigurationError, SessionStoreError, SessionTooLarge
 from .events import AuditEvent
@@ -30,4 +31,5 @@ __all__ = [
     "Tag",
     "TaggedSerializer",
     "__version__",
+    "secret_from_env",
 ]

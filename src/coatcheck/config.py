@@ -20,6 +20,7 @@ from .errors import ConfigurationError
 if TYPE_CHECKING:
     from .codec import Serializer
     from .events import OnEvent
+    from .migrate import LegacyReader
     from .stores.base import ClientSideStore, Store
 
 SameSite = Literal["lax", "strict", "none", "auto"]
@@ -160,6 +161,7 @@ class Settings:
     clock: Callable[[], float] = time.time
     compat: Compat | None = None
     on_event: OnEvent | None = None
+    migrate_from: Sequence[LegacyReader] = ()
 
     # ---- derived at validation (not options) ------------------------------------------------
     cookie_name: str = field(init=False)
@@ -195,6 +197,7 @@ class Settings:
                 "on_event must be a callable taking a coatcheck.audit.AuditEvent, or None"
             )
         as_secret_list(self.secret)  # an empty secret fails here, at start-up
+        object.__setattr__(self, "migrate_from", legacy_readers(self.migrate_from))
         name = self.name
         if name is None:
             name = COMPAT_COOKIE_NAMES.get(self.compat or "", "session")
@@ -229,6 +232,25 @@ class Settings:
         if self.compat == "django":
             return django_key()
         return secrets.token_urlsafe(self.id_bytes)
+
+
+def legacy_readers(readers: object) -> tuple[LegacyReader, ...]:
+    """`migrate_from` as a tuple of readers (`coatcheck.migrate`), or ConfigurationError."""
+    if not isinstance(readers, list | tuple):
+        raise ConfigurationError(
+            "migrate_from must be a list of readers from coatcheck.migrate, "
+            f"e.g. [StarletteCookie(OLD_SECRET)], got {type(readers).__name__}"
+        )
+    for reader in readers:
+        if not (
+            isinstance(getattr(reader, "cookie_name", None), str)
+            and all(callable(getattr(reader, method, None)) for method in ("read", "forget", "bind"))
+        ):
+            raise ConfigurationError(
+                f"migrate_from: {type(reader).__name__} is not a legacy reader (cookie_name, read, "
+                "forget, bind): use coatcheck.migrate.StarletteCookie, FlaskCookie or FlaskSessionRedis"
+            )
+    return tuple(readers)
 
 
 def option_names() -> tuple[str, ...]:

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import logging
 import math
+import os
 import secrets
 import string
 from collections.abc import Sequence
@@ -363,3 +364,17 @@ def as_secret_list(secret: str | bytes | Sequence[str | bytes]) -> list[bytes]:
         if not key:
             raise ConfigurationError("secret must not be empty")
     return keys
+
+
+def secret_from_env(name: str = "SESSION_SECRET", *, insecure_dev_secret: bool = False) -> str:
+    """The secret in environment variable `name`, checked now: call it at import time so a
+    missing, empty or weak secret stops the server at start-up with a ConfigurationError,
+    not at its first request (Starlette builds its middleware lazily)."""
+    value = os.environ.get(name, "")
+    if not value.strip():
+        raise ConfigurationError(
+            f"the environment variable {name} is {'empty' if name in os.environ else 'not set'}: "
+            f'export {name}="$(coatcheck secret)" once and keep it (a .env file, a secret manager)'
+        )
+    Keyring(value, insecure_dev_secret=insecure_dev_secret)  # refuses a weak one, saying why
+    return value

@@ -33,10 +33,13 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
-from django.contrib.sessions.backends.base import SessionBase, UpdateError
-from django.core.exceptions import ImproperlyConfigured
-from django.core.signals import setting_changed
+try:
+    from django.conf import settings
+    from django.contrib.sessions.backends.base import SessionBase, UpdateError
+    from django.core.exceptions import ImproperlyConfigured
+    from django.core.signals import setting_changed
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError("coatcheck.django needs Django: pip install 'coatcheck[django]'") from exc
 
 from ._sync import run_sync
 from .crypto import storage_key

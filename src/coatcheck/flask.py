@@ -9,18 +9,20 @@ and commit as the ASGI and WSGI middleware, through the sync bridge. Flask calls
 `save_session` inside `process_response`, before the WSGI `start_response`, so the store
 write finishes before any header goes out. Flask's `flash()`, Flask-Login and Flask-WTF work
 unchanged, since they only use `flask.session` as a mapping.
+
+Like Flask, the integration reads the app's configuration when a request needs it: the
+runtime is built at the first request (so config set after `Session(app)` counts), and built
+again, keeping the store it opened, if the configuration it came from changes.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from datetime import timedelta
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 try:
-    from flask import Flask, Request, Response, current_app, g, request
+    from flask import Flask, Request, Response, g, request
     from flask.sessions import NullSession, SessionInterface, SessionMixin
     from markupsafe import Markup, escape
     from werkzeug.datastructures import Headers
@@ -30,98 +32,50 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from . import _http, audit
 from . import csrf as rules
+from ._flask_config import (
+    options_from_config,
+)
+from ._flask_session import (
+    EXTENSION,
+    Built,
+    FlaskSession,
+    FlaskSessions,
+    current_session,
+    sessions_for,
+)
 from ._http import refused
-from .config import Compat, Cookie, Duration, Secret, Settings, Unset, option_names, seconds
+from .config import Compat, Cookie, Duration, Secret, Unset, option_names
 from .csrf.tokens import session_secret
 from .csrf.wsgi import read_form_token
 from .errors import ConfigurationError, SessionStoreError
 from .runtime import log_store_error
 from .session import CSRF_KEY
-from .strategy import build_runtime
-from .wsgi import ENVIRON_KEY, UNAVAILABLE, SyncBridge, WSGISession, request_info
+from .wsgi import ENVIRON_KEY, UNAVAILABLE, request_info
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from werkzeug.sansio.response import Response as BaseResponse
 
     from .codec import Serializer
     from .events import OnEvent
-    from .runtime import Runtime
+    from .migrate import LegacyReader
     from .stores.base import ClientSideStore, Store
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _STORE_FAILED = "coatcheck.store_failed"
-_EXTENSION = "coatcheck"
-PERMANENT_LIFETIME = timedelta(days=31)  # Flask's PERMANENT_SESSION_LIFETIME default
-
-
-class FlaskSession(WSGISession, SessionMixin):
-    """`flask.session`: a coatcheck `Session` with the attributes Flask's API expects.
-
-    `permanent` maps to the cookie's lifetime (PERMANENT_SESSION_LIFETIME when True, a
-    browser-session cookie when False); `new` is `is_new`; setting `modified = True` forces
-    a save, as with Flask's own session.
-    """
-
-    @property
-    def permanent(self) -> bool:
-        return self.cookie.max_age_seconds is not None
-
-    @permanent.setter
-    def permanent(self, value: bool) -> None:
-        wanted = sessions_for().permanent_lifetime if value else None
-        if self.cookie.max_age_seconds != wanted:  # apps set it on every request: only changes count
-            self.cookie.max_age = wanted
-
-    @property
-    def new(self) -> bool:  # type: ignore[override]
-        return self.is_new
-
-    @property
-    def accessed(self) -> bool:
-        return super().accessed
-
-    @accessed.setter
-    def accessed(self, value: bool) -> None:
-        # Flask sets this whenever the `flask.session` proxy is looked up, even for
-        # `session.permanent`; the mapping itself tracks real reads and writes, which is
-        # what decides Vary: Cookie and Cache-Control: private.
-        pass
-
-    @property
-    def modified(self) -> bool:
-        return super().modified
-
-    @modified.setter
-    def modified(self, value: bool) -> None:
-        if value:  # Flask's idiom for "I mutated something nested, save it"
-            self.mark_modified()
-
-
-@dataclass(slots=True)
-class FlaskSessions:
-    """The sessions of one Flask app: its runtime, driven through the sync bridge."""
-
-    bridge: SyncBridge
-    permanent_lifetime: float
-
-    @property
-    def runtime(self) -> Runtime:
-        return self.bridge.runtime
-
-    @property
-    def store(self) -> Any:
-        return self.bridge.runtime.store
+_BUILT = "coatcheck.flask.built"  # environ: the runtime that loaded this request's session
 
 
 class NoSession(NullSession):
-    """`flask.session` when no coatcheck session exists for the request (its path is outside
-    the cookie path, or the store failed and the request is being answered with 503)."""
+    """`flask.session` when no coatcheck session exists for the request: no secret is set,
+    its path is outside the cookie path, or the store failed and the request gets a 503."""
 
     def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise RuntimeError(
-            "no session for this request: its path is outside SESSION_COOKIE_PATH, "
-            "or the session store did not answer"
+            "the session is unavailable for this request: no secret key is set (set app.secret_key "
+            "or SESSION_SECRET), its path is outside SESSION_COOKIE_PATH, or the session store did not answer"
         )
 
     __setitem__ = __delitem__ = clear = pop = popitem = update = setdefault = _refuse
@@ -136,24 +90,31 @@ class CoatcheckSessionInterface(SessionInterface):
         self.sessions = sessions
 
     def open_session(self, app: Flask, request: Request) -> FlaskSession | None:
+        built = self.sessions.current()
+        if built.bridge is None:
+            return None
         info = request_info(request.environ)
-        if not self.sessions.runtime.in_scope(info.path):
+        if not built.bridge.runtime.in_scope(info.path):
             return None
         try:
-            session = self.sessions.bridge.load(info)
+            session = built.bridge.load(info)
         except SessionStoreError as exc:
             log_store_error(exc, "loading a session")
             request.environ[_STORE_FAILED] = True  # _refuse_when_store_failed answers 503
             return None
         request.environ[ENVIRON_KEY] = session
+        request.environ[_BUILT] = built
         assert isinstance(session, FlaskSession)
         return session
 
     def save_session(self, app: Flask, session: SessionMixin, response: BaseResponse) -> None:
-        if not isinstance(session, FlaskSession) or session.request is None:
+        built = request.environ.get(_BUILT)
+        if not isinstance(session, FlaskSession) or session.request is None or not isinstance(built, Built):
             return
+        assert built.bridge is not None
+        session.before_commit(refresh=built.side.refresh_each_request)
         try:
-            added = self.sessions.bridge.commit(session, session.request)
+            added = built.bridge.commit(session, session.request)
         except SessionStoreError as exc:
             log_store_error(exc, "saving a session")
             _become_unavailable(response)
@@ -185,71 +146,6 @@ def _refuse_when_store_failed() -> None:
         raise ServiceUnavailable("The session store did not answer. Please retry shortly.", retry_after=5)
 
 
-# ---- configuration --------------------------------------------------------------------------
-# Every option is read from SESSION_<OPTION NAME>; these have Flask's own names instead.
-_FLASK_NAMED = {"secret", "name", "cookie"}
-
-
-def options_from_config(config: Mapping[str, Any], *, need_secret: bool = True) -> dict[str, Any]:
-    """Options (and `permanent_lifetime`) from a Flask config: `SESSION_<OPTION>` for every
-    option of `coatcheck.config.Settings`, plus Flask's own SECRET_KEY, SESSION_COOKIE_* and
-    PERMANENT_SESSION_LIFETIME (docs/flask.md). Raises ConfigurationError naming the key.
-    `need_secret=False`: the secret is given otherwise (`Session(app, secret=...)`)."""
-    if "SESSION_TYPE" in config and "SESSION_STORE" not in config:
-        raise ConfigurationError(
-            "SESSION_TYPE is Flask-Session's setting: coatcheck reads SESSION_STORE, a URL such as "
-            "'redis://localhost/0' or 'sqlite:///sessions.db', or a store object"
-        )
-    options: dict[str, Any] = {"secret": _secret(config)} if need_secret else {}
-    for option in option_names():
-        key = f"SESSION_{option.upper()}"
-        if option not in _FLASK_NAMED and config.get(key) is not None:
-            options[option] = config[key]
-    options["name"] = config.get("SESSION_COOKIE_NAME") or "session"
-    if config.get("SESSION_COMPAT") and options["name"] == "session":
-        options["name"] = None  # Flask's default name: let compat pick its own (connect.sid)
-    lifetime = _lifetime(config)
-    options["permanent_lifetime"] = lifetime
-    secure = config.get("SESSION_COOKIE_SECURE", False)
-    same_site = config.get("SESSION_COOKIE_SAMESITE")
-    options["cookie"] = Cookie(
-        max_age=lifetime if config.get("SESSION_PERMANENT", False) else None,
-        # Flask's defaults (False, None) mean "not configured": coatcheck's safe defaults apply.
-        secure=True if secure is True else "auto",
-        same_site="lax" if same_site is None else str(same_site).lower(),  # type: ignore[arg-type]
-        http_only=bool(config.get("SESSION_COOKIE_HTTPONLY", True)),
-        path=config.get("SESSION_COOKIE_PATH") or config.get("APPLICATION_ROOT") or "/",
-        domain=config.get("SESSION_COOKIE_DOMAIN") or None,
-        partitioned=bool(config.get("SESSION_COOKIE_PARTITIONED", False)),
-        priority=config.get("SESSION_COOKIE_PRIORITY"),
-    )
-    return options
-
-
-def _secret(config: Mapping[str, Any]) -> Any:
-    explicit = config.get("SESSION_SECRET")
-    if explicit:
-        return explicit
-    key = config.get("SECRET_KEY")
-    if not key:
-        raise ConfigurationError(
-            "coatcheck.flask.Session needs a secret: set app.config['SECRET_KEY'] (or SESSION_SECRET); "
-            'make one with `coatcheck secret` or `python -c "import secrets; print(secrets.token_urlsafe(32))"`'
-        )
-    fallbacks = config.get("SECRET_KEY_FALLBACKS") or []  # Flask >= 3.1: old keys still verify
-    return [key, *fallbacks]
-
-
-def _lifetime(config: Mapping[str, Any]) -> float:
-    value = config.get("PERMANENT_SESSION_LIFETIME", PERMANENT_LIFETIME)
-    lifetime = seconds(value, "PERMANENT_SESSION_LIFETIME")
-    if not lifetime:
-        raise ConfigurationError(
-            "PERMANENT_SESSION_LIFETIME must be a positive timedelta or number of seconds"
-        )
-    return lifetime
-
-
 # ---- the extension --------------------------------------------------------------------------
 class _Default(enum.Enum):
     """A keyword argument not given: the app's config (or the option's default) applies."""
@@ -264,7 +160,8 @@ class Session:
     """The Flask extension. `Session(app)` or `Session()` then `init_app(app)`.
 
     Keyword options override the app's config; each is an option of `SessionMiddleware`
-    (`coatcheck.config.Settings`), read from `SESSION_<NAME>` when not given.
+    (`coatcheck.config.Settings`), read from `SESSION_<NAME>` when not given. The config is
+    read when the first request needs the session (and again if it changes), as Flask does.
     `rotate_on_login` (default True) gives Flask-Login a fixation-safe login: when
     `login_user()` succeeds the session gets a new id (data kept) bound to the user, and
     `logout_user()` retires the old id.
@@ -294,6 +191,7 @@ class Session:
         clock: Callable[[], float] | _Default = DEFAULT,
         compat: Compat | _Default | None = DEFAULT,
         on_event: OnEvent | _Default | None = DEFAULT,
+        migrate_from: Sequence[LegacyReader] | _Default = DEFAULT,
     ) -> None:
         given = dict(locals())
         self.options = {k: v for k, v in given.items() if k in option_names() and v is not DEFAULT}
@@ -303,13 +201,10 @@ class Session:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        options = options_from_config(app.config, need_secret="secret" not in self.options)
-        options.update(self.options)
-        lifetime = options.pop("permanent_lifetime")
-        runtime = build_runtime(Settings(**options), FlaskSession)
-        sessions = FlaskSessions(bridge=SyncBridge(runtime), permanent_lifetime=lifetime)
+        sessions = FlaskSessions(app, self.options)
+        sessions.current()  # a misconfiguration fails here, at start-up (a missing secret is Flask's null session)
         app.session_interface = CoatcheckSessionInterface(sessions)
-        app.extensions[_EXTENSION] = sessions
+        app.extensions[EXTENSION] = sessions
         self._apps[id(app)] = sessions
         # First of all before_request functions: nothing should run on a 503.
         app.before_request_funcs.setdefault(None, []).insert(0, _refuse_when_store_failed)
@@ -324,26 +219,7 @@ class Session:
         return sessions_for().store
 
 
-def sessions_for(app: Flask | None = None) -> FlaskSessions:
-    """The coatcheck sessions set up on `app` (default: the current app)."""
-    target = app if app is not None else current_app
-    sessions = target.extensions.get(_EXTENSION)
-    if not isinstance(sessions, FlaskSessions):
-        raise RuntimeError("coatcheck.flask.Session(app) was not set up on this app")
-    return sessions
-
-
 manager_for = sessions_for  # the name earlier releases documented
-
-
-def current_session() -> FlaskSession:
-    """`flask.session` as a `FlaskSession` (typed), or RuntimeError if there is none."""
-    from flask import session as flask_session
-
-    obj = flask_session._get_current_object()  # type: ignore[attr-defined]
-    if not isinstance(obj, FlaskSession):
-        raise RuntimeError("there is no coatcheck session for this request")
-    return obj
 
 
 def _connect_flask_login(app: Flask) -> None:
@@ -432,6 +308,7 @@ class CSRFProtect:
             "header_name": config.get("CSRF_HEADER_NAME", rules.DEFAULT_HEADER_NAME),
             "exempt_paths": config.get("CSRF_EXEMPT_PATHS", ()),
             "max_body_size": config.get("CSRF_MAX_BODY_SIZE", rules.DEFAULT_MAX_BODY_SIZE),
+            "origins_setting": "app.config['CSRF_TRUSTED_ORIGINS']",
         }
         policy = rules.CSRFPolicy.build(**{**settings, **self.options})
         app.extensions["coatcheck.csrf"] = policy
@@ -463,7 +340,7 @@ def _check_csrf(app: Flask, policy: rules.CSRFPolicy) -> None:
         return
     environ = request.environ
     session = environ.get(ENVIRON_KEY)
-    sessions = app.extensions.get(_EXTENSION)
+    sessions = app.extensions.get(EXTENSION)
     if not isinstance(sessions, FlaskSessions):
         raise ConfigurationError("CSRFProtect needs coatcheck.flask.Session(app) on the same app")
     info = request_info(environ)

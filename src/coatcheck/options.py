@@ -8,7 +8,7 @@ and a parameter here (plus the Flask extension's signature, which defaults to it
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +17,7 @@ from .config import Compat, Cookie, Duration, Secret, Settings, Unset
 if TYPE_CHECKING:
     from .codec import Serializer
     from .events import OnEvent
+    from .migrate import LegacyReader
     from .stores.base import ClientSideStore, Store
 
 
@@ -49,6 +50,7 @@ class SessionOptions:
         clock: Callable[[], float] = time.time,
         compat: Compat | None = None,
         on_event: OnEvent | None = None,
+        migrate_from: Sequence[LegacyReader] = (),
     ) -> None:
         options = dict(locals())  # exactly the parameters above, by name
         del options["self"], options["app"]

@@ -11,11 +11,13 @@ pure half (`prepare`, `finish`) and its I/O half (`apply`).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import Awaitable
 from typing import Any, Protocol, TypeVar
 
 from . import engine, telemetry
+from ._anyloop import fail_after, needs_asyncio, on_asyncio
 from ._http import NO_HEADERS, RequestInfo, SessionHeaders
 from .audit import Auditor
 from .codec import Serializer, serializer_for
@@ -23,7 +25,7 @@ from .config import Settings
 from .crypto import Keyring
 from .errors import SessionStoreError
 from .record import Meta
-from .session import Session
+from .session import Session, SessionHost
 from .stores.base import ClientSideStore
 
 logger = logging.getLogger("coatcheck")
@@ -102,7 +104,9 @@ class RuntimeBase:
         data: dict[str, Any] | None = None,
         meta: Meta | None = None,
         stale_signature: bool = False,
+        host: SessionHost | None = None,
     ) -> Session:
+        """A session of this runtime; `host` (default: this runtime) performs its explicit I/O."""
         return self.session_class(
             settings=self.settings,
             serializer=self.serializer,
@@ -110,19 +114,29 @@ class RuntimeBase:
             session_id=session_id,
             data=data,
             meta=meta,
-            host=self,  # type: ignore[arg-type]  # every subclass is a SessionHost
+            host=host or self,  # type: ignore[arg-type]  # every subclass is a SessionHost
             request=request,
             read_only=read_only,
             stale_signature=stale_signature,
         )
 
     async def bounded(self, what: str, call: Awaitable[T], target: object) -> T:
-        """One store call, bounded by `store_timeout`; every failure is SessionStoreError."""
+        """One store call, bounded by `store_timeout`; every failure is SessionStoreError.
+
+        On asyncio the deadline is asyncio's; under trio it is anyio's, and a store that
+        does not declare `anyio_compatible` is refused with a message naming the library."""
         timeout = self.settings.timeout_seconds
         if telemetry.ENABLED:
             call = telemetry.wrap(what, call, target)
         try:
-            async with asyncio.timeout(timeout):  # no extra task, unlike wait_for
+            if on_asyncio():
+                async with asyncio.timeout(timeout):  # no extra task, unlike wait_for
+                    return await call
+            if not getattr(target, "anyio_compatible", False):
+                if inspect.iscoroutine(call):
+                    call.close()  # never awaited: closing it avoids a RuntimeWarning
+                raise SessionStoreError(needs_asyncio(what, target))
+            with fail_after(timeout):
                 return await call
         except SessionStoreError as exc:
             self.audit.store_error(what, exc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, cast
 
 from . import _sync, engine
@@ -15,6 +16,8 @@ from .stores.base import FlashClaiming, PatchingStore, Store
 
 if TYPE_CHECKING:
     from .layout import Layout
+
+logger = logging.getLogger("coatcheck")
 
 
 class ServerSideRuntime(RuntimeBase):
@@ -37,9 +40,22 @@ class ServerSideRuntime(RuntimeBase):
         return self._store
 
     def _adopted(self, store: Store) -> Store:
+        """The store, told to encode records with the `serializer` option when one is named
+        ("tagged", or an object), so what comes back from it has the types that went in."""
         self.can_patch = isinstance(store, PatchingStore)
         self.can_claim_flashes = isinstance(store, FlashClaiming)
         watch_store(store, self.audit)  # destroy_user() events reach this middleware's hook
+        if self.settings.serializer != "json":
+            use = getattr(store, "use_serializer", None)
+            if use is None:  # a third-party or compat store: it encodes records its own way
+                logger.warning(
+                    "coatcheck: %s encodes records itself; serializer=%r is not applied to it "
+                    "(give the store that serializer, or values may come back with other types)",
+                    type(store).__name__,
+                    self.settings.serializer,
+                )
+            else:
+                use(self.serializer)
         return store
 
     def renew_store(self) -> None:

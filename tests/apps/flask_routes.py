@@ -16,6 +16,7 @@ def make_flask_app(**options: Any) -> Flask:
     """`options` are SessionMiddleware options, passed to coatcheck.flask.Session."""
     app = Flask(__name__)
     app.config["SECRET_KEY"] = None  # the secret comes from the options, like the other twins
+    app.config["SESSION_REFRESH_EACH_REQUEST"] = False  # the middleware's cookie rules, not Flask's refresh
     Session(app, **options)
 
     def route(path: str) -> Any:

@@ -79,7 +79,7 @@ class CSRFMiddleware:
         session = scope.get("session")
         has_session = isinstance(session, MutableMapping)
         request = self._request(scope, session)
-        exempt = self._exempt_endpoint(scope, request)
+        exempt = self.endpoint_exempt(scope, request)
 
         def secret() -> str | None:
             return session_secret(session) if isinstance(session, MutableMapping) else None
@@ -118,7 +118,9 @@ class CSRFMiddleware:
             header_name=self.policy.header_name,
         )
 
-    def _exempt_endpoint(self, scope: Scope, request: CSRFRequest) -> bool:
+    def endpoint_exempt(self, scope: Scope, request: CSRFRequest) -> bool:
+        """True if the framework marks this request's endpoint exempt (Starlette's routes are
+        walked for `@csrf_exempt`). A framework plugin overrides this hook (coatcheck.litestar)."""
         if request.method in SAFE_METHODS:
             return False  # not needed: safe methods pass anyway
         # scope["app"] is the Starlette app this middleware was added to; self.app is the app

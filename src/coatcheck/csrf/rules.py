@@ -56,6 +56,7 @@ class CSRFPolicy:
     header_name: str = DEFAULT_HEADER_NAME.lower()
     exempt_paths: tuple[str, ...] = ()
     max_body_size: int = DEFAULT_MAX_BODY_SIZE
+    origins_setting: str = "CSRFMiddleware(trusted_origins=...)"  # what a refusal tells users to change
 
     @classmethod
     def build(
@@ -66,6 +67,7 @@ class CSRFPolicy:
         header_name: str = DEFAULT_HEADER_NAME,
         exempt_paths: Iterable[str] = (),
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        origins_setting: str = "CSRFMiddleware(trusted_origins=...)",
     ) -> CSRFPolicy:
         if not isinstance(field_name, str) or not _FIELD_NAME.match(field_name):
             raise ConfigurationError(
@@ -83,6 +85,7 @@ class CSRFPolicy:
             header_name=header_name.lower(),
             exempt_paths=exempt_path_list(exempt_paths),
             max_body_size=max_body_size,
+            origins_setting=origins_setting,
         )
 
 
@@ -214,7 +217,8 @@ def check_origin(request: CSRFRequest, policy: CSRFPolicy) -> Verdict | None:
         if origin not in policy.trusted_origins:
             return _refuse(
                 "origin-untrusted",
-                "the Origin header is not one of the trusted origins (CSRFMiddleware(trusted_origins=...))",
+                f"the Origin {origin} is not one of the trusted origins: add it to {policy.origins_setting} "
+                "if your pages are served from there",
             )
         return None
     if request.referer is None:
@@ -233,7 +237,8 @@ def check_origin(request: CSRFRequest, policy: CSRFPolicy) -> Verdict | None:
     if origin not in policy.trusted_origins:
         return _refuse(
             "referer-untrusted",
-            "the Referer header is not on one of the trusted origins (CSRFMiddleware(trusted_origins=...))",
+            f"the Referer's origin {origin} is not one of the trusted origins: add it to "
+            f"{policy.origins_setting} if your pages are served from there",
         )
     return None
 

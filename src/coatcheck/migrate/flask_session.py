@@ -54,7 +54,7 @@ class FlaskSessionRedis(Reader):
         max_data_bytes: int = MAX_DATA_BYTES,
         max_record_bytes: int = MAX_RECORD_BYTES,
     ) -> None:
-        self._redis = _async_redis(client)
+        self._redis = async_redis_client(client)
         from redis.exceptions import ResponseError
 
         self._wrong_type = ResponseError  # WRONGTYPE: someone else's key under the prefix
@@ -145,7 +145,9 @@ def _msgpack() -> Any:
     return msgpack
 
 
-def _async_redis(client: str | Any) -> aredis.Redis:
+def async_redis_client(client: str | Any) -> aredis.Redis:
+    """An asyncio Redis client for a URL, an asyncio client (as is) or a sync `redis.Redis`
+    (same server and options). Raises ConfigurationError."""
     try:
         import redis
         import redis.asyncio as aredis

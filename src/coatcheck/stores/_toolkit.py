@@ -7,6 +7,11 @@ message built here replaces the key before it leaves the store.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..codec import Serializer
+
 import asyncio
 import contextlib
 import math
@@ -106,3 +111,13 @@ def ttl_ms(deadline: float | None, now: float) -> int:
         return -1
     ms = math.ceil((deadline - now) * 1000)
     return ms if ms > 0 else 0
+
+
+class SerializerChoice:
+    """Mixin for stores that encode records with a serializer: the middleware's `serializer`
+    option (e.g. "tagged") replaces the one the store was built with, before first use."""
+
+    _serializer: Serializer
+
+    def use_serializer(self, serializer: Serializer) -> None:
+        self._serializer = serializer

@@ -3,6 +3,10 @@
 Stores see only storage keys (a hash of the session id, see `coatcheck.crypto.storage_key`),
 never the ids themselves. "Not found" and "expired" are normal results (None / False);
 exceptions are for system failures only and are always `SessionStoreError`.
+
+A store runs on asyncio. One that also runs under trio (through anyio) says so with the
+class attribute `anyio_compatible = True`; under trio the middleware refuses the others
+with a message naming the library (`coatcheck._anyloop`).
 """
 
 from __future__ import annotations

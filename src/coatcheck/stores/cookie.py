@@ -86,6 +86,8 @@ class CookieStore:
     (a sync or async callable given a `CookiePayload`; True rejects the cookie).
     """
 
+    anyio_compatible = True  # no I/O of its own: runs under asyncio and trio alike
+
     def __init__(
         self,
         *,

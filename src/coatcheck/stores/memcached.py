@@ -32,7 +32,7 @@ except ModuleNotFoundError as exc:  # keep the missing module's name for from_ur
 from ..codec import DEFAULT_SERIALIZER, Serializer, decode_record, encode_record
 from ..errors import ConfigurationError, SessionStoreError
 from ..record import Meta, Record
-from ._toolkit import describe_error, guarded, redact_url
+from ._toolkit import SerializerChoice, describe_error, guarded, redact_url
 from .url import query_options, register_scheme
 
 __all__ = ["THIRTY_DAYS", "MemcachedStore", "memcached_exptime"]
@@ -63,7 +63,7 @@ def memcached_exptime(expires: float | None, now: float) -> int | None:
     return math.ceil(expires)
 
 
-class MemcachedStore:
+class MemcachedStore(SerializerChoice):
     """Sessions in one memcached server; implements Store and PatchingStore (CAS-based).
 
     Give `host`/`port`, or an existing `aiomcache.Client` as `client` (the store then never

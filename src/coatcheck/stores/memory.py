@@ -11,11 +11,12 @@ from ..audit import revoked
 from ..codec import DEFAULT_SERIALIZER, Serializer, decode_record, encode_record
 from ..errors import ConfigurationError
 from ..record import Meta, Record, SessionInfo
+from ._toolkit import SerializerChoice
 
 _SWEEP_PER_WRITE = 2
 
 
-class MemoryStore:
+class MemoryStore(SerializerChoice):
     """Sessions in a dict in this process: O(1) operations, at most `max_entries` sessions.
 
     When a write would exceed `max_entries`, the least recently used session *without a
@@ -24,8 +25,10 @@ class MemoryStore:
     however heavy, cannot push out a logged-in user; `max_entries` logged-in users can.
     Expired entries are dropped when read and swept a few at a time on every write, so no
     background task is needed. Data is kept serialized, so requests never share objects.
-    Everything is lost when the process exits.
+    Everything is lost when the process exits. It runs under asyncio and trio alike.
     """
+
+    anyio_compatible = True
 
     def __init__(
         self,

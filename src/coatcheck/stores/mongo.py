@@ -43,7 +43,7 @@ from ..audit import revoked
 from ..codec import DEFAULT_SERIALIZER, Serializer
 from ..errors import ConfigurationError, SessionStoreError
 from ..record import Meta, Record, SessionInfo
-from ._toolkit import guarded
+from ._toolkit import SerializerChoice, guarded
 from .url import register_scheme
 
 __all__ = ["MongoStore", "escape_field", "unescape_field"]
@@ -82,7 +82,7 @@ def _when(timestamp: float | None) -> datetime | None:
     return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC)
 
 
-class MongoStore:
+class MongoStore(SerializerChoice):
     """Sessions in a MongoDB collection; implements Store, PatchingStore, UserIndex and Inventory.
 
     `client` is a connection string (`mongodb://host/db`, `mongodb+srv://...`) or an existing

@@ -32,7 +32,7 @@ from ..record import Meta, Record, SessionInfo
 from ._redis_conn import DEFAULT_PREFIX, DEFAULT_SOCKET_TIMEOUT, DEFAULT_URL, Connection, Connections, resolve
 from ._redis_lua import CLAIM, DESTROY, DESTROY_IF_OWNED, INDEX_ADD, PATCH, SET, Script
 from ._redis_url import parse_url
-from ._toolkit import store_errors, ttl_ms
+from ._toolkit import SerializerChoice, store_errors, ttl_ms
 from .url import register_scheme
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ def _glob_escape(text: str) -> str:
 
 
 # ---- the store --------------------------------------------------------------------------------
-class RedisStore:
+class RedisStore(SerializerChoice):
     """Sessions in Redis: `RedisStore("redis://localhost:6379/0")` or `RedisStore(client=...)`.
 
     Accepts redis://, rediss://, redis+cluster://host:port,host:port and
@@ -115,6 +115,10 @@ class RedisStore:
         # unless the prefix's hash tag puts every key in the same one.
         self._index_in_script = not cluster or _has_hash_tag(resolved_prefix)
         self._index_flag = "1" if self._index_in_script else "0"
+
+    def use_serializer(self, serializer: Serializer) -> None:
+        self._serializer = serializer
+        self._dumps, self._loads = serializer.dumps, serializer.loads
 
     def __repr__(self) -> str:
         where = repr(self._url_text) if self._url_text is not None else self._where

@@ -47,7 +47,7 @@ from ..audit import revoked
 from ..codec import DEFAULT_SERIALIZER, Serializer
 from ..errors import ConfigurationError, SessionStoreError
 from ..record import Meta, Record, SessionInfo
-from ._toolkit import guarded
+from ._toolkit import SerializerChoice, guarded
 from .url import register_scheme
 
 __all__ = ["SQLStore"]
@@ -61,7 +61,7 @@ _MAX_COLUMN = 255
 _USER_ID_BYTES = 4 * _MAX_COLUMN  # 255 characters of up to 4 UTF-8 bytes each
 
 
-class SQLStore:
+class SQLStore(SerializerChoice):
     """Sessions in a PostgreSQL or MySQL/MariaDB table; implements Store, PatchingStore,
     UserIndex and Inventory.
 
@@ -129,6 +129,10 @@ class SQLStore:
         self._where = (
             f"{'PostgreSQL' if self._pg else 'MySQL'} {url.host or 'localhost'}/{url.database or ''}"
         )
+
+    def use_serializer(self, serializer: Serializer) -> None:
+        self._serializer = serializer
+        self._dialect = Dialect(self._pg, serializer)
 
     def __repr__(self) -> str:
         return f"SQLStore({self._where!r}, table={self.table_name!r})"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
 import stat
@@ -13,12 +12,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .._anyloop import in_thread
 from ..audit import revoked
 from ..codec import DEFAULT_SERIALIZER, Serializer
 from ..config import logger
 from ..errors import ConfigurationError, SessionStoreError
 from ..record import Meta, Record, SessionInfo
-from ._toolkit import store_errors
+from ._toolkit import SerializerChoice, store_errors
 
 T = TypeVar("T")
 _PURGE_BATCH = 1000
@@ -37,7 +37,7 @@ CREATE INDEX IF NOT EXISTS {_TABLE}_user_id ON {_TABLE} (user_id);
 """
 
 
-class SQLiteStore:
+class SQLiteStore(SerializerChoice):
     """Sessions in a SQLite file, safe for several processes on one machine.
 
     All database work runs on one worker thread per store, so the event loop never blocks;
@@ -49,7 +49,11 @@ class SQLiteStore:
     the `-wal` and `-shm` files, which SQLite creates with the database's mode. An
     existing file keeps its mode (it may be shared on purpose); if other users can read
     it, a warning says so once, naming the file.
+
+    It runs under asyncio and, through anyio, under trio.
     """
+
+    anyio_compatible = True
 
     def __init__(
         self,
@@ -100,7 +104,7 @@ class SQLiteStore:
             with store_errors((sqlite3.Error,), f"SQLite store {str(self.path)!r}"):
                 return fn(self._connection())
 
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        return await in_thread(self._executor, call)
 
     def _decode(self, data: bytes, meta: bytes) -> Record:
         try:
@@ -301,7 +305,7 @@ class SQLiteStore:
                     conn.close()
                     self._local.conn = None
 
-            await asyncio.get_running_loop().run_in_executor(executor, shut)
+            await in_thread(executor, shut)
             executor.shutdown(wait=True)
 
 

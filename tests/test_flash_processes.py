@@ -115,7 +115,7 @@ async def overlapping_rounds(urls: list[str], route: str) -> tuple[Counter[str],
 
 @pytest.mark.parametrize(
     ("two_processes", "route"),
-    [("asgi", "/show"), ("asgi", "/show-async"), ("flask", "/show")],
+    [("asgi", "/show"), ("asgi", "/show-async"), ("flask", "/show"), ("flask", "/show-flask")],
     indirect=["two_processes"],
 )
 def test_each_message_is_shown_exactly_once_across_two_processes(

@@ -92,7 +92,7 @@ class FlaskSession(WSGISession, SessionMixin):
         of `flask.flash()` and `session.flash()` alike, each returned once."""
         queued = self.get(FLASHES_KEY)
         taken: list[Flash] = []
-        if isinstance(queued, list | tuple):
+        if isinstance(queued, list | tuple) and self._queue_is_ours():
             kept = []
             for entry in queued:
                 valid = isinstance(entry, list | tuple) and len(entry) == 2 and isinstance(entry[0], str)
@@ -107,6 +107,27 @@ class FlaskSession(WSGISession, SessionMixin):
             else:
                 del self[FLASHES_KEY]
         return taken + super().flashes(category)  # messages written by a non-Flask app too
+
+    def pop(self, key: str, *default: Any) -> Any:
+        """`flask.get_flashed_messages()` pops `_flashes`: with a claiming store, a queue
+        another request took (or that could not be claimed) reads as empty."""
+        if key == FLASHES_KEY and dict.__contains__(self, key) and not self._queue_is_ours():
+            return []
+        return super().pop(key, *default)
+
+    def _queue_is_ours(self) -> bool:
+        """With a store that claims (`FlashClaiming`), the stored `_flashes` queue is taken by
+        exactly one request across processes; a request that lost it drops its copy unseen.
+        After a failed claim the queue is neither shown nor dropped."""
+        claim, asked = self.claim_stored([FLASHES_KEY])
+        if not asked or claim.names is None:
+            return True  # queued by this request, or a store without claims
+        if claim.failed:
+            return False
+        if FLASHES_KEY not in claim.names:
+            del self[FLASHES_KEY]  # another request took it
+            return False
+        return True
 
     def before_commit(self, refresh: bool) -> None:
         """Called by the session interface before the commit: remembers `modified` for code

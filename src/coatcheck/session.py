@@ -416,6 +416,13 @@ class Session(TrackedDict):
         stored = [key for key in keys if key in self._loaded_keys]
         return self._took(keys, stored, await flashing.claim(self._host, self, stored))
 
+    def claim_stored(self, names: list[str]) -> tuple[flashing.Claim, list[str]]:
+        """(the store's claim, the names it was asked for) for taking the keys `names` out
+        of the stored record atomically (a message queue such as Flask's `_flashes`): only
+        names loaded from the store are asked for; see `coatcheck.flash.Claim`."""
+        stored = [name for name in names if name in self._loaded_keys]
+        return flashing.claim_now(self._host, self, stored), stored
+
     def _took(self, keys: list[str], stored: list[str], claim: flashing.Claim) -> list[Flash]:
         delete, taken = flashing.take_claimed(self, keys, stored, claim)
         for key in delete:

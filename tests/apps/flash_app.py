@@ -47,7 +47,7 @@ async def show_async(request: Request) -> JSONResponse:
 
 
 async def pending(request: Request) -> JSONResponse:
-    return JSONResponse(sorted(k for k in request.session if k.startswith("_flash.")))
+    return JSONResponse(sorted(k for k in request.session if k.startswith("_flash")))
 
 
 app = Starlette(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 
 import redis
-from flask import Flask, jsonify, request, session
+from flask import Flask, flash, get_flashed_messages, jsonify, request, session
 from flask.typing import ResponseReturnValue
 
 from coatcheck.flask import Session
@@ -25,19 +25,30 @@ Session(app)
 @app.get("/add")
 def add() -> ResponseReturnValue:
     for text in request.args.getlist("m"):
-        session.flash(text)  # type: ignore[attr-defined]
+        flash(text)
     return jsonify(ok=True)
 
 
-@app.get("/show")
-def show() -> ResponseReturnValue:
+def wait_at_barrier() -> None:
     gate, parties = request.args["gate"], int(request.args["parties"])
     if BARRIER.incr(f"{gate}:arrived") == parties:
         BARRIER.rpush(f"{gate}:release", *([b"go"] * parties))
     BARRIER.blpop([f"{gate}:release"], timeout=30)
+
+
+@app.get("/show")
+def show() -> ResponseReturnValue:
+    wait_at_barrier()
     return jsonify([str(f) for f in session.flashes()])  # type: ignore[attr-defined]
+
+
+@app.get("/show-flask")
+def show_flask() -> ResponseReturnValue:
+    """Flask's own `get_flashed_messages()` (it pops the `_flashes` queue)."""
+    wait_at_barrier()
+    return jsonify([str(m) for m in get_flashed_messages()])
 
 
 @app.get("/pending")
 def pending() -> ResponseReturnValue:
-    return jsonify(sorted(k for k in session if k.startswith("_flash.")))
+    return jsonify(sorted(k for k in session if k.startswith("_flash")))

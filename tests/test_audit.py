@@ -298,3 +298,38 @@ def test_a_websocket_from_an_untrusted_origin_is_a_csrf_refused_event() -> None:
     assert [(e.kind, e.reason, e.path) for e in events] == [
         ("csrf_refused", "websocket-origin-untrusted", "/ws")
     ]
+
+
+def test_flask_sessions_have_the_same_lifecycle_events(tmp_path: Path) -> None:
+    flask = pytest.importorskip("flask")
+    from coatcheck.flask import Session
+
+    events: list[AuditEvent] = []
+    app = flask.Flask(__name__)
+    app.config.update(SECRET_KEY=TEST_SECRET)
+    Session(app, store=SQLiteStore(tmp_path / "flask-audit.db"), on_event=events.append)
+
+    @app.get("/visit")
+    def visit() -> str:
+        flask.session["seen"] = True
+        return "ok"
+
+    @app.get("/login")
+    def flask_login() -> str:
+        flask.session.login("alice")  # type: ignore[attr-defined]
+        return "ok"
+
+    @app.get("/logout")
+    def flask_logout() -> str:
+        flask.session.logout()  # type: ignore[attr-defined]
+        return "ok"
+
+    browser = app.test_client()
+    for path in ("/visit", "/login", "/logout"):
+        assert browser.get(path).status_code == 200
+    assert [(e.kind, e.user_id) for e in events] == [
+        ("created", None),
+        ("login", "alice"),
+        ("logout", "alice"),
+    ]
+    assert events[1].previous_hint == events[0].id_hint

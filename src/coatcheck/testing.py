@@ -9,7 +9,7 @@ Subclass `StoreConformance` in a test module and say how to build your store::
             return MyStore("redis://localhost/15")
 
 Every test builds a fresh store inside its own event loop and closes it afterwards, so
-only pytest is needed. Tests of optional capabilities (patch, user index, inventory) skip
+only pytest is needed. Tests of optional capabilities (patch, flash claims, user index, inventory) skip
 for stores that do not implement them. Each test uses fresh random keys, so a shared server
 is fine, but `count`/`purge_expired` tests expect a store nobody else writes to meanwhile.
 """
@@ -28,7 +28,7 @@ from ._http import RequestInfo
 from .config import Settings
 from .crypto import storage_key
 from .record import ID_HINT_CHARS, Meta, Record, SessionInfo
-from .stores.base import Inventory, PatchingStore, Store, UserIndex
+from .stores.base import FlashClaiming, Inventory, PatchingStore, Store, UserIndex
 from .strategy import build_runtime
 
 TestBody = Callable[[Any], Awaitable[None]]
@@ -315,6 +315,32 @@ class StoreConformance:
             got = await store.get(key)
             assert got is not None
             assert got.data == {"base": 0, **{f"k{i}": i for i in range(20)}}
+
+        self.run(body)
+
+    # ---- flash claims -------------------------------------------------------------------
+    def test_concurrent_claims_give_each_key_to_exactly_one_caller(self) -> None:
+        async def body(store: Any) -> None:
+            self._need(store, FlashClaiming, "claim")
+            names = [f"_flash.{i:04d}" for i in range(10)]
+            key, record = new_key(), make_record({"keep": 1, **{n: ["info", n] for n in names}})
+            await store.set(key, record)
+            results = await asyncio.gather(*(store.claim(key, names) for _ in range(6)))
+            assert sorted(name for result in results for name in result) == names
+            got = await store.get(key)
+            assert got is not None and got.data == {"keep": 1} and got.meta == record.meta
+
+        self.run(body)
+
+    def test_claim_never_creates_or_resurrects_a_record(self) -> None:
+        async def body(store: Any) -> None:
+            self._need(store, FlashClaiming, "claim")
+            missing, dead = new_key(), new_key()
+            assert set(await store.claim(missing, ["_flash.1"])) == set()
+            assert await store.get(missing) is None
+            await store.set(dead, make_record({"_flash.1": ["info", "x"]}, ttl=-1.0))
+            assert set(await store.claim(dead, ["_flash.1"])) == set()
+            assert await store.get(dead) is None
 
         self.run(body)
 

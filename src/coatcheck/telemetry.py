@@ -47,6 +47,8 @@ OPERATIONS = {
     "destroying a session": "destroy",
     "opening a client-side session": "open",
     "claiming flash messages": "claim",
+    "reading a legacy session": "legacy_get",  # migrate_from
+    "deleting a legacy session": "legacy_destroy",
 }
 
 
@@ -136,7 +138,8 @@ async def traced(what: str, call: Awaitable[T], target: object, *, span: bool = 
     """Await one store call (inside a span if `span`), recording its latency and outcome."""
     found = instruments()
     operation = OPERATIONS.get(what, what)
-    attributes = {"coatcheck.operation": operation, "coatcheck.store": type(target).__name__}
+    store = target if isinstance(target, str) else type(target).__name__  # "migrate_from"
+    attributes = {"coatcheck.operation": operation, "coatcheck.store": store}
     start = time.perf_counter()
     outcome = "error"
     try:

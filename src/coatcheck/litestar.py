@@ -53,6 +53,7 @@ from .strategy import build_runtime
 
 if TYPE_CHECKING:
     from .codec import Serializer
+    from .migrate import LegacyReader
     from .stores.base import ClientSideStore, Store
 
 Scope = MutableMapping[str, Any]
@@ -187,6 +188,7 @@ class SessionPlugin(InitPlugin):
         serializer: Serializer | str = "json",
         clock: Callable[[], float] = time.time,
         compat: Compat | None = None,
+        migrate_from: Sequence[LegacyReader] = (),
     ) -> None:
         options = dict(locals())  # exactly the parameters above, by name
         del options["self"], options["csrf"]

@@ -53,6 +53,7 @@ from .strategy import build_runtime
 
 if TYPE_CHECKING:
     from .codec import Serializer
+    from .events import OnEvent
     from .migrate import LegacyReader
     from .stores.base import ClientSideStore, Store
 
@@ -189,6 +190,7 @@ class SessionPlugin(InitPlugin):
         clock: Callable[[], float] = time.time,
         compat: Compat | None = None,
         migrate_from: Sequence[LegacyReader] = (),
+        on_event: OnEvent | None = None,
     ) -> None:
         options = dict(locals())  # exactly the parameters above, by name
         del options["self"], options["csrf"]

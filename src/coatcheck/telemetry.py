@@ -47,6 +47,7 @@ OPERATIONS = {
     "destroying a session": "destroy",
     "opening a client-side session": "open",
     "claiming flash messages": "claim",
+    "loading or saving a session": "get_or_save",  # aiohttp names both
     "reading a legacy session": "legacy_get",  # migrate_from
     "deleting a legacy session": "legacy_destroy",
 }

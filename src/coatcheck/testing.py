@@ -28,7 +28,7 @@ from ._http import RequestInfo
 from .config import Settings
 from .crypto import storage_key
 from .record import ID_HINT_CHARS, Meta, Record, SessionInfo
-from .stores.base import Inventory, PatchingStore, Store, UserIndex
+from .stores.base import Browsing, Inventory, PatchingStore, Store, UserIndex
 from .strategy import build_runtime
 
 TestBody = Callable[[Any], Awaitable[None]]
@@ -420,3 +420,72 @@ class StoreConformance:
             assert listed == by_user
 
         self.run(body)
+
+    # ---- browsing: prefix lookups, paging, aggregate counts ------------------------------
+    def test_find_sessions_by_key_prefix_returns_live_matches_only(self) -> None:
+        async def body(store: Any) -> None:
+            self._need(store, Browsing, "find_sessions")
+            key, dead, other = new_key(), new_key(), new_key()
+            await store.set(key, make_record(user_id="finder"))
+            await store.set(dead, make_record(ttl=-1))
+            await store.set(other, make_record())
+            (found,) = await store.find_sessions(key[:12], limit=2)
+            assert found.storage_key == key and found.user_id == "finder"
+            assert await store.find_sessions(dead[:12], limit=2) == []
+            assert [i.storage_key for i in await store.find_sessions(key, limit=2)] == [key]
+            assert await store.find_sessions(key + "0", limit=2) == []
+
+        self.run(body)
+
+    def test_find_sessions_honours_the_limit(self) -> None:
+        async def body(store: Any) -> None:
+            self._need(store, Browsing, "find_sessions")
+            stem = new_key()[:10]  # keys sharing a prefix: the ambiguity the command line reports
+            keys = [stem + new_key()[10:] for _ in range(3)]
+            for key in keys:
+                await store.set(key, make_record())
+            assert len(await store.find_sessions(stem, limit=2)) == 2
+            assert {i.storage_key for i in await store.find_sessions(stem, limit=10)} == set(keys)
+
+        self.run(body)
+
+    def test_scan_yields_every_live_session_once_in_bounded_batches(self) -> None:
+        async def body(store: Any) -> None:
+            self._need(store, Browsing, "scan")
+            live = {new_key() for _ in range(7)}
+            dead = new_key()
+            for key in live:
+                await store.set(key, make_record())
+            await store.set(dead, make_record(ttl=-1))
+            seen: list[str] = []
+            async for batch in store.scan(batch=3):
+                assert len(batch) <= 3
+                seen += [info.storage_key for info in batch]
+            assert len(seen) == len(set(seen))
+            assert live <= set(seen) and dead not in seen
+
+        self.run(body)
+
+    def test_tally_counts_live_sessions_by_age_and_by_user(self) -> None:
+        async def body(store: Any) -> None:
+            self._need(store, Browsing, "tally")
+            bounds = (3600.0, 86400.0, float("inf"))
+            before = await store.tally(bounds, 1000)
+            user, now = f"tally-{secrets.token_hex(4)}", time.time()
+            for age in (10, 20, 7200):
+                record = make_record(user_id=user, now=now - age, ttl=age + 3600)
+                record.meta.last_seen = now
+                await store.set(new_key(), record)
+            await store.set(new_key(), make_record(now=now - 2 * 86400, ttl=3 * 86400))
+            await store.set(new_key(), make_record(user_id=user, ttl=-1))
+            after = await store.tally(bounds, 1000)
+            assert after.total - before.total == 4
+            assert after.anonymous - before.anonymous == 1
+            assert after.users - before.users == 1
+            assert [a - b for a, b in zip(after.by_age, before.by_age, strict=True)] == [2, 1, 1]
+            assert (user, 3) in after.top_users
+            counts = [n for _, n in after.top_users]
+            assert counts == sorted(counts, reverse=True)
+
+        self.run(body)
+

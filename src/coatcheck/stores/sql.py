@@ -25,19 +25,22 @@ ensures the table, under the same lock that serializes table creation across pro
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import re
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from typing import Any, TypeVar
 
 try:
     import sqlalchemy as sa
-    from sqlalchemy.dialects import mysql
-    from sqlalchemy.dialects import postgresql as pg
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+    from . import _sql_browse as browse
     from ._sql_dialect import ERRORS, SCHEMES, Dialect, describe_sql_error, make_engine, url_arguments
+    from ._sql_table import MAX_COLUMN as _MAX_COLUMN
+    from ._sql_table import USER_ID_BYTES as _USER_ID_BYTES
+    from ._sql_table import define_table as _define_table
 except ModuleNotFoundError as exc:  # keep the missing module's name for from_url
     raise ModuleNotFoundError(
         f"SQLStore needs the {exc.name!r} package: pip install 'coatcheck[sql]'", name=exc.name
@@ -47,6 +50,7 @@ from ..codec import DEFAULT_SERIALIZER, Serializer
 from ..errors import ConfigurationError, SessionStoreError
 from ..record import Meta, Record, SessionInfo
 from ._toolkit import guarded
+from .base import SessionTally
 from .url import register_scheme
 
 __all__ = ["SQLStore"]
@@ -54,10 +58,7 @@ __all__ = ["SQLStore"]
 T = TypeVar("T")
 
 DEFAULT_TABLE = "coatcheck_sessions"
-_MYSQL = ("mysql", "mariadb")
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,47}$")
-_MAX_COLUMN = 255
-_USER_ID_BYTES = 4 * _MAX_COLUMN  # 255 characters of up to 4 UTF-8 bytes each
 
 
 class SQLStore:
@@ -204,6 +205,7 @@ class SQLStore:
                 async with self._engine.begin() as conn:
                     await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
                     await conn.run_sync(self._metadata.create_all, checkfirst=True)
+                    await conn.run_sync(self._add_missing_indexes)
             else:
                 name = f"coatcheck-{lock_id & 0xFFFFFFFFFFFF:x}"
                 async with self._engine.connect() as conn:
@@ -216,12 +218,19 @@ class SQLStore:
                         )
                     try:
                         await conn.run_sync(self._metadata.create_all, checkfirst=True)
+                        await conn.run_sync(self._add_missing_indexes)
                         await self._migrate_exact_user_ids(conn)
                         await conn.commit()
                     finally:
                         await conn.execute(sa.text("SELECT RELEASE_LOCK(:name)"), {"name": name})
                         await conn.commit()
             self._ready = True
+
+    def _add_missing_indexes(self, conn: sa.Connection) -> None:
+        """Indexes a table made by an older version lacks (last_seen), built under the
+        table-creation lock. Building one over a million rows takes a few seconds, once."""
+        for index in self._table.indexes:
+            index.create(conn, checkfirst=True)
 
     async def _migrate_exact_user_ids(self, conn: AsyncConnection) -> None:
         """Make a MySQL table's VARCHAR (PAD SPACE) user_id column VARBINARY, keeping its bytes
@@ -383,6 +392,36 @@ class SQLStore:
         rows = await self._run("listing sessions", lambda: self._fetch(query))
         return [SessionInfo.from_meta(k, self._meta(m)) for k, m in rows]
 
+    # ---- browsing -----------------------------------------------------------------------
+    ordered = True  # list_sessions(limit=n) reads n entries of the last_seen index
+
+    async def find_sessions(self, prefix: str, *, limit: int) -> list[SessionInfo]:
+        query = browse.find(self._table, prefix, self._live(self._clock()), limit)
+        rows = await self._run("looking sessions up by hint", lambda: self._fetch(query))
+        return [SessionInfo.from_meta(k, self._meta(m)) for k, m in rows]
+
+    async def scan(self, *, batch: int = 1000) -> AsyncIterator[list[SessionInfo]]:
+        live, after = self._live(self._clock()), ""
+        while True:
+            query = browse.page(self._table, after, live, batch)
+            rows = await self._run("listing sessions", functools.partial(self._fetch, query))
+            if rows:
+                yield [SessionInfo.from_meta(k, self._meta(m)) for k, m in rows]
+            if len(rows) < batch:
+                return
+            after = rows[-1][0]
+
+    async def tally(self, age_bounds: Sequence[float], top: int) -> SessionTally:
+        queries = browse.tally(
+            self._table, self._pg, self._live(self._clock()), self._clock(), age_bounds, top
+        )
+
+        async def run() -> SessionTally:
+            async with self._engine.connect() as conn:
+                return await browse.run_tally(conn, queries, age_bounds)
+
+        return await self._run("counting sessions", run)
+
     async def _fetch(self, query: sa.Select[Any]) -> list[tuple[str, str]]:
         return [(row[0], row[1]) for row in await self._select(query)]
 
@@ -405,47 +444,6 @@ class SQLStore:
     async def close(self) -> None:
         if self._owns_engine:
             await self._engine.dispose()
-
-
-class _ExactUserId(sa.types.TypeDecorator[str]):
-    """A user id column compared exactly: VARCHAR(255), or on MySQL/MariaDB VARBINARY
-    holding the UTF-8 bytes (their utf8mb4_bin collation ignores trailing spaces)."""
-
-    impl = sa.String(_MAX_COLUMN)
-    cache_ok = True
-
-    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
-        if dialect.name in _MYSQL:
-            return dialect.type_descriptor(mysql.VARBINARY(_USER_ID_BYTES))
-        return dialect.type_descriptor(sa.String(_MAX_COLUMN))
-
-    def process_bind_param(self, value: str | None, dialect: sa.Dialect) -> Any:
-        return value.encode() if value is not None and dialect.name in _MYSQL else value
-
-    def process_result_value(self, value: Any, dialect: sa.Dialect) -> str | None:
-        return value.decode() if isinstance(value, bytes) else value
-
-
-def _define_table(metadata: sa.MetaData, name: str) -> sa.Table:
-    key_type = sa.String(_MAX_COLUMN)
-    text = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
-    when = sa.DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
-    return sa.Table(
-        name,
-        metadata,
-        sa.Column("key", key_type, primary_key=True),
-        sa.Column("data", text.with_variant(pg.JSONB(), "postgresql"), nullable=False),
-        sa.Column("meta", sa.Text(), nullable=False),
-        sa.Column("user_id", _ExactUserId(), nullable=True),
-        sa.Column("expires_at", when, nullable=True),
-        sa.Column("last_seen", when, nullable=False),
-        sa.Index(f"{name}_expires_at", "expires_at"),
-        sa.Index(f"{name}_user_id", "user_id"),
-        # binary collation: keys and user ids compare exactly (case-sensitive), utf8mb4 for data
-        mysql_engine="InnoDB",
-        mysql_charset="utf8mb4",
-        mysql_collate="utf8mb4_bin",
-    )
 
 
 def _check_key(key: str) -> None:

@@ -371,7 +371,7 @@ def test_purge_deletes_only_expired_sessions_in_batches(tmp_path: Path) -> None:
 
 
 async def test_sqlite_purge_reports_progress_per_batch(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "p.db")
+    store = SQLiteStore(tmp_path / "p.db", purge_window=1000)  # rowids 1..2100: three windows
     now = time.time()
     for _ in range(2100):
         await store.set(storage_key(new_session_id()), make_record(ttl=-1.0, now=now - 10))

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from .errors import ConfigurationError, SessionStoreError
-from .record import Meta, SessionInfo
+from .record import SessionInfo
 from .stores.base import Inventory, Store
 from .stores.sqlite import SQLiteStore
 from .stores.url import from_url
@@ -112,19 +112,6 @@ async def listed(store: Store, limit: int | None = None) -> list[SessionInfo]:
     """The store's live sessions, most recently seen first (at most `limit`)."""
     assert isinstance(store, Inventory)
     return await ask(store.list_sessions(limit=limit))
-
-
-async def resolve(store: Store, hint: str) -> tuple[str, Meta]:
-    """(storage key, Meta) of the one live session whose storage key starts with `hint`."""
-    matches = [info.storage_key for info in await listed(store) if info.storage_key.startswith(hint)]
-    if not matches:
-        raise Failure(f"no live session has an id hint starting with {hint!r}")
-    if len(matches) > 1:
-        raise Failure(f"{hint!r} matches {len(matches)} sessions: type more characters of the id hint")
-    record = await ask(store.get(matches[0]))
-    if record is None:
-        raise Failure(f"the session {hint!r} ended while it was being looked up")
-    return matches[0], record.meta
 
 
 def check_hint(hint: str) -> str:

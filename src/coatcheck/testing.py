@@ -488,4 +488,3 @@ class StoreConformance:
             assert counts == sorted(counts, reverse=True)
 
         self.run(body)
-

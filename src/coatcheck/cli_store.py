@@ -57,9 +57,13 @@ def open_store(url: str) -> Store:
         store = from_url(url)
     except ConfigurationError as exc:
         raise Failure(str(exc), 2) from None
-    if isinstance(store, SQLiteStore) and isinstance(store.path, Path) and not store.path.exists():
-        # SQLiteStore would create an empty database: a typo would look like "no sessions".
-        raise Failure(f"no SQLite database at {str(store.path)!r}: check the path in {url!r}", 1)
+    if isinstance(store, SQLiteStore):
+        if isinstance(store.path, Path) and not store.path.exists():
+            # SQLiteStore would create an empty database: a typo would look like "no sessions".
+            raise Failure(f"no SQLite database at {str(store.path)!r}: check the path in {url!r}", 1)
+        # No memory map: a count or a page read touches the whole file once, and mapped pages
+        # would count as this command's memory; requests, which revisit pages, keep the map.
+        store = SQLiteStore(store.path, mmap_size=0, auto_purge=False)
     return store
 
 

@@ -26,21 +26,28 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 try:
     import sqlalchemy as sa
-    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
     from . import _sql_browse as browse
-    from ._sql_dialect import ERRORS, SCHEMES, Dialect, describe_sql_error, make_engine, url_arguments
+    from ._sql_dialect import (
+        ERRORS,
+        SCHEMES,
+        Dialect,
+        describe_sql_error,
+        escape_key,
+        make_engine,
+        url_arguments,
+    )
     from ._sql_table import MAX_COLUMN as _MAX_COLUMN
-    from ._sql_table import USER_ID_BYTES as _USER_ID_BYTES
     from ._sql_table import define_table as _define_table
+    from ._sql_table import ensure_table
 except ModuleNotFoundError as exc:  # keep the missing module's name for from_url
     raise ModuleNotFoundError(
         f"SQLStore needs the {exc.name!r} package: pip install 'coatcheck[sql]'", name=exc.name
@@ -52,6 +59,9 @@ from ..record import Meta, Record, SessionInfo
 from ._toolkit import guarded
 from .base import SessionTally
 from .url import register_scheme
+
+if TYPE_CHECKING:
+    from ._sql_pg import PgDirect
 
 __all__ = ["SQLStore"]
 
@@ -115,6 +125,15 @@ class SQLStore:
             )
         self._pg = dialect == "postgresql"
         self._dialect = Dialect(self._pg, serializer)
+        self._direct: PgDirect | None = None
+        self._errors: tuple[type[BaseException], ...] = ERRORS
+        if self._pg and self._owns_engine:  # our own engine: the hot statements skip SQLAlchemy
+            from ._sql_pg import ERRORS as PG_ERRORS
+            from ._sql_pg import PgDirect
+
+            _, params = self._engine.dialect.create_connect_args(self._engine.url)
+            self._direct = PgDirect(dict(params), timeout, table, pool_size, self._dialect)
+            self._errors = ERRORS + PG_ERRORS
         self.table_name = table
         self._auto_create = create_table
         self._ready = False
@@ -155,7 +174,7 @@ class SQLStore:
             f"SQL store ({self._where})",
             what,
             ensure_then_work,
-            errors=ERRORS,
+            errors=self._errors,
             key=key,
             time_limit=self._timeout,
             describe=describe_sql_error,
@@ -197,56 +216,8 @@ class SQLStore:
         async with self._ready_lock:
             if self._ready and ensure_only:
                 return
-            # an advisory lock makes check-then-create atomic across processes
-            lock_id = int.from_bytes(
-                hashlib.sha256(f"coatcheck:{self.table_name}".encode()).digest()[:8], "big", signed=True
-            )
-            if self._pg:
-                async with self._engine.begin() as conn:
-                    await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
-                    await conn.run_sync(self._metadata.create_all, checkfirst=True)
-                    await conn.run_sync(self._add_missing_indexes)
-            else:
-                name = f"coatcheck-{lock_id & 0xFFFFFFFFFFFF:x}"
-                async with self._engine.connect() as conn:
-                    got = await conn.scalar(
-                        sa.text("SELECT GET_LOCK(:name, :wait)"), {"name": name, "wait": self._timeout}
-                    )
-                    if got != 1:
-                        raise SessionStoreError(
-                            f"SQL store ({self._where}): timed out waiting to create the table"
-                        )
-                    try:
-                        await conn.run_sync(self._metadata.create_all, checkfirst=True)
-                        await conn.run_sync(self._add_missing_indexes)
-                        await self._migrate_exact_user_ids(conn)
-                        await conn.commit()
-                    finally:
-                        await conn.execute(sa.text("SELECT RELEASE_LOCK(:name)"), {"name": name})
-                        await conn.commit()
+            await ensure_table(self._engine, self._table, self._pg, self._timeout, self._where)
             self._ready = True
-
-    def _add_missing_indexes(self, conn: sa.Connection) -> None:
-        """Indexes a table made by an older version lacks (last_seen), built under the
-        table-creation lock. Building one over a million rows takes a few seconds, once."""
-        for index in self._table.indexes:
-            index.create(conn, checkfirst=True)
-
-    async def _migrate_exact_user_ids(self, conn: AsyncConnection) -> None:
-        """Make a MySQL table's VARCHAR (PAD SPACE) user_id column VARBINARY, keeping its bytes
-        and its index. Called with the table-creation lock held, so only one process alters."""
-        kind = await conn.scalar(
-            sa.text(
-                "SELECT DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
-                "AND TABLE_NAME = :table AND COLUMN_NAME = 'user_id'"
-            ),
-            {"table": self.table_name},
-        )
-        if kind is not None and str(kind).lower() != "varbinary":
-            # the table name matched _TABLE_NAME, so it is safe to quote into DDL
-            await conn.execute(
-                sa.text(f"ALTER TABLE `{self.table_name}` MODIFY user_id VARBINARY({_USER_ID_BYTES}) NULL")
-            )
 
     async def drop_table(self) -> None:
         """Drop the table with every session in it (for tests and uninstalling)."""
@@ -260,6 +231,11 @@ class SQLStore:
 
     # ---- Store --------------------------------------------------------------------------
     async def get(self, key: str) -> Record | None:
+        if self._direct is not None:
+            row = await self._run(
+                "loading a session", functools.partial(self._direct.get, key, self._clock()), key
+            )
+            return None if row is None else self._decode(row[0], row[1])
         t = self._table
         query = sa.select(t.c.data, t.c.meta).where(t.c.key == key, self._live(self._clock()))
         rows = await self._run("loading a session", lambda: self._select(query), key)
@@ -267,6 +243,10 @@ class SQLStore:
 
     async def set(self, key: str, record: Record) -> None:
         _check_key(key)
+        if self._direct is not None:
+            data = self._serializer.dumps(self._dialect.encode_data(record.data)).decode()
+            work = functools.partial(self._direct.set, key, data, self._meta_columns(record.meta))
+            return await self._run("saving a session", work, key)
         values = {
             "key": key,
             "data": self._dialect.encode_data(record.data),
@@ -280,7 +260,13 @@ class SQLStore:
         columns = self._meta_columns(meta)
         now = self._clock()
         removed = [name for name in removed if name not in changed]
-        if self._pg:
+        if self._direct is not None:
+            gone = sorted(escape_key(name) for name in removed)
+            new = self._serializer.dumps(self._dialect.encode_data(changed)).decode()
+            work: Callable[[], Awaitable[bool]] = functools.partial(
+                self._direct.patch, key, gone, new, columns, now
+            )
+        elif self._pg:
             work = self._patch_pg(key, changed, removed, columns, now)
         else:
             work = self._patch_mysql(key, changed, removed, columns, now)
@@ -329,6 +315,9 @@ class SQLStore:
         return apply
 
     async def touch(self, key: str, meta: Meta) -> None:
+        if self._direct is not None:
+            work = functools.partial(self._direct.touch, key, self._meta_columns(meta), self._clock())
+            return await self._run("touching a session", work, key)
         t = self._table
         statement = (
             sa.update(t).where(t.c.key == key, self._live(self._clock())).values(**self._meta_columns(meta))
@@ -336,6 +325,8 @@ class SQLStore:
         await self._run("touching a session", lambda: self._execute(statement), key)
 
     async def destroy(self, key: str) -> None:
+        if self._direct is not None:
+            return await self._run("destroying a session", functools.partial(self._direct.destroy, key), key)
         statement = sa.delete(self._table).where(self._table.c.key == key)
         await self._run("destroying a session", lambda: self._execute(statement), key)
 
@@ -442,6 +433,8 @@ class SQLStore:
             raise SessionStoreError(f"corrupt session metadata in {self!r}: {exc}") from None
 
     async def close(self) -> None:
+        if self._direct is not None:
+            await self._direct.close()
         if self._owns_engine:
             await self._engine.dispose()
 

@@ -20,6 +20,7 @@ from coatcheck.crypto import storage_key
 from coatcheck.record import Meta, Record
 
 CHUNK = 10_000
+SAMPLE = 10_000  # keys kept for reads: spread evenly over the whole keyspace
 
 
 def synthetic(n: int, *, expired: bool = False, now: float | None = None) -> Iterator[tuple[str, Record]]:
@@ -40,13 +41,24 @@ def synthetic(n: int, *, expired: bool = False, now: float | None = None) -> Ite
         yield storage_key(secrets.token_urlsafe(32)), Record(data=data, meta=meta)
 
 
-def fill_sqlite(path: str, n: int, *, expired: bool = False) -> None:
-    """Rows straight into the coatcheck_sessions table (create it first with SQLiteStore)."""
+def _sampled(n: int, expired: bool, keys: list[str]) -> Iterator[tuple[str, Record]]:
+    """`synthetic(n)`, keeping every (n / SAMPLE)-th key in `keys`."""
+    step = max(1, n // SAMPLE)
+    for i, (key, record) in enumerate(synthetic(n, expired=expired)):
+        if i % step == 0 and len(keys) < SAMPLE:
+            keys.append(key)
+        yield key, record
+
+
+def fill_sqlite(path: str, n: int, *, expired: bool = False) -> list[str]:
+    """Rows straight into the coatcheck_sessions table (create it first with SQLiteStore);
+    returns a sample of the keys written."""
     dumps = DEFAULT_SERIALIZER.dumps
     conn = sqlite3.connect(path, isolation_level=None)
+    keys: list[str] = []
     try:
         rows: list[tuple[Any, ...]] = []
-        for key, record in synthetic(n, expired=expired):
+        for key, record in _sampled(n, expired, keys):
             meta = record.meta
             rows.append(
                 (key, dumps(record.data), dumps(meta.to_dict()), meta.user_id, meta.expires, meta.last_seen)
@@ -58,6 +70,7 @@ def fill_sqlite(path: str, n: int, *, expired: bool = False) -> None:
             _sqlite_chunk(conn, rows)
     finally:
         conn.close()
+    return keys
 
 
 def _sqlite_chunk(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
@@ -69,7 +82,7 @@ def _sqlite_chunk(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None
     conn.execute("COMMIT")
 
 
-def fill_postgres(dsn: str, table: str, n: int, *, expired: bool = False) -> None:
+def fill_postgres(dsn: str, table: str, n: int, *, expired: bool = False) -> list[str]:
     """COPY rows into an SQLStore table (create it first with `SQLStore.create_table()`)."""
     import datetime
 
@@ -81,10 +94,11 @@ def fill_postgres(dsn: str, table: str, n: int, *, expired: bool = False) -> Non
     def when(t: float | None) -> datetime.datetime | None:
         return None if t is None else datetime.datetime.fromtimestamp(t, utc)
 
+    keys: list[str] = []
     with psycopg.connect(dsn, autocommit=True) as conn, conn.cursor() as cur:
         columns = "key, data, meta, user_id, expires_at, last_seen"
         with cur.copy(f'COPY "{table}" ({columns}) FROM STDIN') as copy:
-            for key, record in synthetic(n, expired=expired):
+            for key, record in _sampled(n, expired, keys):
                 meta = record.meta
                 data = dumps({k: dumps(v).decode() for k, v in record.data.items()}).decode()
                 copy.write_row(
@@ -97,15 +111,18 @@ def fill_postgres(dsn: str, table: str, n: int, *, expired: bool = False) -> Non
                         when(meta.last_seen),
                     )
                 )
+    return keys
 
 
-async def fill_store(store: Any, n: int, *, expired: bool = False, concurrency: int = 500) -> None:
+async def fill_store(store: Any, n: int, *, expired: bool = False, concurrency: int = 500) -> list[str]:
     """Through the store's own `set`, `concurrency` writes in flight (Redis pipelines them)."""
     batch: list[Any] = []
-    for key, record in synthetic(n, expired=expired):
+    keys: list[str] = []
+    for key, record in _sampled(n, expired, keys):
         batch.append(store.set(key, record))
         if len(batch) >= concurrency:
             await asyncio.gather(*batch)
             batch = []
     if batch:
         await asyncio.gather(*batch)
+    return keys

@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
 import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from benchmarks import clitime
 from benchmarks.populate import fill_postgres, fill_sqlite, fill_store
 
 from coatcheck.crypto import new_session_id, storage_key
@@ -35,35 +32,10 @@ BOUNDS = {"show": 1.0, "revoke": 1.0, "list": 3.0, "stats": 5.0}  # seconds beyo
 SCANNING_BOUNDS = {**BOUNDS, "list": 12.0, "stats": 12.0}
 
 
-# Runs the command and, at exit, writes its peak resident size (VmHWM: this process's own
-# high-water mark since exec; getrusage would report the forking test process's size).
-LAUNCH = """
-import atexit, re, runpy, sys
-def report(path=sys.argv[1]):
-    status = open("/proc/self/status").read()
-    open(path, "w").write(re.search(r"VmHWM:\\s+(\\d+) kB", status).group(1))
-atexit.register(report)
-sys.argv = ["coatcheck", *sys.argv[2:]]
-runpy.run_module("coatcheck", run_name="__main__")
-"""
-
-
 def run_cli(*args: str) -> tuple[subprocess.CompletedProcess[str], float, float]:
-    """(result, wall seconds, peak resident size in MiB) of one `coatcheck` run, piped."""
-    env = {**os.environ, "NO_COLOR": "1", "TERM": "dumb"}
-    env.pop("COATCHECK_STORE", None)
-    with tempfile.NamedTemporaryFile("r") as peak:
-        start = time.perf_counter()
-        result = subprocess.run(
-            [sys.executable, "-c", LAUNCH, peak.name, *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-        )
-        elapsed = time.perf_counter() - start
-        kib = peak.read().strip()
-    return result, elapsed, int(kib) / 1024 if kib else float("nan")
+    """(result, wall seconds, peak resident MiB) of one `coatcheck` run."""
+    result, wall, peak, _ = clitime.run_cli(*args)
+    return result, wall, peak
 
 
 @pytest.fixture(params=["sqlite", "redis", "postgresql"])

@@ -286,6 +286,19 @@ def test_list_limit_says_how_many_are_hidden(seeded: tuple[str, list[str]]) -> N
     assert "Showing the 2 most recently seen of 4; --limit 0 shows all." in shown
 
 
+def test_list_limit_0_streams_every_session_as_rows_or_json(seeded: tuple[str, list[str]]) -> None:
+    url, keys = seeded
+    result = cli("sessions", "list", "--store", url, "--limit", "0")
+    assert result.returncode == 0, result.stderr
+    assert sorted(line.split("\t")[0] for line in result.stdout.splitlines()) == sorted(k[:12] for k in keys)
+    assert "Listed 4 live sessions in storage-key order." in result.stderr
+    as_json = cli("sessions", "list", "--store", url, "--limit", "0", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    listed = json.loads(as_json.stdout)
+    assert listed["total"] == 4
+    assert sorted(row["hint"] for row in listed["sessions"]) == sorted(k[:12] for k in keys)
+
+
 def test_show_prints_metadata_and_data_with_the_csrf_token_hidden(seeded: tuple[str, list[str]]) -> None:
     url, keys = seeded
     result = cli("sessions", "show", keys[3][:8], "--store", url, "--json")
@@ -371,7 +384,7 @@ def test_purge_deletes_only_expired_sessions_in_batches(tmp_path: Path) -> None:
 
 
 async def test_sqlite_purge_reports_progress_per_batch(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "p.db")
+    store = SQLiteStore(tmp_path / "p.db", purge_window=1000)  # rowids 1..2100: three windows
     now = time.time()
     for _ in range(2100):
         await store.set(storage_key(new_session_id()), make_record(ttl=-1.0, now=now - 10))

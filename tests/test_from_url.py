@@ -300,3 +300,24 @@ def test_a_missing_library_names_the_extra(url: str, module: str, extra: str) ->
     assert (
         result.stdout.strip() == f"this store needs the {module!r} package: pip install 'coatcheck[{extra}]'"
     )
+
+
+ONLY_NAMED_BACKEND = textwrap.dedent(
+    """
+    import sys
+    import coatcheck
+    from coatcheck.stores import from_url
+    from_url({sqlite_url!r})
+    from_url("memory://")
+    loaded = [name for name in ("sqlalchemy", "pymongo", "redis", "aiomcache") if name in sys.modules]
+    print(",".join(loaded))
+    """
+)
+
+
+def test_a_url_imports_only_the_backend_it_names(tmp_path: Path) -> None:
+    # a fresh interpreter: other tests in this one have imported every backend
+    script = ONLY_NAMED_BACKEND.format(sqlite_url=f"sqlite:///{tmp_path / 's.db'}")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ""

@@ -580,3 +580,48 @@ async def test_an_existing_mysql_table_is_migrated_to_exact_user_ids(mysql_url: 
             await s.close()
         await old.drop_table()
         await old.close()
+
+
+# ---- at scale: the direct PostgreSQL path, indexes added to older tables -------------------------
+@pytest.mark.postgresql
+async def test_postgresql_connections_closed_by_the_server_while_idle_are_replaced(postgres_url: str) -> None:
+    import psycopg
+
+    name = _table()
+    store = SQLStore(postgres_url, table=name)
+    try:
+        key = new_key()
+        await store.set(key, make_record({"n": 1}))
+        assert await store.get(key) is not None  # the store now holds an idle connection
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            killed = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE pid <> pg_backend_pid() AND query LIKE %s",
+                (f"%{name}%",),
+            ).fetchall()
+        assert killed, "the store's connection was not found"
+        record = await store.get(key)  # as after a database restart: no error reaches the app
+        assert record is not None and record.data == {"n": 1}
+    finally:
+        await store.drop_table()
+        await store.close()
+
+
+async def test_an_older_table_gains_the_last_seen_index(sql_url: str, table: str) -> None:
+    store = SQLStore(sql_url, table=table)
+    await store.create_table()
+    async with store.engine.begin() as conn:  # the table as an earlier version created it
+        on = "" if sql_url.startswith("postgresql") else f" ON {table}"
+        await conn.execute(sa.text(f"DROP INDEX {table}_last_seen{on}"))
+    await store.close()
+
+    def index_names(conn: sa.Connection) -> set[str]:
+        return {str(index["name"]) for index in sa.inspect(conn).get_indexes(table)}
+
+    upgraded = SQLStore(sql_url, table=table)
+    try:
+        await upgraded.count()  # first use ensures the table, adding what it lacks
+        async with upgraded.engine.connect() as conn:
+            assert f"{table}_last_seen" in await conn.run_sync(index_names)
+    finally:
+        await upgraded.close()

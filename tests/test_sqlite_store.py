@@ -131,3 +131,81 @@ async def test_an_existing_database_keeps_its_mode_and_a_readable_one_is_warned_
         assert len(warnings) == 1 and str(path) in warnings[0] and "chmod 600" in warnings[0]
     finally:
         await store.close()
+
+
+# ---- at scale: indexes, purge, automatic purge ---------------------------------------------------
+def _rows(path: Path) -> int:
+    import sqlite3
+
+    with sqlite3.connect(path) as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM coatcheck_sessions").fetchone()[0])
+
+
+async def test_a_file_made_before_the_last_seen_index_gains_it(tmp_path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:  # the schema of earlier versions: no last_seen index
+        conn.executescript(
+            "CREATE TABLE coatcheck_sessions (key TEXT PRIMARY KEY, data BLOB NOT NULL, meta BLOB NOT NULL,"
+            " user_id TEXT, expires REAL, last_seen REAL NOT NULL);"
+            "CREATE INDEX coatcheck_sessions_expires ON coatcheck_sessions (expires);"
+            "CREATE INDEX coatcheck_sessions_user_id ON coatcheck_sessions (user_id);"
+        )
+    store = SQLiteStore(path)
+    await store.count()
+    await store.close()
+    with sqlite3.connect(path) as conn:
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT key FROM coatcheck_sessions ORDER BY last_seen DESC LIMIT 100"
+        ).fetchall()
+    assert "coatcheck_sessions_last_seen" in str(plan)
+
+
+async def test_purge_deletes_every_expired_row_in_windows_and_keeps_live_ones(tmp_path) -> None:
+    from coatcheck.testing import make_record, new_key
+
+    store = SQLiteStore(tmp_path / "p.db", purge_window=7)
+    live, dead = [], []
+    for i in range(40):  # interleaved, so every window holds both kinds
+        key = new_key()
+        await store.set(key, make_record(ttl=-1.0 if i % 3 else 3600.0))
+        (dead if i % 3 else live).append(key)
+    calls: list[tuple[int, int]] = []
+    assert await store.purge_expired(progress=lambda done, total: calls.append((done, total))) == len(dead)
+    assert len(calls) == 6 and calls[-1] == (len(dead), len(dead))  # one per window of 7 rowids
+    assert _rows(tmp_path / "p.db") == len(live)
+    assert all([await store.get(key) is not None for key in live])
+    await store.close()
+
+
+async def test_automatic_purge_deletes_expired_rows_during_normal_traffic(tmp_path) -> None:
+    from coatcheck.testing import make_record, new_key
+
+    path = tmp_path / "auto.db"
+    writer = SQLiteStore(path, auto_purge=False)
+    for _ in range(25):
+        await writer.set(new_key(), make_record(ttl=-1.0))
+    live = new_key()
+    await writer.set(live, make_record())
+    await writer.close()
+    assert _rows(path) == 26
+    # interval 0: every call is due; batches of 10 come back full, so steps follow at once
+    store = SQLiteStore(path, auto_purge_interval=0.0, auto_purge_batch=10)
+    for _ in range(4):  # each call queues one step ahead of itself on the store's one thread
+        assert await store.get(live) is not None
+    await store.close()
+    assert _rows(path) == 1
+
+
+async def test_automatic_purge_can_be_turned_off(tmp_path) -> None:
+    from coatcheck.testing import make_record, new_key
+
+    path = tmp_path / "manual.db"
+    store = SQLiteStore(path, auto_purge=False, auto_purge_interval=0.0)
+    for _ in range(5):
+        await store.set(new_key(), make_record(ttl=-1.0))
+    for _ in range(3):
+        await store.count()
+    await store.close()
+    assert _rows(path) == 5

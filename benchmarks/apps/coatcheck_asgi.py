@@ -1,7 +1,9 @@
 """coatcheck's ASGI middleware on Starlette; the store is picked by ``BENCH_COATCHECK_STORE``.
 
 ``redis`` -> ``"redis://127.0.0.1:PORT/0"`` (URL string), ``sqlite`` -> ``SQLiteStore(path)``,
-``cookie`` -> ``"cookie://"`` (client-side, sealed cookie). Only the public API of
+``cookie`` -> ``"cookie://"`` (client-side, sealed cookie), ``postgresql`` and ``mariadb``
+-> the shared servers' URLs (``BENCH_POSTGRES_URL``, ``BENCH_MYSQL_URL``) with a table of
+the benchmark's own. Only the public API of
 DESIGN.md section 2 is used.
 """
 
@@ -26,6 +28,13 @@ def _store() -> object:
         return SQLiteStore(sqlite_path())
     if kind == "cookie":
         return "cookie://"
+    if kind == "postgresql":
+        return (
+            os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+            + "?table=cc_bench"
+        )
+    if kind == "mariadb":
+        return os.environ.get("BENCH_MYSQL_URL", "mariadb://root@127.0.0.1:3306/test") + "?table=cc_bench"
     raise ValueError(f"unknown BENCH_COATCHECK_STORE {kind!r}")
 
 

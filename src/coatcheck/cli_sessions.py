@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -14,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from .cli_browse import find, newest, pages, tally
 from .cli_output import (
     client_text,
     emit_json,
@@ -27,10 +27,10 @@ from .cli_output import (
     to_terminal,
     when,
 )
-from .cli_store import ask, check_hint, listed, need, redact, resolve, run
+from .cli_store import ask, check_hint, listed, need, redact, run
 from .record import Meta, SessionInfo
 from .session import CSRF_KEY
-from .stores.base import Inventory, Store, UserIndex
+from .stores.base import Browsing, Inventory, SessionTally, Store, UserIndex
 
 AGE_BUCKETS = (
     ("under 1 hour", 3600.0),
@@ -83,9 +83,11 @@ def list_(store_url: str, user_id: str | None, limit: int, as_json: bool) -> Non
             infos = sorted(await ask(store.sessions_for(user_id)), key=lambda i: i.last_seen, reverse=True)
             return (infos[:limit] if limit else infos), len(infos)
         need(store, Inventory, "list sessions")
-        assert isinstance(store, Inventory)
-        return await listed(store, limit or None), await ask(store.count())
+        return await newest(store, limit)
 
+    if limit == 0 and user_id is None:
+        run(store_url, lambda store: list_all(store, as_json))
+        return
     infos, total = run(store_url, work)
     if as_json:
         emit_json({"total": total, "sessions": [info_json(info) for info in infos]})
@@ -104,6 +106,33 @@ def list_(store_url: str, user_id: str | None, limit: int, as_json: bool) -> Non
         notes.print(f"Showing the {len(infos)} most recently seen of {total}; --limit 0 shows all.")
 
 
+async def list_all(store: Store, as_json: bool) -> None:
+    """`list --limit 0`: every live session, printed page by page as it is read (storage-key
+    order on stores that can page; sorting a million sessions would hold them all in memory)."""
+    need(store, Inventory, "list sessions")
+    if not isinstance(store, Browsing):
+        infos = await listed(store)
+        if as_json:
+            emit_json({"total": len(infos), "sessions": [info_json(info) for info in infos]})
+        else:
+            emit_rows(infos)
+        return
+    total = 0
+    if as_json:
+        click.echo('{"sessions": [')
+    async for page in pages(store, "Listing sessions"):
+        if as_json:
+            rows = (json.dumps(info_json(info), ensure_ascii=False) for info in page)
+            click.echo(("," if total else "") + ",\n".join(rows))
+        else:
+            emit_rows(page)
+        total += len(page)
+    if as_json:
+        click.echo(f'], "total": {total}}}')
+    else:
+        stderr.print(f"Listed {plural(total, 'live session')} in storage-key order.")
+
+
 @sessions.command()
 @click.argument("hint")
 @store_option
@@ -114,7 +143,7 @@ def show(hint: str, store_url: str, as_json: bool) -> None:
 
     async def work(store: Store) -> tuple[str, Meta, dict[str, Any] | None]:
         need(store, Inventory, "look sessions up by hint")
-        key, meta = await resolve(store, hint)
+        key, meta = await find(store, hint)
         record = await ask(store.get(key))
         return key, meta if record is None else record.meta, None if record is None else dict(record.data)
 
@@ -166,7 +195,7 @@ def revoke(hint: str, store_url: str) -> None:
 
     async def work(store: Store) -> Meta:
         need(store, Inventory, "look sessions up by hint")
-        key, meta = await resolve(store, hint)
+        key, meta = await find(store, hint)
         await ask(store.destroy(key))
         return meta
 
@@ -220,20 +249,14 @@ def purge(store_url: str) -> None:
     stdout.print(f"Purged {plural(count, 'expired session')}.")
 
 
-def count_sessions(infos: list[SessionInfo], top: int) -> dict[str, Any]:
+def stats_json(counts: SessionTally) -> dict[str, Any]:
     """What `stats` reports: totals, sessions by age since created, the users with most."""
-    now = datetime.now(UTC).timestamp()
-    ages: Counter[str] = Counter()
-    for info in infos:
-        age = now - info.created.timestamp()
-        ages[next(label for label, limit in AGE_BUCKETS if age < limit)] += 1
-    users = Counter(info.user_id for info in infos if info.user_id is not None)
     return {
-        "total": len(infos),
-        "by_age": {label: ages[label] for label, _ in AGE_BUCKETS},
-        "users": len(users),
-        "anonymous": sum(1 for info in infos if info.user_id is None),
-        "top_users": [{"user": user, "sessions": n} for user, n in users.most_common(top)],
+        "total": counts.total,
+        "by_age": {label: n for (label, _), n in zip(AGE_BUCKETS, counts.by_age, strict=True)},
+        "users": counts.users,
+        "anonymous": counts.anonymous,
+        "top_users": [{"user": user, "sessions": n} for user, n in counts.top_users],
     }
 
 
@@ -246,11 +269,11 @@ def count_sessions(infos: list[SessionInfo], top: int) -> dict[str, Any]:
 def stats(store_url: str, top: int, as_json: bool) -> None:
     """Count live sessions, by age and by user."""
 
-    async def work(store: Store) -> list[SessionInfo]:
+    async def work(store: Store) -> SessionTally:
         need(store, Inventory, "count sessions")
-        return await listed(store)
+        return await tally(store, [limit for _, limit in AGE_BUCKETS], top)
 
-    result = count_sessions(run(store_url, work), top)
+    result = stats_json(run(store_url, work))
     if as_json:
         emit_json(result)
         return

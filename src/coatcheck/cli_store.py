@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from .errors import ConfigurationError, SessionStoreError
-from .record import Meta, SessionInfo
+from .record import SessionInfo
 from .stores.base import Inventory, Store
 from .stores.sqlite import SQLiteStore
 from .stores.url import from_url
@@ -57,9 +57,13 @@ def open_store(url: str) -> Store:
         store = from_url(url)
     except ConfigurationError as exc:
         raise Failure(str(exc), 2) from None
-    if isinstance(store, SQLiteStore) and isinstance(store.path, Path) and not store.path.exists():
-        # SQLiteStore would create an empty database: a typo would look like "no sessions".
-        raise Failure(f"no SQLite database at {str(store.path)!r}: check the path in {url!r}", 1)
+    if isinstance(store, SQLiteStore):
+        if isinstance(store.path, Path) and not store.path.exists():
+            # SQLiteStore would create an empty database: a typo would look like "no sessions".
+            raise Failure(f"no SQLite database at {str(store.path)!r}: check the path in {url!r}", 1)
+        # No memory map: a count or a page read touches the whole file once, and mapped pages
+        # would count as this command's memory; requests, which revisit pages, keep the map.
+        store = SQLiteStore(store.path, mmap_size=0, auto_purge=False)
     return store
 
 
@@ -112,19 +116,6 @@ async def listed(store: Store, limit: int | None = None) -> list[SessionInfo]:
     """The store's live sessions, most recently seen first (at most `limit`)."""
     assert isinstance(store, Inventory)
     return await ask(store.list_sessions(limit=limit))
-
-
-async def resolve(store: Store, hint: str) -> tuple[str, Meta]:
-    """(storage key, Meta) of the one live session whose storage key starts with `hint`."""
-    matches = [info.storage_key for info in await listed(store) if info.storage_key.startswith(hint)]
-    if not matches:
-        raise Failure(f"no live session has an id hint starting with {hint!r}")
-    if len(matches) > 1:
-        raise Failure(f"{hint!r} matches {len(matches)} sessions: type more characters of the id hint")
-    record = await ask(store.get(matches[0]))
-    if record is None:
-        raise Failure(f"the session {hint!r} ended while it was being looked up")
-    return matches[0], record.meta
 
 
 def check_hint(hint: str) -> str:

@@ -19,75 +19,25 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import pytest
 
+from ._conformance_kit import TestBody, make_record, new_key
+from ._conformance_ops import CapabilityChecks
 from ._http import RequestInfo
 from .config import Settings
 from .crypto import storage_key
-from .record import ID_HINT_CHARS, Meta, Record, SessionInfo
-from .stores.base import FlashClaiming, Inventory, PatchingStore, Store, UserIndex
+from .record import Meta
+from .stores.base import PatchingStore, Store
 from .strategy import build_runtime
 
-TestBody = Callable[[Any], Awaitable[None]]
+__all__ = ["StoreConformance", "TestBody", "make_record", "new_key"]
 
 
-def make_record(
-    data: dict[str, Any] | None = None,
-    *,
-    ttl: float = 3600.0,
-    user_id: str | None = None,
-    now: float | None = None,
-) -> Record:
-    """A record whose idle deadline is `ttl` seconds away (negative: already dead)."""
-    now = time.time() if now is None else now
-    return Record(
-        data=dict(data or {}),
-        meta=Meta(
-            created=now,
-            last_seen=now,
-            idle_deadline=now + ttl,
-            absolute_deadline=now + max(ttl, 0) + 86400,
-            user_id=user_id,
-        ),
-    )
-
-
-def new_key() -> str:
-    return storage_key(secrets.token_urlsafe(32))
-
-
-class StoreConformance:
-    """Subclass and implement `make_store`; the test methods below run against it."""
-
-    #: Seconds a "short" deadline lies in the future in the expiry tests.
-    short_ttl: float = 1.0
-
-    async def make_store(self) -> Store:
-        raise NotImplementedError("implement make_store() to return the store under test")
-
-    async def close_store(self, store: Any) -> None:
-        await store.close()
-
-    #: Runs each test's coroutine; set to e.g. `uvloop.run` to run the suite on another loop.
-    runner: Callable[[Coroutine[Any, Any, None]], None] = staticmethod(asyncio.run)
-
-    def run(self, body: TestBody) -> None:
-        async def main() -> None:
-            store = await self.make_store()
-            try:
-                await body(store)
-            finally:
-                await self.close_store(store)
-
-        self.runner(main())
-
-    @staticmethod
-    def _need(store: Any, capability: type, name: str) -> None:
-        if not isinstance(store, capability):
-            pytest.skip(f"{type(store).__name__} does not implement {name}")
+class StoreConformance(CapabilityChecks):
+    """Subclass and implement `make_store`; the test methods below (and the capability
+    checks it inherits) run against it."""
 
     # ---- core protocol ------------------------------------------------------------------
     def test_is_a_store(self) -> None:
@@ -315,134 +265,5 @@ class StoreConformance:
             got = await store.get(key)
             assert got is not None
             assert got.data == {"base": 0, **{f"k{i}": i for i in range(20)}}
-
-        self.run(body)
-
-    # ---- flash claims -------------------------------------------------------------------
-    def test_concurrent_claims_give_each_key_to_exactly_one_caller(self) -> None:
-        async def body(store: Any) -> None:
-            self._need(store, FlashClaiming, "claim")
-            names = [f"_flash.{i:04d}" for i in range(10)]
-            key, record = new_key(), make_record({"keep": 1, **{n: ["info", n] for n in names}})
-            await store.set(key, record)
-            results = await asyncio.gather(*(store.claim(key, names) for _ in range(6)))
-            assert sorted(name for result in results for name in result) == names
-            got = await store.get(key)
-            assert got is not None and got.data == {"keep": 1} and got.meta == record.meta
-
-        self.run(body)
-
-    def test_claim_never_creates_or_resurrects_a_record(self) -> None:
-        async def body(store: Any) -> None:
-            self._need(store, FlashClaiming, "claim")
-            missing, dead = new_key(), new_key()
-            assert set(await store.claim(missing, ["_flash.1"])) == set()
-            assert await store.get(missing) is None
-            await store.set(dead, make_record({"_flash.1": ["info", "x"]}, ttl=-1.0))
-            assert set(await store.claim(dead, ["_flash.1"])) == set()
-            assert await store.get(dead) is None
-
-        self.run(body)
-
-    # ---- user index ---------------------------------------------------------------------
-    def test_user_index_lists_and_destroys_a_users_sessions(self) -> None:
-        async def body(store: Any) -> None:
-            self._need(store, UserIndex, "the user index")
-            user, other = f"user-{secrets.token_hex(4)}", f"user-{secrets.token_hex(4)}"
-            mine = [new_key() for _ in range(3)]
-            theirs = new_key()
-            for key in mine:
-                await store.set(key, make_record({"x": 1}, user_id=user))
-            await store.set(theirs, make_record({"x": 1}, user_id=other))
-            infos = await store.sessions_for(user)
-            assert sorted(i.id_hint for i in infos) == sorted(k[: len(infos[0].id_hint)] for k in mine)
-            assert all(i.user_id == user for i in infos)
-            assert await store.destroy_user(user) == 3
-            assert all([await store.get(k) is None for k in mine])
-            assert await store.sessions_for(user) == []
-            assert await store.get(theirs) is not None
-
-        self.run(body)
-
-    def test_user_index_forgets_destroyed_and_expired_sessions(self) -> None:
-        async def body(store: Any) -> None:
-            self._need(store, UserIndex, "the user index")
-            user = f"user-{secrets.token_hex(4)}"
-            gone, dead, live = new_key(), new_key(), new_key()
-            await store.set(gone, make_record(user_id=user))
-            await store.set(dead, make_record(user_id=user, ttl=-1))
-            await store.set(live, make_record(user_id=user))
-            await store.destroy(gone)
-            infos = await store.sessions_for(user)
-            assert [i.id_hint for i in infos] == [live[: len(infos[0].id_hint)]]
-
-        self.run(body)
-
-    def test_rebinding_a_session_moves_it_between_users(self) -> None:
-        async def body(store: Any) -> None:
-            self._need(store, UserIndex, "the user index")
-            a, b = f"user-{secrets.token_hex(4)}", f"user-{secrets.token_hex(4)}"
-            key = new_key()
-            await store.set(key, make_record(user_id=a))
-            await store.set(key, make_record(user_id=b))
-            assert await store.sessions_for(a) == []
-            assert len(await store.sessions_for(b)) == 1
-
-        self.run(body)
-
-    # ---- inventory ----------------------------------------------------------------------
-    def test_count_and_purge_expired(self) -> None:
-        async def body(store: Any) -> None:
-            self._need(store, Inventory, "count/purge_expired")
-            before = await store.count()
-            live, dead = [new_key() for _ in range(3)], [new_key() for _ in range(2)]
-            for key in live:
-                await store.set(key, make_record())
-            for key in dead:
-                await store.set(key, make_record(ttl=-1))
-            assert await store.count() == before + 3
-            await store.purge_expired()
-            assert await store.count() == before + 3
-            assert all([await store.get(k) is not None for k in live])
-
-        self.run(body)
-
-    def test_list_sessions_shows_live_sessions_as_session_info(self) -> None:
-        async def body(store: Any) -> None:
-            self._need(store, Inventory, "list_sessions")
-            key, dead = new_key(), new_key()
-            await store.set(key, make_record({"n": 1}, user_id="lister"))
-            await store.set(dead, make_record(ttl=-1))
-            listed = {info.storage_key: info for info in await store.list_sessions()}
-            assert key in listed and dead not in listed
-            info = listed[key]
-            assert isinstance(info, SessionInfo)
-            assert info.user_id == "lister" and info.id_hint == key[:ID_HINT_CHARS]
-            assert key not in repr(info)  # the key is for acting on a session, not for showing
-
-        self.run(body)
-
-    def test_list_sessions_is_most_recent_first_and_honours_the_limit(self) -> None:
-        async def body(store: Any) -> None:
-            self._need(store, Inventory, "list_sessions")
-            now = time.time()
-            for age in (30, 10, 20):
-                await store.set(new_key(), make_record(now=now - age))
-            listed = await store.list_sessions()
-            seen = [info.last_seen for info in listed]
-            assert len(listed) >= 3 and seen == sorted(seen, reverse=True)
-            assert len(await store.list_sessions(limit=2)) == 2
-
-        self.run(body)
-
-    def test_list_sessions_and_sessions_for_describe_a_session_alike(self) -> None:
-        async def body(store: Any) -> None:
-            self._need(store, Inventory, "list_sessions")
-            self._need(store, UserIndex, "sessions_for")
-            key, user = new_key(), f"alike-{secrets.token_hex(4)}"
-            await store.set(key, make_record({"n": 1}, user_id=user))
-            (by_user,) = await store.sessions_for(user)
-            (listed,) = [info for info in await store.list_sessions() if info.storage_key == key]
-            assert listed == by_user
 
         self.run(body)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .base import FlashClaiming, Inventory, PatchingStore, Store, UserIndex
+from .base import Browsing, FlashClaiming, Inventory, PatchingStore, SessionTally, Store, UserIndex
 from .memory import MemoryStore
 from .sqlite import SQLiteStore
 from .url import from_url
@@ -32,6 +32,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "Browsing",
     "CookieStore",
     "DjangoSQLStore",
     "DjangoSQLiteStore",
@@ -45,6 +46,7 @@ __all__ = [
     "RedisStore",
     "SQLStore",
     "SQLiteStore",
+    "SessionTally",
     "Store",
     "UserIndex",
     "from_url",

@@ -11,7 +11,7 @@ with a message naming the library (`coatcheck._anyloop`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 from ..record import Meta, Record, SessionInfo
@@ -89,6 +89,48 @@ class Inventory(Protocol):
     async def list_sessions(self, *, limit: int | None = None) -> list[SessionInfo]:
         """The live sessions, most recently seen first, at most `limit` of them (None: all);
         the same shape `UserIndex.sessions_for` returns."""
+
+
+class SessionTally(NamedTuple):
+    """Live sessions counted, as `Browsing.tally` returns them (what `coatcheck sessions stats` shows)."""
+
+    total: int
+    anonymous: int
+    users: int
+    """How many distinct users have at least one live session."""
+    by_age: tuple[int, ...]
+    """Sessions per age bucket: `by_age[i]` counts ages (now - created) under `age_bounds[i]`
+    and at least `age_bounds[i - 1]`."""
+    top_users: tuple[tuple[str, int], ...]
+    """The users with the most live sessions, most first (ties: by user id)."""
+
+
+@runtime_checkable
+class Browsing(Protocol):
+    """An inventory that finds sessions without reading them all: by storage-key prefix (the id
+    hints the command line shows), in batches with bounded memory, and counted in aggregate.
+
+    `ordered` says whether `Inventory.list_sessions(limit=n)` reads about `n` records (an
+    index on last seen: SQL, SQLite, memory) or must read every session to sort them (Redis),
+    in which case a caller that bounds each call's time should page through `scan` instead.
+    """
+
+    ordered: bool
+
+    async def find_sessions(self, prefix: str, *, limit: int) -> list[SessionInfo]:
+        """Live sessions whose storage key starts with `prefix`, at most `limit` of them, in
+        no particular order. Costs about `limit` lookups on an index or key range (Redis: a
+        SCAN with a MATCH pattern), never a decode of every session."""
+
+    def scan(self, *, batch: int = 1000) -> AsyncIterator[list[SessionInfo]]:
+        """Every live session, in lists of at most `batch`, in no particular order. Each step
+        is one bounded call (a keyset page, a SCAN cursor step), so memory stays bounded by
+        `batch` and no single call waits on the whole store."""
+
+    async def tally(self, age_bounds: Sequence[float], top: int) -> SessionTally:
+        """Live sessions counted by age since creation and by user, with aggregate queries
+        where the backend has them. `age_bounds` are increasing, in seconds; an age at or past
+        the last bound is counted in the last bucket."""
 
 
 # ---- client-side sessions -------------------------------------------------------------------

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from typing import Any
 
 from ..audit import revoked
 from ..codec import DEFAULT_SERIALIZER, Serializer, decode_record, encode_record
 from ..errors import ConfigurationError
 from ..record import Meta, Record, SessionInfo
+from ._browse import Tally
 from ._toolkit import SerializerChoice
+from .base import SessionTally
 
 _SWEEP_PER_WRITE = 2
 
@@ -154,6 +156,30 @@ class MemoryStore(SerializerChoice):
         ]
         live.sort(key=lambda info: info.last_seen, reverse=True)
         return live[:limit] if limit is not None else live
+
+    ordered = True  # everything is in memory: a sort is cheap at max_entries
+
+    async def find_sessions(self, prefix: str, *, limit: int) -> list[SessionInfo]:
+        now = self._clock()
+        found: list[SessionInfo] = []
+        for key, (_, meta) in self._entries.items():
+            if len(found) >= limit:
+                break
+            if key.startswith(prefix) and not meta.is_expired(now):
+                found.append(SessionInfo.from_meta(key, meta))
+        return found
+
+    async def scan(self, *, batch: int = 1000) -> AsyncIterator[list[SessionInfo]]:
+        now = self._clock()
+        live = [(key, meta) for key, (_, meta) in self._entries.items() if not meta.is_expired(now)]
+        for start in range(0, len(live), batch):
+            yield [SessionInfo.from_meta(key, meta) for key, meta in live[start : start + batch]]
+
+    async def tally(self, age_bounds: Sequence[float], top: int) -> SessionTally:
+        counter = Tally(age_bounds, self._clock())
+        async for infos in self.scan():
+            counter.add(infos)
+        return counter.result(top)
 
     async def close(self) -> None:
         self._entries.clear()

@@ -25,19 +25,29 @@ ensures the table, under the same lock that serializes table creation across pro
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import functools
 import re
 import time
-from collections.abc import Awaitable, Callable, Collection
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 try:
     import sqlalchemy as sa
-    from sqlalchemy.dialects import mysql
-    from sqlalchemy.dialects import postgresql as pg
-    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
-    from ._sql_dialect import ERRORS, SCHEMES, Dialect, describe_sql_error, make_engine, url_arguments
+    from . import _sql_browse as browse
+    from ._sql_dialect import (
+        ERRORS,
+        SCHEMES,
+        Dialect,
+        describe_sql_error,
+        escape_key,
+        make_engine,
+        url_arguments,
+    )
+    from ._sql_table import MAX_COLUMN as _MAX_COLUMN
+    from ._sql_table import define_table as _define_table
+    from ._sql_table import ensure_table
 except ModuleNotFoundError as exc:  # keep the missing module's name for from_url
     raise ModuleNotFoundError(
         f"SQLStore needs the {exc.name!r} package: pip install 'coatcheck[sql]'", name=exc.name
@@ -48,17 +58,18 @@ from ..codec import DEFAULT_SERIALIZER, Serializer
 from ..errors import ConfigurationError, SessionStoreError
 from ..record import Meta, Record, SessionInfo
 from ._toolkit import SerializerChoice, guarded
+from .base import SessionTally
 from .url import register_scheme
+
+if TYPE_CHECKING:
+    from ._sql_pg import PgDirect
 
 __all__ = ["SQLStore"]
 
 T = TypeVar("T")
 
 DEFAULT_TABLE = "coatcheck_sessions"
-_MYSQL = ("mysql", "mariadb")
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,47}$")
-_MAX_COLUMN = 255
-_USER_ID_BYTES = 4 * _MAX_COLUMN  # 255 characters of up to 4 UTF-8 bytes each
 
 
 class SQLStore(SerializerChoice):
@@ -115,6 +126,15 @@ class SQLStore(SerializerChoice):
             )
         self._pg = dialect == "postgresql"
         self._dialect = Dialect(self._pg, serializer)
+        self._direct: PgDirect | None = None
+        self._errors: tuple[type[BaseException], ...] = ERRORS
+        if self._pg and self._owns_engine:  # our own engine: the hot statements skip SQLAlchemy
+            from ._sql_pg import ERRORS as PG_ERRORS
+            from ._sql_pg import PgDirect
+
+            _, params = self._engine.dialect.create_connect_args(self._engine.url)
+            self._direct = PgDirect(dict(params), timeout, table, pool_size, self._dialect)
+            self._errors = ERRORS + PG_ERRORS
         self.table_name = table
         self._auto_create = create_table
         self._ready = False
@@ -159,7 +179,7 @@ class SQLStore(SerializerChoice):
             f"SQL store ({self._where})",
             what,
             ensure_then_work,
-            errors=ERRORS,
+            errors=self._errors,
             key=key,
             time_limit=self._timeout,
             describe=describe_sql_error,
@@ -201,48 +221,8 @@ class SQLStore(SerializerChoice):
         async with self._ready_lock:
             if self._ready and ensure_only:
                 return
-            # an advisory lock makes check-then-create atomic across processes
-            lock_id = int.from_bytes(
-                hashlib.sha256(f"coatcheck:{self.table_name}".encode()).digest()[:8], "big", signed=True
-            )
-            if self._pg:
-                async with self._engine.begin() as conn:
-                    await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
-                    await conn.run_sync(self._metadata.create_all, checkfirst=True)
-            else:
-                name = f"coatcheck-{lock_id & 0xFFFFFFFFFFFF:x}"
-                async with self._engine.connect() as conn:
-                    got = await conn.scalar(
-                        sa.text("SELECT GET_LOCK(:name, :wait)"), {"name": name, "wait": self._timeout}
-                    )
-                    if got != 1:
-                        raise SessionStoreError(
-                            f"SQL store ({self._where}): timed out waiting to create the table"
-                        )
-                    try:
-                        await conn.run_sync(self._metadata.create_all, checkfirst=True)
-                        await self._migrate_exact_user_ids(conn)
-                        await conn.commit()
-                    finally:
-                        await conn.execute(sa.text("SELECT RELEASE_LOCK(:name)"), {"name": name})
-                        await conn.commit()
+            await ensure_table(self._engine, self._table, self._pg, self._timeout, self._where)
             self._ready = True
-
-    async def _migrate_exact_user_ids(self, conn: AsyncConnection) -> None:
-        """Make a MySQL table's VARCHAR (PAD SPACE) user_id column VARBINARY, keeping its bytes
-        and its index. Called with the table-creation lock held, so only one process alters."""
-        kind = await conn.scalar(
-            sa.text(
-                "SELECT DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
-                "AND TABLE_NAME = :table AND COLUMN_NAME = 'user_id'"
-            ),
-            {"table": self.table_name},
-        )
-        if kind is not None and str(kind).lower() != "varbinary":
-            # the table name matched _TABLE_NAME, so it is safe to quote into DDL
-            await conn.execute(
-                sa.text(f"ALTER TABLE `{self.table_name}` MODIFY user_id VARBINARY({_USER_ID_BYTES}) NULL")
-            )
 
     async def drop_table(self) -> None:
         """Drop the table with every session in it (for tests and uninstalling)."""
@@ -256,6 +236,11 @@ class SQLStore(SerializerChoice):
 
     # ---- Store --------------------------------------------------------------------------
     async def get(self, key: str) -> Record | None:
+        if self._direct is not None:
+            row = await self._run(
+                "loading a session", functools.partial(self._direct.get, key, self._clock()), key
+            )
+            return None if row is None else self._decode(row[0], row[1])
         t = self._table
         query = sa.select(t.c.data, t.c.meta).where(t.c.key == key, self._live(self._clock()))
         rows = await self._run("loading a session", lambda: self._select(query), key)
@@ -263,6 +248,10 @@ class SQLStore(SerializerChoice):
 
     async def set(self, key: str, record: Record) -> None:
         _check_key(key)
+        if self._direct is not None:
+            data = self._serializer.dumps(self._dialect.encode_data(record.data)).decode()
+            work = functools.partial(self._direct.set, key, data, self._meta_columns(record.meta))
+            return await self._run("saving a session", work, key)
         values = {
             "key": key,
             "data": self._dialect.encode_data(record.data),
@@ -276,7 +265,13 @@ class SQLStore(SerializerChoice):
         columns = self._meta_columns(meta)
         now = self._clock()
         removed = [name for name in removed if name not in changed]
-        if self._pg:
+        if self._direct is not None:
+            gone = sorted(escape_key(name) for name in removed)
+            new = self._serializer.dumps(self._dialect.encode_data(changed)).decode()
+            work: Callable[[], Awaitable[bool]] = functools.partial(
+                self._direct.patch, key, gone, new, columns, now
+            )
+        elif self._pg:
             work = self._patch_pg(key, changed, removed, columns, now)
         else:
             work = self._patch_mysql(key, changed, removed, columns, now)
@@ -325,6 +320,9 @@ class SQLStore(SerializerChoice):
         return apply
 
     async def touch(self, key: str, meta: Meta) -> None:
+        if self._direct is not None:
+            work = functools.partial(self._direct.touch, key, self._meta_columns(meta), self._clock())
+            return await self._run("touching a session", work, key)
         t = self._table
         statement = (
             sa.update(t).where(t.c.key == key, self._live(self._clock())).values(**self._meta_columns(meta))
@@ -332,6 +330,8 @@ class SQLStore(SerializerChoice):
         await self._run("touching a session", lambda: self._execute(statement), key)
 
     async def destroy(self, key: str) -> None:
+        if self._direct is not None:
+            return await self._run("destroying a session", functools.partial(self._direct.destroy, key), key)
         statement = sa.delete(self._table).where(self._table.c.key == key)
         await self._run("destroying a session", lambda: self._execute(statement), key)
 
@@ -390,6 +390,36 @@ class SQLStore(SerializerChoice):
         rows = await self._run("listing sessions", lambda: self._fetch(query))
         return [SessionInfo.from_meta(k, self._meta(m)) for k, m in rows]
 
+    # ---- browsing -----------------------------------------------------------------------
+    ordered = True  # list_sessions(limit=n) reads n entries of the last_seen index
+
+    async def find_sessions(self, prefix: str, *, limit: int) -> list[SessionInfo]:
+        query = browse.find(self._table, prefix, self._live(self._clock()), limit)
+        rows = await self._run("looking sessions up by hint", lambda: self._fetch(query))
+        return [SessionInfo.from_meta(k, self._meta(m)) for k, m in rows]
+
+    async def scan(self, *, batch: int = 1000) -> AsyncIterator[list[SessionInfo]]:
+        live, after = self._live(self._clock()), ""
+        while True:
+            query = browse.page(self._table, after, live, batch)
+            rows = await self._run("listing sessions", functools.partial(self._fetch, query))
+            if rows:
+                yield [SessionInfo.from_meta(k, self._meta(m)) for k, m in rows]
+            if len(rows) < batch:
+                return
+            after = rows[-1][0]
+
+    async def tally(self, age_bounds: Sequence[float], top: int) -> SessionTally:
+        queries = browse.tally(
+            self._table, self._pg, self._live(self._clock()), self._clock(), age_bounds, top
+        )
+
+        async def run() -> SessionTally:
+            async with self._engine.connect() as conn:
+                return await browse.run_tally(conn, queries, age_bounds)
+
+        return await self._run("counting sessions", run)
+
     async def _fetch(self, query: sa.Select[Any]) -> list[tuple[str, str]]:
         return [(row[0], row[1]) for row in await self._select(query)]
 
@@ -410,49 +440,10 @@ class SQLStore(SerializerChoice):
             raise SessionStoreError(f"corrupt session metadata in {self!r}: {exc}") from None
 
     async def close(self) -> None:
+        if self._direct is not None:
+            await self._direct.close()
         if self._owns_engine:
             await self._engine.dispose()
-
-
-class _ExactUserId(sa.types.TypeDecorator[str]):
-    """A user id column compared exactly: VARCHAR(255), or on MySQL/MariaDB VARBINARY
-    holding the UTF-8 bytes (their utf8mb4_bin collation ignores trailing spaces)."""
-
-    impl = sa.String(_MAX_COLUMN)
-    cache_ok = True
-
-    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
-        if dialect.name in _MYSQL:
-            return dialect.type_descriptor(mysql.VARBINARY(_USER_ID_BYTES))
-        return dialect.type_descriptor(sa.String(_MAX_COLUMN))
-
-    def process_bind_param(self, value: str | None, dialect: sa.Dialect) -> Any:
-        return value.encode() if value is not None and dialect.name in _MYSQL else value
-
-    def process_result_value(self, value: Any, dialect: sa.Dialect) -> str | None:
-        return value.decode() if isinstance(value, bytes) else value
-
-
-def _define_table(metadata: sa.MetaData, name: str) -> sa.Table:
-    key_type = sa.String(_MAX_COLUMN)
-    text = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
-    when = sa.DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
-    return sa.Table(
-        name,
-        metadata,
-        sa.Column("key", key_type, primary_key=True),
-        sa.Column("data", text.with_variant(pg.JSONB(), "postgresql"), nullable=False),
-        sa.Column("meta", sa.Text(), nullable=False),
-        sa.Column("user_id", _ExactUserId(), nullable=True),
-        sa.Column("expires_at", when, nullable=True),
-        sa.Column("last_seen", when, nullable=False),
-        sa.Index(f"{name}_expires_at", "expires_at"),
-        sa.Index(f"{name}_user_id", "user_id"),
-        # binary collation: keys and user ids compare exactly (case-sensitive), utf8mb4 for data
-        mysql_engine="InnoDB",
-        mysql_charset="utf8mb4",
-        mysql_collate="utf8mb4_bin",
-    )
 
 
 def _check_key(key: str) -> None:

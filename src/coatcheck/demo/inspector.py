@@ -186,6 +186,7 @@ def preview(value: bytes) -> str:
 UNKNOWN = "unknown"
 
 
+# Long because it fills DevTools' columns one by one; each branch is one attribute.
 def browser_cookie(
     name: str,
     value: bytes,

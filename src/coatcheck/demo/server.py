@@ -119,6 +119,7 @@ def probe_store(url: str) -> None:
     asyncio.run(ask())
 
 
+# The demo's start-up, step by step in the order it happens (secret, store, instances, server).
 def run(
     *,
     store_url: str = DEFAULT_STORE_URL,

@@ -49,6 +49,7 @@ def load_io() -> Any:
     return _redis_io
 
 
+# Long on purpose: every URL / client / option combination is decided in one place, in order.
 def resolve(
     url: str | None,
     *,

@@ -58,6 +58,7 @@ def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+# One pass over the URL, so each error names the part that is wrong (splitting would re-parse).
 def parse_url(url: str) -> RedisURL:
     """Parse redis://, rediss://, redis+cluster://h:p,h:p and redis+sentinel://h:p,.../service.
     Raises ConfigurationError saying what is wrong (the message never shows the password)."""

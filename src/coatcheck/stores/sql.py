@@ -86,6 +86,7 @@ class SQLStore(SerializerChoice):
     `purge_expired()` in batches of `purge_batch` rows.
     """
 
+    # One constructor on purpose: each option is validated next to where it is kept.
     def __init__(
         self,
         engine: str | AsyncEngine,

@@ -293,15 +293,22 @@ def test_demo_instances_are_separate_processes_that_stop_with_the_first(tmp_path
     port = free_port()
     while port_open("127.0.0.1", port + 1):
         port = free_port()
+    log = (tmp_path / "demo.log").open("wb")
     first = subprocess.Popen(
         [script, "demo", "--store", "memory://", "--port", str(port), "--instances", "2"],
         cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         for each in (port, port + 1):
-            wait_for_port("127.0.0.1", each, timeout=30)
+            # Starting two processes can take long on a loaded machine: wait as long as the
+            # demo is alive (bounded at 3 minutes), and fail at once, with its log, if it exits.
+            deadline = time.monotonic() + 180
+            while not port_open("127.0.0.1", each) and time.monotonic() < deadline:
+                assert first.poll() is None, (tmp_path / "demo.log").read_text(errors="replace")
+                time.sleep(0.05)
+            wait_for_port("127.0.0.1", each, timeout=1)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as one:
             page = one.get("/login").text
             token = TOKEN.search(page)
@@ -322,5 +329,6 @@ def test_demo_instances_are_separate_processes_that_stop_with_the_first(tmp_path
             time.sleep(0.05)
         assert not port_open("127.0.0.1", port + 1), "instance 2 outlived instance 1"
     finally:
+        log.close()
         if first.poll() is None:
             first.kill()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from . import engine
-from ._http import RequestInfo, SessionHeaders
+from ._http import CACHE_HEADERS, NO_HEADERS, RequestInfo, SessionHeaders
 from .config import Settings
 from .errors import SessionTooLarge
 from .runtime import RuntimeBase
@@ -80,7 +80,7 @@ class ClientSideRuntime(RuntimeBase):
         so the browser keeps the previous (still valid) one."""
         session.after_commit(plan)
         if plan.cookie == "none":
-            return SessionHeaders(cache=plan.cache_headers)
+            return CACHE_HEADERS if plan.cache_headers else NO_HEADERS
         render = engine.cookie_renderer(self.settings, self.is_secure(request), self.clock())
         name, header = self.settings.cookie_name, request.cookie
         if plan.cookie == "expire" or plan.record is None or plan.session_id is None:

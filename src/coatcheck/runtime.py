@@ -10,12 +10,12 @@ pure half (`prepare`, `finish`) and its I/O half (`apply`).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable
 from typing import Any, Protocol, TypeVar
 
 from . import engine
+from ._deadline import Deadlines
 from ._http import NO_HEADERS, RequestInfo, SessionHeaders
 from .codec import Serializer, serializer_for
 from .config import Settings
@@ -83,6 +83,7 @@ class RuntimeBase:
         self.serializer = serializer_for(settings.serializer)
         self.clock = settings.clock
         self.cookie_name = settings.cookie_name.encode()
+        self._deadlines = Deadlines(settings.timeout_seconds)
 
     def in_scope(self, path: str) -> bool:
         return engine.path_in_scope(path, self.settings.cookie.path)
@@ -116,13 +117,12 @@ class RuntimeBase:
 
     async def bounded(self, what: str, call: Awaitable[T], target: object) -> T:
         """One store call, bounded by `store_timeout`; every failure is SessionStoreError."""
-        timeout = self.settings.timeout_seconds
         try:
-            async with asyncio.timeout(timeout):  # no extra task, unlike wait_for
-                return await call
+            return await self._deadlines.run(call)  # no task and no timer per call
         except SessionStoreError:
             raise
         except TimeoutError:
+            timeout = self.settings.timeout_seconds
             raise SessionStoreError(f"{what} timed out after {timeout:g}s on {target!r}") from None
         except (OSError, ConnectionError) as exc:
             raise SessionStoreError(f"{what} failed on {target!r}: {exc}") from exc

@@ -265,6 +265,28 @@ class Session(TrackedDict):
                 stale_signature=self._stale_signature,
                 meta=self._meta,
             )
+        if self.unchanged and not (
+            self._intent_modified
+            or self._cookie_changed
+            or self._cookie_pending
+            or self._destroyed
+            or self._touch
+            or self._retired_ids
+        ):  # read, not written: nothing to compare, and nothing else to freeze
+            overrides = self._cookie_overrides
+            snapshot = Snapshot(
+                session_id=self.id,
+                client_id=self._client_id,
+                stored_id=self._stored_id,
+                accessed=True,
+                read_only=self._read_only,
+                data=dict(dict.items(self)),
+                stale_signature=self._stale_signature,
+                max_age=overrides.get("max_age", self._settings.cookie_max_age),
+                meta=self._meta,
+                user_id=self._user_id,
+            )
+            return snapshot._replace(cookie_overrides=dict(overrides)) if overrides else snapshot
         changed, removed = self.changes()
         return Snapshot(
             session_id=self.id,

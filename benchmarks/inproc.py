@@ -176,7 +176,9 @@ def _wsgi_runner(app: Any) -> Callable[[str, bytes | None], tuple[list[tuple[byt
     return run
 
 
-def child(module: str, routes: list[str], iterations: int, profile: str | None) -> None:
+def child(
+    module: str, routes: list[str], iterations: int, profile: str | None, warm: int | None = None
+) -> None:
     """Measure every route of one app; print one JSON object {route: us_per_request}."""
     import importlib
 
@@ -192,8 +194,8 @@ def child(module: str, routes: list[str], iterations: int, profile: str | None) 
             _, body = run("/read", cookie)
             if body != b"1":
                 raise RuntimeError(f"{module}: /read after /incr answered {body!r}")
-        warm = max(50, iterations // 10)
-        run.many(route, cookie, warm)  # type: ignore[attr-defined]
+        warmup = max(50, iterations // 10) if warm is None else warm
+        run.many(route, cookie, warmup)  # type: ignore[attr-defined]
         if profile:
             import pyinstrument
 
@@ -213,6 +215,28 @@ def child(module: str, routes: list[str], iterations: int, profile: str | None) 
 
 
 # ---- the parent ------------------------------------------------------------------------------
+def _instructions(argv: list[str], env: dict[str, str], out: Path) -> int:
+    """Instructions executed by `argv` under callgrind (its total Ir)."""
+    cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *argv]
+    subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=1800, check=True)
+    for line in out.read_text().splitlines():
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split()[1])
+    raise RuntimeError(f"no totals in {out}")
+
+
+def _measure_instructions(
+    module: str, route: str, iterations: int, env: dict[str, str], workdir: Path
+) -> float:
+    """Instructions per request: (a run of 2N requests - a run of N) / N, same warm-up."""
+    counts = []
+    for n in (iterations, 2 * iterations):
+        argv = [sys.executable, "-m", "benchmarks.inproc", "--child", module, "--routes", route]
+        argv += ["--iterations", str(n), "--warm", "20"]
+        counts.append(_instructions(argv, env, workdir / f"callgrind-{module}-{n}.out"))
+    return (counts[1] - counts[0]) / iterations
+
+
 def _measure(
     src: Path,
     case: tuple[str, str, dict[str, str], tuple[str, ...]],
@@ -222,6 +246,10 @@ def _measure(
 ) -> dict[str, float]:
     name, module, extra, _ = case
     child_env = {**os.environ, **env, **extra, "PYTHONPATH": f"{src}{os.pathsep}{ROOT}"}
+    if args.instructions:
+        child_env["PYTHONHASHSEED"] = "0"
+        workdir = Path(env["BENCH_SQLITE_PATH"]).parent
+        return {r: _measure_instructions(module, r, args.iterations, child_env, workdir) for r in routes}
     argv = [
         sys.executable,
         "-m",
@@ -250,13 +278,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", action="append", default=[], metavar="GLOB")
     p.add_argument("--compare", type=Path, metavar="SRC", help="another src/ tree to measure interleaved")
     p.add_argument("--profile", type=Path, metavar="DIR", help="write a pyinstrument profile per route")
+    p.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count instructions per request with valgrind's callgrind instead of CPU time "
+        "(deterministic, ~50x slower: use small --iterations, e.g. 200)",
+    )
+    p.add_argument("--warm", type=int, help=argparse.SUPPRESS)
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--routes", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        child(
-            args.child, args.routes.split(","), args.iterations, str(args.profile) if args.profile else None
-        )
+        profile = str(args.profile) if args.profile else None
+        child(args.child, args.routes.split(","), args.iterations, profile, args.warm)
         return 0
 
     from benchmarks.procs import Children
@@ -278,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
             ]  # fmt: skip
             if not chosen:
                 continue
-            for _ in range(1 if args.profile else args.repeat):
+            for _ in range(1 if args.profile or args.instructions else args.repeat):
                 for label, src in sources:
                     env["BENCH_SQLITE_PATH"] = str(workdir / f"{label}-{name}.db")
                     for route, us in _measure(src, case, chosen, args, env).items():
@@ -290,7 +324,8 @@ def main(argv: list[str] | None = None) -> int:
                 for label, _ in sources:
                     values = runs.get(label, [])
                     med = statistics.median(values) if values else float("nan")
-                    line += f" {label} {med:7.1f} us"
+                    unit = "k instr" if args.instructions else "us"
+                    line += f" {label} {med / 1000 if args.instructions else med:7.1f} {unit}"
                 if args.compare and runs.get("this") and runs.get("compare"):
                     ratio = statistics.median(runs["compare"]) / statistics.median(runs["this"])
                     line += f"  ({ratio:.2f}x faster)"

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..cookies import MAX_COOKIE_BYTES, parse_cookie_header
 from ..errors import ConfigurationError, SessionStoreError, SessionTooLarge
 from ..record import Meta, Record
-from ..sealing import FrameCodec, Sealer, Signer, keygrip_index, keygrip_sign
+from ..sealing import FrameCodec, Opened, Sealer, Signer, keygrip_index, keygrip_sign
 from .base import OpenedSession, RenderCookie
 from .url import query_options, register_scheme
 
@@ -44,6 +44,12 @@ MAX_CHUNKS_LIMIT = 50  # browsers keep ~180 cookies per site; more chunks would 
 MAX_ID = 128
 _CHUNK_SUFFIX = re.compile(rb"^(?:0|[1-9][0-9]?)$")  # name.0 ... name.99, canonical digits
 _STD_B64 = re.compile(rb"^[A-Za-z0-9+/_-]*={0,2}$")
+# Opened frames are kept by their exact cookie value: a browser sends the same value until
+# the session changes, and opening (base64, AES-GCM or HMAC, inflate) costs more than the
+# rest of a read. The frame's expiry is still checked on every request, and payloads are
+# still decoded per request (each session gets its own data).
+OPENED_CACHE_ENTRIES = 1024
+OPENED_CACHE_MAX_PAYLOAD = 8192
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +130,7 @@ class CookieStore:
         self.debug = debug
         self.is_revoked = is_revoked
         self._codec: FrameCodec | None = None
+        self._opened: dict[bytes, tuple[str, Opened]] = {}
         self._keys: list[bytes] = []
         self._serializer: Serializer | None = None
 
@@ -139,6 +146,7 @@ class CookieStore:
             )
         self._keys = list(keyring.keys)
         self._serializer = serializer
+        self._opened.clear()
         if self.mode == "sealed":
             self._codec = Sealer(keyring.derive("cookie-store/aes-256-gcm"), compress=self.compress)
         elif self.mode == "signed":
@@ -203,8 +211,7 @@ class CookieStore:
     def _open_frame(
         self, value: bytes, name: str, now: float, serializer: Serializer
     ) -> OpenedSession | None:
-        assert self._codec is not None
-        result = self._codec.open(value, name=name, now=now)
+        result = self._opened_frame(value, name, now)
         if result is None:
             return None
         decoded = _decode_payload(result.payload, serializer)
@@ -212,6 +219,21 @@ class CookieStore:
             return None
         session_id, record = decoded
         return OpenedSession(session_id, record, reseal=result.key_index > 0)
+
+    def _opened_frame(self, value: bytes, name: str, now: float) -> Opened | None:
+        """The codec's `open`, remembered for the exact value (and cookie name)."""
+        cache = self._opened
+        hit = cache.get(value)
+        if hit is not None and hit[0] == name:
+            opened = hit[1]
+            return None if opened.expiry and now >= opened.expiry else opened
+        assert self._codec is not None
+        opened_now = self._codec.open(value, name=name, now=now)
+        if opened_now is not None and len(opened_now.payload) <= OPENED_CACHE_MAX_PAYLOAD:
+            if len(cache) >= OPENED_CACHE_ENTRIES:
+                cache.clear()  # no LRU bookkeeping per hit; safe under threads
+            cache[value] = (name, opened_now)
+        return opened_now
 
     def _open_compat(
         self, found: _Found, name: str, now: float, serializer: Serializer

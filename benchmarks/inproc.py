@@ -276,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iterations", type=int, default=3000)
     p.add_argument("--repeat", type=int, default=3, help="runs per case (medians are shown)")
     p.add_argument("--only", action="append", default=[], metavar="GLOB")
+    p.add_argument("--src", type=Path, metavar="SRC", help="measure this src/ tree (default: ours)")
     p.add_argument("--compare", type=Path, metavar="SRC", help="another src/ tree to measure interleaved")
     p.add_argument("--profile", type=Path, metavar="DIR", help="write a pyinstrument profile per route")
     p.add_argument(
@@ -302,7 +303,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         redis = PrivateRedis(children, workdir / "redis", None)
         env = {"BENCH_REDIS_URL": redis.url}
-        sources = [("this", ROOT / "src")] + ([("compare", args.compare.resolve())] if args.compare else [])
+        sources = [("this", (args.src or ROOT / "src").resolve())] + (
+            [("compare", args.compare.resolve())] if args.compare else []
+        )
         table: dict[tuple[str, str], dict[str, list[float]]] = {}
         for case in CASES:
             name, _, _, routes = case

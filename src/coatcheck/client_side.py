@@ -34,7 +34,12 @@ class ClientSideRuntime(RuntimeBase):
 
     # ---- request start ------------------------------------------------------------------
     def load_without_io(self, request: RequestInfo, *, read_only: bool = False) -> Session | None:
-        return None  # opening a cookie is async (an is_revoked hook may await)
+        """A new session when the request carries no cookie of ours (the name, or a chunk of
+        it, never appears in the header); otherwise None: opening is async (`is_revoked`)."""
+        cookie = request.cookie
+        if cookie and self.cookie_name in cookie:
+            return None
+        return self.new_session(request, self.clock(), read_only)
 
     async def _open(self, cookie_header: bytes | None, now: float) -> OpenedSession | None:
         opening = self._cookies.open(cookie_header, self.settings.cookie_name, now)

@@ -132,6 +132,8 @@ class RuntimeBase:
 
     async def commit(self, session: Session, request: RequestInfo, *, unset: bool = False) -> SessionHeaders:
         """Decide, write, render: everything before the response starts."""
+        if session.untouched and not unset:  # decide() would plan NOTHING: skip building its inputs
+            return NO_HEADERS
         plan = self.prepare(session, request, unset=unset)
         if plan is engine.NOTHING:
             return NO_HEADERS

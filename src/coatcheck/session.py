@@ -207,6 +207,13 @@ class Session(TrackedDict):
         return bool(changed or removed or self._intent_modified or self._cookie_changed)
 
     @property
+    def untouched(self) -> bool:
+        """True if the handler never used this session and it owes nothing (no retired id, no
+        re-signing): `engine.decide` then plans nothing unless the session was unset or a
+        save forced, so adapters may skip building its inputs."""
+        return not (self._accessed or self._retired_ids or self._stale_signature)
+
+    @property
     def accessed(self) -> bool:
         """True once the handler read or wrote the session (decides Vary: Cookie)."""
         return self._accessed

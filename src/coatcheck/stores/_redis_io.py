@@ -96,7 +96,28 @@ class _Protocol(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._outgoing: list[bytes] = []
+        self._writable: asyncio.Future[None] | None = None  # set while the transport is paused
         self.closed = False
+
+    # ---- back-pressure: the transport pauses us when its buffer passes its high-water mark
+    def pause_writing(self) -> None:
+        if self._writable is None:
+            self._writable = self._loop.create_future()
+
+    def resume_writing(self) -> None:
+        writable, self._writable = self._writable, None
+        if writable is not None and not writable.done():
+            writable.set_result(None)
+
+    @property
+    def paused(self) -> bool:
+        return self._writable is not None
+
+    async def writable(self) -> None:
+        """Wait until the transport takes writes again (or the connection fails)."""
+        writable = self._writable
+        if writable is not None:
+            await asyncio.shield(writable)  # a cancelled waiter must not cancel the others
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport subclasses
@@ -173,6 +194,7 @@ class _Protocol(asyncio.Protocol):
             self._timer = None
         pending, self._pending = self._pending, deque()
         self._outgoing = []
+        self.resume_writing()  # waiters see the connection closed and reconnect
         for future, _ in pending:
             if not future.done():
                 future.set_exception(error)
@@ -189,8 +211,10 @@ class PipelinedConnection:
 
     Connects lazily and again after any failure, so the app recovers by itself when the
     server returns. A command sent on a connection that turns out to be stale (the server
-    restarted since) is retried once on a fresh one: every command RedisStore sends is
-    idempotent. Timeouts are not retried.
+    restarted since) is retried once on a fresh one, alone or in a pipeline: every command
+    RedisStore sends is idempotent. Timeouts are not retried. Callers wait while the socket's
+    send buffer is over its high-water mark (back-pressure), so a server that reads slowly
+    cannot make the process buffer without bound.
     """
 
     def __init__(self, endpoint: Endpoint, *, socket_timeout: float, connect_timeout: float) -> None:
@@ -207,6 +231,8 @@ class PipelinedConnection:
         if protocol is None or protocol.closed:
             return await (await self._connect()).send(args)
         try:
+            if protocol.paused:
+                await protocol.writable()
             return await protocol.send(args)
         except RedisConnectionError:
             return await (await self._connect()).send(args)
@@ -216,12 +242,13 @@ class PipelinedConnection:
             return []
         protocol = self._protocol
         if protocol is None or protocol.closed:
-            protocol = await self._connect()
-        replies = await asyncio.gather(*protocol.send_many(commands), return_exceptions=True)
-        for reply in replies:
-            if isinstance(reply, BaseException):
-                raise reply
-        return replies
+            return await _replies((await self._connect()).send_many(commands))
+        try:
+            if protocol.paused:
+                await protocol.writable()
+            return await _replies(protocol.send_many(commands))
+        except RedisConnectionError:
+            return await _replies((await self._connect()).send_many(commands))
 
     async def scan(self, pattern: bytes, count: int) -> AsyncIterator[bytes]:
         cursor: bytes = b"0"
@@ -283,6 +310,15 @@ class PipelinedConnection:
         protocol, self._protocol = self._protocol, None
         if protocol is not None:
             protocol.close()
+
+
+async def _replies(futures: list[asyncio.Future[Any]]) -> list[Any]:
+    """Every reply in order, or the first error once all have arrived."""
+    replies = await asyncio.gather(*futures, return_exceptions=True)
+    for reply in replies:
+        if isinstance(reply, BaseException):
+            raise reply
+    return replies
 
 
 # ---- redis-py clients ----------------------------------------------------------------------

@@ -311,7 +311,7 @@ class Session(TrackedDict):
             touch=self._touch,
             stale_signature=self._stale_signature,
             retired_ids=tuple(self._retired_ids),
-            max_age=self.cookie.max_age_seconds,
+            max_age=self._cookie_overrides.get("max_age", self._settings.cookie_max_age),
             cookie_overrides=dict(self._cookie_overrides),
             meta=self._meta,
             user_id=self._user_id,

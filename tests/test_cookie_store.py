@@ -915,6 +915,21 @@ async def test_a_cached_frame_still_expires_and_gives_each_request_its_own_data(
     first.record.data["cart"].append(2)  # a handler mutating its session must not leak
     again = await store.open(header, "session", NOW + 1)
     assert again is not None and again.record.data == {"cart": [1]}
+    flat_cookies = store.seal(
+        "sid2",
+        Record(data={"n": 1}, meta=Meta(created=NOW, last_seen=NOW, user_id="u", cookie={"max_age": 5.0})),
+        name="session",
+        cookie_header=None,
+        max_age=None,
+        render=render,
+    )
+    flat_header = header_for(flat_cookies)
+    for _ in range(2):  # a session of plain values comes from the cache as a copy
+        flat = await store.open(flat_header, "session", NOW)
+        assert flat is not None and flat.session_id == "sid2" and flat.record.data == {"n": 1}
+        assert flat.record.meta.user_id == "u" and flat.record.meta.cookie == {"max_age": 5.0}
+        flat.record.data["n"] = 2
+        flat.record.meta.cookie["max_age"] = 9.0
     assert await store.open(header, "session", NOW + 60) is None  # the frame's expiry, from the cache
     assert await store.open(header, "other", NOW) is None  # still bound to its cookie name
     value = header.split(b"=", 1)[1]

@@ -45,8 +45,7 @@ def test_only_the_overdue_call_of_concurrent_calls_times_out() -> None:
             return "unreachable"
 
         async def late_but_quick() -> str:
-            await asyncio.sleep(0.03)  # starts later: its own deadline is later too
-            await release.wait()
+            await release.wait()  # starts after the first timed out: its own deadline is later
             return await deadlines.run(_answer(1)) and "done"
 
         first = asyncio.create_task(stuck())

@@ -8,6 +8,7 @@ from typing import Literal
 
 ROUTES: tuple[str, ...] = ("/plain", "/read", "/incr", "/first")
 PLAIN_ONLY: tuple[str, ...] = ("/plain",)
+SESSION_ROUTES: tuple[str, ...] = ("/read", "/incr", "/first")  # anonymous cost: see coatcheck-redis
 
 Server = Literal["uvicorn", "gunicorn", "node"]
 
@@ -37,8 +38,11 @@ IMPLS: tuple[Impl, ...] = (
     Impl("coatcheck-redis", "coatcheck SessionMiddleware, store redis://", "Starlette",
          "uvicorn", f"{APPS}.coatcheck_asgi:app", store="Redis",
          env={"BENCH_COATCHECK_STORE": "redis"}),
+    Impl("coatcheck-redis-pool", "coatcheck, store redis://...?connection=pool (redis-py pool)",
+         "Starlette", "uvicorn", f"{APPS}.coatcheck_asgi:app", SESSION_ROUTES, store="Redis",
+         env={"BENCH_COATCHECK_STORE": "redis-pool"}),
     Impl("coatcheck-sqlite", "coatcheck SessionMiddleware, SQLiteStore", "Starlette",
-         "uvicorn", f"{APPS}.coatcheck_asgi:app", store="SQLite",
+         "uvicorn", f"{APPS}.coatcheck_asgi:app", SESSION_ROUTES, store="SQLite",
          env={"BENCH_COATCHECK_STORE": "sqlite"}),
     Impl("coatcheck-postgresql", "coatcheck SessionMiddleware, store postgresql://",
          "Starlette", "uvicorn", f"{APPS}.coatcheck_asgi:app", store="PostgreSQL",
@@ -47,8 +51,11 @@ IMPLS: tuple[Impl, ...] = (
          "uvicorn", f"{APPS}.coatcheck_asgi:app", store="MariaDB",
          env={"BENCH_COATCHECK_STORE": "mariadb"}),
     Impl("coatcheck-cookie", "coatcheck SessionMiddleware, store cookie://", "Starlette",
-         "uvicorn", f"{APPS}.coatcheck_asgi:app", store="cookie",
+         "uvicorn", f"{APPS}.coatcheck_asgi:app", SESSION_ROUTES, store="cookie",
          env={"BENCH_COATCHECK_STORE": "cookie"}),
+    Impl("coatcheck-cookie-signed", "coatcheck, store cookie://?mode=signed (signed, not sealed)",
+         "Starlette", "uvicorn", f"{APPS}.coatcheck_asgi:app", ("/read", "/first"),
+         store="cookie", env={"BENCH_COATCHECK_STORE": "cookie-signed"}),
     Impl("starlette-cookie", "Starlette SessionMiddleware (signed cookie)", "Starlette",
          "uvicorn", f"{APPS}.starlette_cookie:app", store="cookie"),
     Impl("starsessions-redis", "starsessions + RedisStore", "Starlette", "uvicorn",

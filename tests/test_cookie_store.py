@@ -914,3 +914,52 @@ async def test_sessions_are_shared_with_a_real_express_cookie_session(node_cooki
         back = "; ".join(f"{name}={value_of(h)}" for name, h in set_cookies(changed).items())
         node_view = (await node.get("/", headers={"cookie": back})).json()
         assert node_view == {**data, "from": "python"}
+
+
+# ---- the cache of opened frames ----------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["sealed", "signed"])
+async def test_a_cached_frame_still_expires_and_gives_each_request_its_own_data(mode: str) -> None:
+    store = bound_store(mode)
+    cookies = store.seal(
+        "sid",
+        Record(data={"cart": [1]}, meta=Meta(created=NOW, last_seen=NOW, idle_deadline=NOW + 60)),
+        name="session",
+        cookie_header=None,
+        max_age=None,
+        render=render,
+    )
+    header = header_for(cookies)
+    first = await store.open(header, "session", NOW)
+    assert first is not None
+    first.record.data["cart"].append(2)  # a handler mutating its session must not leak
+    again = await store.open(header, "session", NOW + 1)
+    assert again is not None and again.record.data == {"cart": [1]}
+    flat_cookies = store.seal(
+        "sid2",
+        Record(data={"n": 1}, meta=Meta(created=NOW, last_seen=NOW, user_id="u", cookie={"max_age": 5.0})),
+        name="session",
+        cookie_header=None,
+        max_age=None,
+        render=render,
+    )
+    flat_header = header_for(flat_cookies)
+    for _ in range(2):  # a session of plain values comes from the cache as a copy
+        flat = await store.open(flat_header, "session", NOW)
+        assert flat is not None and flat.session_id == "sid2" and flat.record.data == {"n": 1}
+        assert flat.record.meta.user_id == "u" and flat.record.meta.cookie == {"max_age": 5.0}
+        flat.record.data["n"] = 2
+        flat.record.meta.cookie["max_age"] = 9.0
+    assert await store.open(header, "session", NOW + 60) is None  # the frame's expiry, from the cache
+    assert await store.open(header, "other", NOW) is None  # still bound to its cookie name
+    value = header.split(b"=", 1)[1]
+    tampered = value[:-2] + (b"A" if value[-2:-1] != b"A" else b"B") + value[-1:]
+    assert await store.open(b"session=" + tampered, "session", NOW) is None
+
+
+async def test_the_opened_cache_is_bounded() -> None:
+    from coatcheck.stores.cookie import OPENED_CACHE_ENTRIES
+
+    store = bound_store("signed")
+    for n in range(OPENED_CACHE_ENTRIES + 10):
+        assert await store.open(header_for(seal(store, {"n": n})), "session", NOW) is not None
+    assert len(store._opened) <= OPENED_CACHE_ENTRIES

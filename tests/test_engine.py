@@ -147,6 +147,22 @@ def test_untouched_session_is_nothing_even_with_save_uninitialized(client: bool)
 
 
 @pytest.mark.parametrize("client", [False, True])
+@pytest.mark.parametrize("loaded", [False, True])
+@pytest.mark.parametrize("stale_signature", [False, True])
+@pytest.mark.parametrize("read_only", [False, True])
+def test_session_untouched_means_decide_plans_nothing(
+    client: bool, loaded: bool, stale_signature: bool, read_only: bool
+) -> None:
+    """Runtimes skip decide() for an untouched session: that shortcut must agree with it."""
+    settings = make_settings(save_uninitialized=True, rolling=True, resave=True)
+    session = session_for(settings, loaded=loaded, stale_signature=stale_signature, read_only=read_only)
+    plan = plan_for(session, settings, self_contained=client)
+    assert session.untouched == (plan is NOTHING)
+    session.get("n")
+    assert not session.untouched
+
+
+@pytest.mark.parametrize("client", [False, True])
 def test_explicit_save_forces_a_write_of_an_unchanged_session(client: bool) -> None:
     settings = make_settings()
     session = session_for(settings, loaded=True)

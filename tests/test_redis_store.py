@@ -825,3 +825,49 @@ async def test_a_wrong_password_is_a_store_error_not_a_hang(secured_redis: int, 
     assert time.monotonic() - started < 1.0
     assert "wrong" not in str(info.value).replace("WRONGPASS", "")
     await store.close()
+
+
+# ---- the pipelined connection: retries and back-pressure --------------------------------------
+async def test_a_pipeline_on_a_connection_the_server_dropped_is_retried_once(private_redis: int) -> None:
+    from coatcheck.stores._redis_io import Endpoint, PipelinedConnection
+
+    conn = PipelinedConnection(Endpoint("127.0.0.1", private_redis), socket_timeout=2, connect_timeout=2)
+    key = f"coatcheck-test:{secrets.token_hex(8)}"
+    try:
+        assert await conn.execute("PING") == b"PONG"
+        killer = redis.Redis(port=private_redis)
+        try:  # the loop does not run in between: the connection cannot know it is dead
+            assert killer.client_kill_filter(_type="normal", skipme=True) >= 1
+        finally:
+            killer.close()
+        assert await conn.pipeline([("SET", key, "1"), ("GET", key)]) == [b"OK", b"1"]
+    finally:
+        await conn.close()
+
+
+async def test_commands_wait_while_the_transport_is_paused(private_redis: int) -> None:
+    from coatcheck.stores._redis_io import Endpoint, PipelinedConnection
+
+    conn = PipelinedConnection(Endpoint("127.0.0.1", private_redis), socket_timeout=2, connect_timeout=2)
+    try:
+        assert await conn.execute("PING") == b"PONG"
+        protocol = conn._protocol
+        assert protocol is not None
+        protocol.pause_writing()  # what the transport calls above its high-water mark
+        waiting = [
+            asyncio.ensure_future(conn.execute("PING")),
+            asyncio.ensure_future(conn.pipeline([("PING",)])),
+        ]
+        cancelled = asyncio.ensure_future(conn.execute("PING"))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not protocol._pending and not protocol._outgoing  # nothing was queued while paused
+        assert not any(f.done() for f in waiting)
+        cancelled.cancel()  # one waiter giving up must not release or fail the others
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not any(f.done() for f in waiting)
+        protocol.resume_writing()
+        assert await asyncio.gather(*waiting) == [b"PONG", [b"PONG"]]
+    finally:
+        await conn.close()

@@ -140,3 +140,77 @@ def test_read_only_session_refuses_writes() -> None:
         s["a"] = 1
     with pytest.raises(RuntimeError, match="read-only"):
         s.destroy()
+
+
+class CountingSerializer:
+    """The default serializer, counting calls: change tracking must not serialize needlessly."""
+
+    def __init__(self) -> None:
+        self.dumped = 0
+
+    def dumps(self, value: object) -> bytes:
+        self.dumped += 1
+        return DEFAULT_SERIALIZER.dumps(value)
+
+    def loads(self, data: bytes) -> object:
+        return DEFAULT_SERIALIZER.loads(data)
+
+
+def loaded_counting(data: dict) -> tuple[Session, CountingSerializer]:
+    serializer = CountingSerializer()
+    session = Session(
+        settings=make_settings(),
+        serializer=serializer,
+        now=NOW,
+        session_id="sid",
+        data=data,
+        meta=Meta(created=NOW, last_seen=NOW),
+    )
+    return session, serializer
+
+
+def test_reading_immutable_values_serializes_nothing_at_read_or_commit() -> None:
+    s, serializer = loaded_counting({"n": 1, "name": "x", "f": 1.5, "none": None, "flag": True})
+    _ = s["n"], s.get("name"), s["f"], s["none"], s["flag"], dict(s.items())
+    snapshot = s.snapshot()
+    assert serializer.dumped == 0
+    assert snapshot.accessed and not snapshot.modified and snapshot.data == dict(s.items())
+
+
+def test_read_only_session_snapshot_carries_its_cookie_and_user() -> None:
+    s = Session(
+        settings=make_settings(),
+        serializer=DEFAULT_SERIALIZER,
+        now=NOW,
+        session_id="sid",
+        data={"n": 1},
+        meta=Meta(created=NOW, last_seen=NOW, user_id="42", cookie={"max_age": 60.0}),
+    )
+    _ = s["n"]
+    snapshot = s.snapshot()
+    assert not snapshot.modified and snapshot.user_id == "42"
+    assert snapshot.max_age == 60.0 and snapshot.cookie_overrides == {"max_age": 60.0}
+
+
+def test_container_mutated_after_a_scalar_read_is_a_change() -> None:
+    s, serializer = loaded_counting({"n": 1, "cart": [1]})
+    _ = s["n"]
+    s["cart"].append(2)
+    assert s.changes() == ({"cart": [1, 2]}, set())
+    assert serializer.dumped == 2  # the cart: its baseline when read, its value at commit
+
+
+def test_overwriting_a_scalar_compares_by_serialized_value_when_not_identical() -> None:
+    s = loaded({"n": 1, "zero": 0.0, "s": "a", "b": True})
+    s["n"] = 1  # same value: no change
+    s["s"] = "".join(["a"])  # equal, not identical: no change
+    s["zero"] = -0.0  # equal as floats, but it serializes differently
+    s["b"] = 1  # equal to True, but another type and another JSON value
+    assert s.changes() == ({"zero": -0.0, "b": 1}, set())
+
+
+def test_replacing_a_scalar_by_a_container_and_mutating_it_is_a_change() -> None:
+    s = loaded({"n": 1})
+    s["n"] = items = []
+    items.append(1)
+    assert s.changes() == ({"n": [1]}, set())

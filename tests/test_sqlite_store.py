@@ -209,3 +209,42 @@ async def test_automatic_purge_can_be_turned_off(tmp_path) -> None:
         await store.count()
     await store.close()
     assert _rows(path) == 5
+
+
+async def test_reads_on_the_event_loop_see_every_write_from_another_store_at_once(tmp_path) -> None:
+    """The read path skips the worker thread; it must still see what another connection (as
+    another process would) committed just before, and a destroyed record must be gone."""
+    import time
+
+    from coatcheck.record import Meta, Record
+
+    path = tmp_path / "sessions.db"
+    reader, writer = SQLiteStore(path), SQLiteStore(path)
+    now = time.time()
+    try:
+        assert await reader.get("k") is None  # first read: through the worker, which creates the schema
+        for n in range(20):
+            await writer.set("k", Record(data={"n": n}, meta=Meta(created=now, last_seen=now)))
+            got = await reader.get("k")
+            assert got is not None and got.data == {"n": n}
+        await writer.destroy("k")
+        assert await reader.get("k") is None
+    finally:
+        await reader.close()
+        await writer.close()
+
+
+async def test_an_in_memory_database_is_read_through_its_one_connection() -> None:
+    import time
+
+    from coatcheck.record import Meta, Record
+
+    store = SQLiteStore(":memory:")
+    now = time.time()
+    try:
+        await store.set("k", Record(data={"a": 1}, meta=Meta(created=now, last_seen=now)))
+        for _ in range(3):
+            got = await store.get("k")
+            assert got is not None and got.data == {"a": 1}
+    finally:
+        await store.close()

@@ -1,7 +1,9 @@
 """coatcheck's ASGI middleware on Starlette; the store is picked by ``BENCH_COATCHECK_STORE``.
 
 ``redis`` -> ``"redis://127.0.0.1:PORT/0"`` (URL string), ``sqlite`` -> ``SQLiteStore(path)``,
-``cookie`` -> ``"cookie://"`` (client-side, sealed cookie), ``postgresql`` and ``mariadb``
+``cookie`` -> ``"cookie://"`` (client-side, sealed cookie), ``cookie-signed`` ->
+``"cookie://?mode=signed"``, ``redis-pool`` -> the Redis URL with ``?connection=pool``
+(redis-py's asyncio pool instead of the pipelined connection), ``postgresql`` and ``mariadb``
 -> the shared servers' URLs (``BENCH_POSTGRES_URL``, ``BENCH_MYSQL_URL``) with a table of
 the benchmark's own. Only the public API of
 DESIGN.md section 2 is used.
@@ -26,6 +28,8 @@ def _store() -> object:
         return redis_url()
     if kind == "sqlite":
         return SQLiteStore(sqlite_path())
+    if kind == "redis-pool":
+        return redis_url() + "?connection=pool"
     if kind == "cookie":
         return "cookie://"
     if kind == "postgresql":
@@ -35,6 +39,8 @@ def _store() -> object:
         )
     if kind == "mariadb":
         return os.environ.get("BENCH_MYSQL_URL", "mariadb://root@127.0.0.1:3306/test") + "?table=cc_bench"
+    if kind == "cookie-signed":
+        return "cookie://?mode=signed"
     raise ValueError(f"unknown BENCH_COATCHECK_STORE {kind!r}")
 
 

@@ -39,6 +39,7 @@ class SessionHeaders:
 
 
 NO_HEADERS = SessionHeaders()
+CACHE_HEADERS = SessionHeaders(cache=True)
 
 UNAVAILABLE_BODY = b"Service Unavailable: the session store did not answer. Please retry shortly.\n"
 CACHE_HEADER_NAMES = frozenset((b"vary", b"cache-control"))

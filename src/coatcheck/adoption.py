@@ -13,7 +13,6 @@ never asked for a legacy id: readers verify their own cookies and read their own
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, fields
 from typing import Any
 
 from . import engine
@@ -47,10 +46,11 @@ class Adoption:
         await self.runtime.inner.reload(session)
 
 
-@dataclass(frozen=True, slots=True)
 class ForgetPlan(engine.Plan):
     """A plan whose commit also deletes the legacy record, so it has store work even when
     the new session itself has none (client-side, or destroyed in its first request)."""
+
+    __slots__ = ()
 
     @property
     def store_work(self) -> bool:
@@ -118,7 +118,7 @@ class AdoptingRuntime:
         adoption = self._adoption(session)
         if adoption is None or adoption.forgotten or plan.cookie == "none":
             return plan  # nothing committed for the new session: the legacy one stays as it was
-        return ForgetPlan(**{f.name: getattr(plan, f.name) for f in fields(plan)})
+        return ForgetPlan(*plan)
 
     async def apply(self, session: Session, request: RequestInfo, plan: engine.Plan) -> engine.Plan:
         done = await self.inner.apply(session, request, plan)

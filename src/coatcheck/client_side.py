@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from . import engine
-from ._http import RequestInfo, SessionHeaders
+from ._http import CACHE_HEADERS, NO_HEADERS, RequestInfo, SessionHeaders
 from .config import Settings
 from .errors import SessionTooLarge
 from .runtime import RuntimeBase
@@ -34,7 +34,12 @@ class ClientSideRuntime(RuntimeBase):
 
     # ---- request start ------------------------------------------------------------------
     def load_without_io(self, request: RequestInfo, *, read_only: bool = False) -> Session | None:
-        return None  # opening a cookie is async (an is_revoked hook may await)
+        """A new session when the request carries no cookie of ours (the name, or a chunk of
+        it, never appears in the header); otherwise None: opening is async (`is_revoked`)."""
+        cookie = request.cookie
+        if cookie and self.cookie_name in cookie:
+            return None
+        return self.new_session(request, self.clock(), read_only)
 
     async def _open(self, cookie_header: bytes | None, now: float) -> OpenedSession | None:
         opening = self._cookies.open(cookie_header, self.settings.cookie_name, now)
@@ -81,7 +86,7 @@ class ClientSideRuntime(RuntimeBase):
         self.audit.committed(session, plan, client_side=True)
         session.after_commit(plan)
         if plan.cookie == "none":
-            return SessionHeaders(cache=plan.cache_headers)
+            return CACHE_HEADERS if plan.cache_headers else NO_HEADERS
         render = engine.cookie_renderer(self.settings, self.is_secure(request), self.clock())
         name, header = self.settings.cookie_name, request.cookie
         if plan.cookie == "expire" or plan.record is None or plan.session_id is None:

@@ -8,6 +8,7 @@ import hmac
 import logging
 import math
 import os
+import re
 import secrets
 import string
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ ID_BYTES = 32
 MIN_SECRET_BITS = 128  # what a random 16-byte key is worth; see estimated_bits
 MAX_SIGNED_ID = 512  # longest signed-id cookie value we will even look at
 _URI_SAFE = "-_.!~*'()"  # what JavaScript's encodeURIComponent leaves alone
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_-]+")  # ids encodeURIComponent leaves unchanged (ours all are)
 
 SIGNIFICANT_BITS = 20  # savings a code must show before a secret counts as structured
 _WIDEN_BITS = 8  # see _symbols
@@ -310,8 +312,10 @@ class Keyring:
 
     def sign_id(self, session_id: str) -> str:
         """The cookie value for an id, byte for byte what express-session sends."""
-        signed = f"s:{session_id}.{self._mac(self.keys[0], session_id)}"
-        return quote(signed, safe=_URI_SAFE)
+        mac = self._mac(self.keys[0], session_id)
+        if _PLAIN_ID.fullmatch(session_id):  # the same bytes as quote() below, without its cost
+            return "s%3A" + session_id + "." + mac.replace("+", "%2B").replace("/", "%2F")
+        return quote(f"s:{session_id}.{mac}", safe=_URI_SAFE)
 
     def unsign_id(self, cookie_value: bytes) -> str | None:
         """The id inside a signed cookie value, or None if it is malformed or forged.
@@ -327,7 +331,7 @@ class Keyring:
         if len(cookie_value) > MAX_SIGNED_ID:
             return None
         try:
-            text = unquote_to_bytes(cookie_value).decode("ascii")
+            text = _unquote_signed(cookie_value)
         except (UnicodeDecodeError, ValueError):
             return None
         if not text.startswith("s:"):
@@ -352,6 +356,18 @@ class Keyring:
             ).derive(key)
             for key in self.keys
         ]
+
+
+def _unquote_signed(value: bytes) -> str:
+    """`unquote_to_bytes(value).decode("ascii")`, quicker for what `sign_id` sends: a value
+    whose only escapes are the %3A, %2B and %2F of "s:" and a base64 signature."""
+    if value.startswith(b"s%3A"):
+        text = value[4:].decode("ascii")
+        if "%" in text:
+            text = text.replace("%2B", "+").replace("%2F", "/")
+        if "%" not in text:
+            return "s:" + text
+    return unquote_to_bytes(value).decode("ascii")
 
 
 def as_secret_list(secret: str | bytes | Sequence[str | bytes]) -> list[bytes]:

@@ -11,8 +11,8 @@ step the runtime performs on the returned `Plan`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from types import MappingProxyType
+from typing import Any, Literal, NamedTuple
 
 from .config import Settings
 from .cookies import RenderCookie, render_set_cookie
@@ -20,6 +20,7 @@ from .record import Meta, Record
 
 Write = Literal["none", "set", "patch", "touch"]
 CookieAction = Literal["none", "send", "expire"]
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 # ---- request start ------------------------------------------------------------------------
@@ -44,8 +45,9 @@ def is_live(meta: Meta, now: float) -> bool:
 
 
 # ---- what the engine is given ---------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Snapshot:
+# Snapshot, Facts and Plan are immutable named tuples rather than frozen dataclasses: one of
+# each is built per request, and a frozen dataclass pays a setattr call per field.
+class Snapshot(NamedTuple):
     """What one request did to its session, frozen at commit time (made by `Session.snapshot`)."""
 
     session_id: str
@@ -53,8 +55,8 @@ class Snapshot:
     stored_id: str | None  # the id the store holds the data under (None: not stored yet)
     accessed: bool
     read_only: bool = False
-    data: Mapping[str, Any] = field(default_factory=dict)
-    changed: Mapping[str, Any] = field(default_factory=dict)
+    data: Mapping[str, Any] = _EMPTY
+    changed: Mapping[str, Any] = _EMPTY
     removed: frozenset[str] = frozenset()
     intent_modified: bool = False  # regenerate(keep_data)/login, save() on a cookie, Flask's modified=True
     cookie_changed: bool = False  # the per-session max-age changed
@@ -64,7 +66,7 @@ class Snapshot:
     stale_signature: bool = False  # the cookie verified with an older secret: re-issue it
     retired_ids: tuple[str, ...] = ()
     max_age: float | None = None  # this session's cookie max-age, seconds
-    cookie_overrides: Mapping[str, Any] = field(default_factory=dict)
+    cookie_overrides: Mapping[str, Any] = _EMPTY
     meta: Meta | None = None
     user_id: str | None = None
 
@@ -77,8 +79,7 @@ class Snapshot:
         return bool(self.changed or self.removed or self.intent_modified or self.cookie_changed)
 
 
-@dataclass(frozen=True, slots=True)
-class Facts:
+class Facts(NamedTuple):
     """What the engine needs to know about the request and the runtime."""
 
     now: float
@@ -89,18 +90,17 @@ class Facts:
     self_contained: bool = False  # client-side: the cookie carries the whole record
     record_gone: bool = False  # a delta commit found the record destroyed or expired meanwhile
     hints: Mapping[str, str] | None = None  # client hints for a new session's metadata
-    cookie_defaults: Mapping[str, Any] = field(default_factory=dict)  # attributes a format pins
+    cookie_defaults: Mapping[str, Any] = _EMPTY  # attributes a format pins
 
 
-@dataclass(frozen=True, slots=True)
-class Plan:
+class Plan(NamedTuple):
     """What the runtime must do before the response starts: destroy, write, then the cookie."""
 
     destroy: tuple[str, ...] = ()
     write: Write = "none"
     session_id: str | None = None
     record: Record | None = None  # data (for "set" and sealing) and the new meta
-    changed: Mapping[str, Any] = field(default_factory=dict)
+    changed: Mapping[str, Any] = _EMPTY
     removed: frozenset[str] = frozenset()
     cookie: CookieAction = "none"
     max_age: float | None = None
@@ -112,6 +112,7 @@ class Plan:
 
 
 NOTHING = Plan()
+CACHE_ONLY = Plan(cache_headers=True)  # used, unchanged, nothing to write or send
 
 
 # ---- the rules ------------------------------------------------------------------------------
@@ -178,7 +179,7 @@ def decide(snapshot: Snapshot, settings: Settings, facts: Facts) -> Plan:
     """Everything the end of a request (or an explicit `save()`) must do. Pure."""
     s = snapshot
     if s.read_only:
-        return Plan(cache_headers=True) if s.accessed else NOTHING
+        return CACHE_ONLY if s.accessed else NOTHING
     if not (
         s.accessed or s.retired_ids or s.stale_signature or facts.unset or facts.force or facts.record_gone
     ):
@@ -226,7 +227,7 @@ def decide(snapshot: Snapshot, settings: Settings, facts: Facts) -> Plan:
         write=write,
         session_id=s.session_id if write != "none" or send else None,
         record=record,
-        changed=s.changed if write == "patch" else {},
+        changed=s.changed if write == "patch" else _EMPTY,
         removed=s.removed if write == "patch" else frozenset(),
         cookie="send" if send else "none",
         max_age=s.max_age,

@@ -10,7 +10,6 @@ pure half (`prepare`, `finish`) and its I/O half (`apply`).
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable
@@ -18,6 +17,7 @@ from typing import Any, Protocol, TypeVar
 
 from . import engine, telemetry
 from ._anyloop import fail_after, needs_asyncio, on_asyncio
+from ._deadline import Deadlines
 from ._http import NO_HEADERS, RequestInfo, SessionHeaders
 from .audit import Auditor
 from .codec import Serializer, serializer_for
@@ -87,6 +87,7 @@ class RuntimeBase:
         self.clock = settings.clock
         self.cookie_name = settings.cookie_name.encode()
         self.audit = Auditor(settings.on_event, clock=settings.clock)
+        self._deadlines = Deadlines(settings.timeout_seconds)
 
     def in_scope(self, path: str) -> bool:
         return engine.path_in_scope(path, self.settings.cookie.path)
@@ -130,8 +131,7 @@ class RuntimeBase:
             call = telemetry.wrap(what, call, target)
         try:
             if on_asyncio():
-                async with asyncio.timeout(timeout):  # no extra task, unlike wait_for
-                    return await call
+                return await self._deadlines.run(call)  # one timer per loop, not one per call
             if not getattr(target, "anyio_compatible", False):
                 if inspect.iscoroutine(call):
                     call.close()  # never awaited: closing it avoids a RuntimeWarning
@@ -155,6 +155,8 @@ class RuntimeBase:
 
     async def commit(self, session: Session, request: RequestInfo, *, unset: bool = False) -> SessionHeaders:
         """Decide, write, render: everything before the response starts."""
+        if session.untouched and not unset:  # decide() would plan NOTHING: skip building its inputs
+            return NO_HEADERS
         plan = self.prepare(session, request, unset=unset)
         if plan is engine.NOTHING:
             return NO_HEADERS

@@ -6,7 +6,7 @@ import logging
 from typing import TYPE_CHECKING, cast
 
 from . import _sync, engine
-from ._http import RequestInfo, SessionHeaders
+from ._http import CACHE_HEADERS, NO_HEADERS, RequestInfo, SessionHeaders
 from .audit import watch_store
 from .config import Settings
 from .cookies import first_cookie
@@ -99,8 +99,10 @@ class ServerSideRuntime(RuntimeBase):
     def prepare(
         self, session: Session, request: RequestInfo, *, unset: bool = False, force: bool = False
     ) -> engine.Plan:
+        snapshot = session.snapshot()
         secure = self.is_secure(request)
-        hints = self._hints(request) if self.settings.client_hints else None
+        # Client hints only ever go into a new session's metadata: not parsed for loaded ones.
+        hints = self._hints(request) if self.settings.client_hints and snapshot.meta is None else None
         facts = engine.Facts(
             now=self.clock(),
             secure=secure,
@@ -110,7 +112,7 @@ class ServerSideRuntime(RuntimeBase):
             hints=hints,
             cookie_defaults=self._cookie_defaults[secure],
         )
-        return engine.decide(session.snapshot(), self.settings, facts)
+        return engine.decide(snapshot, self.settings, facts)
 
     async def apply(self, session: Session, request: RequestInfo, plan: engine.Plan) -> engine.Plan:
         store, key = self._store, self._key
@@ -135,7 +137,7 @@ class ServerSideRuntime(RuntimeBase):
         self.audit.committed(session, plan)
         session.after_commit(plan)
         if plan.cookie == "none":
-            return SessionHeaders(cache=plan.cache_headers)
+            return CACHE_HEADERS if plan.cache_headers else NO_HEADERS
         secure, now = self.is_secure(request), self.clock()
         if plan.cookie == "expire" or plan.session_id is None:
             value = engine.session_cookie(self.settings, "", 0, secure, now)

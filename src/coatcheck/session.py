@@ -208,6 +208,13 @@ class Session(TrackedDict):
         return bool(changed or removed or self._intent_modified or self._cookie_changed)
 
     @property
+    def untouched(self) -> bool:
+        """True if the handler never used this session and it owes nothing (no retired id, no
+        re-signing): `engine.decide` then plans nothing unless the session was unset or a
+        save forced, so adapters may skip building its inputs."""
+        return not (self._accessed or self._retired_ids or self._stale_signature)
+
+    @property
     def accessed(self) -> bool:
         """True once the handler read or wrote the session (decides Vary: Cookie)."""
         return self._accessed
@@ -276,6 +283,28 @@ class Session(TrackedDict):
                 stale_signature=self._stale_signature,
                 meta=self._meta,
             )
+        if self.unchanged and not (
+            self._intent_modified
+            or self._cookie_changed
+            or self._cookie_pending
+            or self._destroyed
+            or self._touch
+            or self._retired_ids
+        ):  # read, not written: nothing to compare, and nothing else to freeze
+            overrides = self._cookie_overrides
+            snapshot = Snapshot(
+                session_id=self.id,
+                client_id=self._client_id,
+                stored_id=self._stored_id,
+                accessed=True,
+                read_only=self._read_only,
+                data=dict(dict.items(self)),
+                stale_signature=self._stale_signature,
+                max_age=overrides.get("max_age", self._settings.cookie_max_age),
+                meta=self._meta,
+                user_id=self._user_id,
+            )
+            return snapshot._replace(cookie_overrides=dict(overrides)) if overrides else snapshot
         changed, removed = self.changes()
         return Snapshot(
             session_id=self.id,
@@ -293,7 +322,7 @@ class Session(TrackedDict):
             touch=self._touch,
             stale_signature=self._stale_signature,
             retired_ids=tuple(self._retired_ids),
-            max_age=self.cookie.max_age_seconds,
+            max_age=self._cookie_overrides.get("max_age", self._settings.cookie_max_age),
             cookie_overrides=dict(self._cookie_overrides),
             meta=self._meta,
             user_id=self._user_id,

@@ -11,12 +11,23 @@ if TYPE_CHECKING:
 _MISSING: Any = object()
 
 
+# Values of these exact types cannot change in place: a loaded key holding one can only
+# change through __setitem__/__delitem__, so reading it needs no serialized baseline.
+_IMMUTABLE = frozenset((str, int, float, bool, bytes, type(None)))
+# ...and of these, equal values of the same type serialize alike (not float: -0.0 == 0.0).
+_EQUAL_ALIKE = frozenset((str, int, bool, bytes, type(None)))
+
+
 class TrackedDict(dict[str, Any]):
     """A `dict` that records reads (`accessed`) and can tell which keys changed since
-    `track()`: each loaded key's serialized value is kept at first access and compared at
-    `changes()`, so in-place mutation of a nested value is a change of that key."""
+    `track()`: a loaded key whose value may be mutated in place (a list, a dict, anything
+    not a plain str/int/float/bool/bytes/None) has its serialized value kept when it is first handed
+    out and compared at `changes()`, so `s["cart"].append(x)` is a change of that key.
+    A plain immutable value is kept as is when it is first overwritten, and compared by
+    identity or same-type equality (the serializer is deterministic for equal values),
+    falling back to the serialized comparison."""
 
-    __slots__ = ("_accessed", "_baseline", "_loaded_keys", "_serializer")
+    __slots__ = ("_accessed", "_baseline", "_before", "_loaded_keys", "_serializer", "_written")
 
     def __init__(self, serializer: Serializer) -> None:
         super().__init__()
@@ -29,30 +40,49 @@ class TrackedDict(dict[str, Any]):
         dict.update(self, data)
         self._loaded_keys: frozenset[str] = frozenset(data)
         self._baseline: dict[str, bytes] = {}
+        self._before: dict[str, Any] = {}
+        self._written = False
         self._accessed = False
 
     def settle(self) -> None:
         """What the dict holds now was just stored: it is the new baseline."""
         self._loaded_keys = frozenset(dict.keys(self))
         self._baseline = {}
+        self._before = {}
+        self._written = False
 
     def all_new(self) -> None:
         """Treat every key held now as added (the data moves to a new id)."""
         self._loaded_keys = frozenset()
         self._baseline = {}
+        self._before = {}
+        self._written = True
+
+    @property
+    def unchanged(self) -> bool:
+        """True if nothing was written and no value that could be mutated in place was
+        handed out: `changes()` is certainly empty, without serializing anything."""
+        return not (self._written or self._baseline)
 
     def _before_write(self) -> None:
         """Called before every change; subclasses refuse or react (read-only, destroyed)."""
         self._accessed = True
 
     def _seen(self, key: str) -> None:
-        if key in self._loaded_keys and key not in self._baseline and dict.__contains__(self, key):
-            self._baseline[key] = self._serializer.dumps(dict.__getitem__(self, key))
+        """Keep the loaded value of `key` before it is first handed out or overwritten."""
+        if key not in self._loaded_keys or key in self._baseline or key in self._before:
+            return
+        if dict.__contains__(self, key):
+            value = dict.__getitem__(self, key)
+            if type(value) in _IMMUTABLE:
+                self._before[key] = value
+            else:
+                self._baseline[key] = self._serializer.dumps(value)
 
     def __getitem__(self, key: str) -> Any:
         self._accessed = True
         value = dict.__getitem__(self, key)
-        if key in self._loaded_keys and key not in self._baseline:
+        if type(value) not in _IMMUTABLE and key in self._loaded_keys and key not in self._baseline:
             self._baseline[key] = self._serializer.dumps(value)
         return value
 
@@ -67,10 +97,12 @@ class TrackedDict(dict[str, Any]):
             raise TypeError(f"session keys must be strings, got {type(key).__name__}")
         self._before_write()
         self._seen(key)
+        self._written = True
         dict.__setitem__(self, key, value)
 
     def __delitem__(self, key: str) -> None:
         self._before_write()
+        self._written = True
         dict.__delitem__(self, key)
 
     def __iter__(self) -> Iterator[str]:
@@ -144,6 +176,7 @@ class TrackedDict(dict[str, Any]):
 
     def clear(self) -> None:
         self._before_write()
+        self._written = True
         dict.clear(self)
 
     def copy(self) -> dict[str, Any]:
@@ -157,8 +190,10 @@ class TrackedDict(dict[str, Any]):
 
     def changes(self) -> tuple[dict[str, Any], set[str]]:
         """(changed or added keys with their values, removed keys) since load."""
+        if self.unchanged:
+            return {}, set()
         dumps = self._serializer.dumps
-        loaded, baseline = self._loaded_keys, self._baseline
+        loaded, baseline, kept = self._loaded_keys, self._baseline, self._before
         changed: dict[str, Any] = {}
         for key, value in dict.items(self):
             if key not in loaded:
@@ -166,7 +201,12 @@ class TrackedDict(dict[str, Any]):
                 continue
             before = baseline.get(key)
             if before is None:
-                continue  # never handed out: cannot have changed
+                if key not in kept:
+                    continue  # never handed out nor overwritten: cannot have changed
+                old = kept[key]
+                if value is old or (type(value) is type(old) and type(old) in _EQUAL_ALIKE and value == old):
+                    continue
+                before = dumps(old)
             try:
                 after = dumps(value)
             except TypeError as exc:

@@ -69,6 +69,8 @@ class SyncBridge:
         """`Runtime.commit` from a WSGI thread: a request that only read its session needs no
         I/O and never enters the loop. Raises SessionStoreError."""
         runtime = self.runtime
+        if session.untouched and not unset:  # decide() would plan NOTHING: skip building its inputs
+            return NO_HEADERS
         plan = runtime.prepare(session, request, unset=unset)
         if plan is engine.NOTHING:
             return NO_HEADERS

@@ -1,40 +1,32 @@
 """How RedisStore talks to Redis: one tiny command interface, two implementations.
 
-`PipelinedConnection` is coatcheck's own single, automatically pipelined connection per
-event loop (hiredis parses the replies). It exists because the per-request cost of the
-client library dominates a session load: measured on the development machine, a GET
-through redis-py's asyncio pool costs about 60-90 µs of client CPU, the same GET through
-this connection about 15 µs (see the README's store section). It speaks plain RESP2 over
-TCP or TLS to one standalone server and nothing more.
-
-`ClientCommands` wraps a redis-py asyncio client (a pool, a `RedisCluster`, or a
-Sentinel-managed client) for everything the pipelined connection does not do.
-
-Both raise redis-py's exception types, so RedisStore maps one family of errors.
+`PipelinedConnection` (`_redis_pipe.py`) is coatcheck's own single, automatically pipelined
+connection per event loop; `ClientCommands` wraps a redis-py asyncio client (a pool, a
+`RedisCluster`, or a Sentinel-managed client) for everything the pipelined connection does
+not do. Both raise redis-py's exception types, so RedisStore maps one family of errors.
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
-from redis.exceptions import AuthenticationError, NoScriptError, RedisError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-try:  # the pipelined connection needs hiredis; without it RedisStore uses redis-py's pool
-    import hiredis
-except ImportError:  # pragma: no cover - hiredis is part of the coatcheck[redis] extra
-    hiredis = None  # type: ignore[assignment]
+from ._redis_pipe import HIREDIS_AVAILABLE, Arg, Endpoint, PipelinedConnection
 
-Arg = bytes | str | int | float
-
-HIREDIS_AVAILABLE = hiredis is not None
+__all__ = [
+    "HIREDIS_AVAILABLE",
+    "Arg",
+    "ClientCommands",
+    "Commands",
+    "Endpoint",
+    "PipelinedConnection",
+    "check_client",
+    "opener",
+]
 
 
 class Commands(Protocol):
@@ -51,238 +43,6 @@ class Commands(Protocol):
 
     async def close(self) -> None:
         """Close what this object opened."""
-
-
-# ---- coatcheck's pipelined connection ------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """Where and how the pipelined connection connects."""
-
-    host: str
-    port: int
-    db: int = 0
-    username: str | None = None
-    password: str | None = None
-    ssl_context: ssl.SSLContext | None = None
-    client_name: str | None = None
-
-    @property
-    def where(self) -> str:
-        return f"{self.host}:{self.port}"
-
-
-def _reply_error(error: Exception) -> RedisError:
-    message = str(error)
-    code = message.split(" ", 1)[0]
-    if code == "NOSCRIPT":
-        return NoScriptError(message)
-    if code in ("NOAUTH", "WRONGPASS", "NOPERM"):
-        return AuthenticationError(message)
-    return ResponseError(message)
-
-
-class _Protocol(asyncio.Protocol):
-    """Replies arrive in the order commands were written: one FIFO of futures is all the
-    bookkeeping pipelining needs. A watchdog fails everything if the oldest command waits
-    longer than `timeout` (one timer per connection, not one per command)."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float, where: str) -> None:
-        assert hiredis is not None
-        self._loop = loop
-        self._timeout = timeout
-        self._where = where
-        self._reader = hiredis.Reader()
-        self._pending: deque[tuple[asyncio.Future[Any], float]] = deque()
-        self._transport: asyncio.Transport | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._outgoing: list[bytes] = []
-        self.closed = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport subclasses
-        sock = transport.get_extra_info("socket")
-        if sock is not None:  # notice a silently vanished server even when idle
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-
-    def send(self, args: Sequence[Arg]) -> asyncio.Future[Any]:
-        if self.closed or self._transport is None:
-            raise RedisConnectionError(f"connection to Redis at {self._where} is closed")
-        future = self._loop.create_future()
-        self._pending.append((future, self._loop.time() + self._timeout))
-        self._queue(hiredis.pack_command(tuple(args)))  # type: ignore[arg-type]
-        return future
-
-    def send_many(self, commands: Sequence[Sequence[Arg]]) -> list[asyncio.Future[Any]]:
-        if self.closed or self._transport is None:
-            raise RedisConnectionError(f"connection to Redis at {self._where} is closed")
-        deadline = self._loop.time() + self._timeout
-        futures = [self._loop.create_future() for _ in commands]
-        self._pending.extend((future, deadline) for future in futures)
-        for command in commands:
-            self._queue(hiredis.pack_command(tuple(command)))  # type: ignore[arg-type]
-        return futures
-
-    def _queue(self, packed: bytes) -> None:
-        """Commands issued during one turn of the event loop leave in one write: under
-        load, many requests' commands share a system call (and a TCP segment)."""
-        if not self._outgoing:
-            self._loop.call_soon(self._flush)
-            if self._timer is None:
-                self._timer = self._loop.call_at(self._pending[0][1], self._check_deadline)
-        self._outgoing.append(packed)
-
-    def _flush(self) -> None:
-        outgoing, self._outgoing = self._outgoing, []
-        if self._transport is not None and not self.closed:
-            self._transport.write(outgoing[0] if len(outgoing) == 1 else b"".join(outgoing))
-
-    def data_received(self, data: bytes) -> None:
-        reader, pending = self._reader, self._pending
-        reader.feed(data)
-        try:
-            while (reply := reader.gets()) is not False:
-                future = pending.popleft()[0]
-                if future.done():  # its caller gave up (cancelled); the reply is dropped
-                    continue
-                if isinstance(reply, hiredis.ReplyError):
-                    future.set_exception(_reply_error(reply))
-                else:
-                    future.set_result(reply)
-        except (hiredis.ProtocolError, IndexError):
-            self._fail(RedisConnectionError(f"Redis at {self._where} sent an unexpected reply"))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        reason = f" ({exc})" if exc else ""
-        self._fail(RedisConnectionError(f"connection to Redis at {self._where} was lost{reason}"))
-
-    def _check_deadline(self) -> None:
-        self._timer = None
-        if not self._pending:
-            return
-        deadline = self._pending[0][1]
-        if deadline <= self._loop.time():
-            self._fail(RedisTimeoutError(f"Redis at {self._where} did not answer within {self._timeout:g}s"))
-        else:
-            self._timer = self._loop.call_at(deadline, self._check_deadline)
-
-    def _fail(self, error: Exception) -> None:
-        """Fail every waiting command and drop the connection; the next call reconnects."""
-        self.closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        pending, self._pending = self._pending, deque()
-        self._outgoing = []
-        for future, _ in pending:
-            if not future.done():
-                future.set_exception(error)
-        if self._transport is not None:
-            self._transport.abort()
-
-    def close(self) -> None:
-        self._fail(RedisConnectionError(f"connection to Redis at {self._where} was closed"))
-
-
-class PipelinedConnection:
-    """One connection to one Redis server for one event loop; concurrent commands share it
-    (their replies come back in order), so there is no pool to lock or to leak.
-
-    Connects lazily and again after any failure, so the app recovers by itself when the
-    server returns. A command sent on a connection that turns out to be stale (the server
-    restarted since) is retried once on a fresh one: every command RedisStore sends is
-    idempotent. Timeouts are not retried.
-    """
-
-    def __init__(self, endpoint: Endpoint, *, socket_timeout: float, connect_timeout: float) -> None:
-        if hiredis is None:
-            raise RuntimeError("PipelinedConnection needs the hiredis package")
-        self.endpoint = endpoint
-        self._socket_timeout = socket_timeout
-        self._connect_timeout = connect_timeout
-        self._protocol: _Protocol | None = None
-        self._lock: asyncio.Lock | None = None
-
-    async def execute(self, *args: Arg) -> Any:
-        protocol = self._protocol
-        if protocol is None or protocol.closed:
-            return await (await self._connect()).send(args)
-        try:
-            return await protocol.send(args)
-        except RedisConnectionError:
-            return await (await self._connect()).send(args)
-
-    async def pipeline(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
-        if not commands:
-            return []
-        protocol = self._protocol
-        if protocol is None or protocol.closed:
-            protocol = await self._connect()
-        replies = await asyncio.gather(*protocol.send_many(commands), return_exceptions=True)
-        for reply in replies:
-            if isinstance(reply, BaseException):
-                raise reply
-        return replies
-
-    async def scan(self, pattern: bytes, count: int) -> AsyncIterator[bytes]:
-        cursor: bytes = b"0"
-        while True:
-            cursor, keys = await self.execute("SCAN", cursor, "MATCH", pattern, "COUNT", count)
-            for key in keys:
-                yield key
-            if cursor == b"0":
-                return
-
-    async def _connect(self) -> _Protocol:
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:  # concurrent callers share one connection attempt
-            protocol = self._protocol
-            if protocol is not None and not protocol.closed:
-                return protocol
-            self._protocol = await self._open()
-            return self._protocol
-
-    async def _open(self) -> _Protocol:
-        endpoint = self.endpoint
-        loop = asyncio.get_running_loop()
-        protocol: _Protocol | None = None
-        try:
-            async with asyncio.timeout(self._connect_timeout):
-                _, protocol = await loop.create_connection(
-                    lambda: _Protocol(loop, self._socket_timeout, endpoint.where),
-                    endpoint.host,
-                    endpoint.port,
-                    ssl=endpoint.ssl_context,
-                    server_hostname=endpoint.host if endpoint.ssl_context is not None else None,
-                )
-                handshake: list[tuple[Arg, ...]] = []
-                if endpoint.password is not None:
-                    if endpoint.username is not None:
-                        handshake.append(("AUTH", endpoint.username, endpoint.password))
-                    else:
-                        handshake.append(("AUTH", endpoint.password))
-                if endpoint.db:
-                    handshake.append(("SELECT", endpoint.db))
-                if endpoint.client_name:
-                    handshake.append(("CLIENT", "SETNAME", endpoint.client_name))
-                if handshake:
-                    await asyncio.gather(*protocol.send_many(handshake))
-        except BaseException as exc:
-            if protocol is not None:
-                protocol.close()
-            if isinstance(exc, TimeoutError):  # asyncio.timeout() above
-                raise RedisTimeoutError(
-                    f"could not connect to Redis at {endpoint.where} within {self._connect_timeout:g}s"
-                ) from None
-            if isinstance(exc, OSError):  # refused, unreachable, TLS handshake failed
-                raise RedisConnectionError(f"could not connect to Redis at {endpoint.where}: {exc}") from exc
-            raise  # the server refused AUTH/SELECT, or we were cancelled
-        return protocol
-
-    async def close(self) -> None:
-        protocol, self._protocol = self._protocol, None
-        if protocol is not None:
-            protocol.close()
 
 
 # ---- redis-py clients ----------------------------------------------------------------------

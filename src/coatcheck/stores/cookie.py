@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..cookies import MAX_COOKIE_BYTES, parse_cookie_header
 from ..errors import ConfigurationError, SessionStoreError, SessionTooLarge
 from ..record import Meta, Record
-from ..sealing import FrameCodec, Sealer, Signer, keygrip_index, keygrip_sign
+from ..sealing import FrameCodec, Opened, Sealer, Signer, keygrip_index, keygrip_sign
 from .base import OpenedSession, RenderCookie
 from .url import query_options, register_scheme
 
@@ -46,6 +46,13 @@ MAX_CHUNKS_LIMIT = 50  # browsers keep ~180 cookies per site; more chunks would 
 MAX_ID = 128
 _CHUNK_SUFFIX = re.compile(rb"^(?:0|[1-9][0-9]?)$")  # name.0 ... name.99, canonical digits
 _STD_B64 = re.compile(rb"^[A-Za-z0-9+/_-]*={0,2}$")
+# Opened frames are kept by their exact cookie value: a browser sends the same value until
+# the session changes, and opening (base64, AES-GCM or HMAC, inflate) and decoding cost more
+# than the rest of a read. The frame's expiry is still checked on every request; a session of
+# plain values is handed out as a shallow copy, any other is decoded again per request, so
+# each request gets data of its own.
+OPENED_CACHE_ENTRIES = 1024
+OPENED_CACHE_MAX_PAYLOAD = 8192
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +135,7 @@ class CookieStore:
         self.debug = debug
         self.is_revoked = is_revoked
         self._codec: FrameCodec | None = None
+        self._opened: dict[bytes, tuple[str, Opened, tuple[str, Record] | None]] = {}
         self._keys: list[bytes] = []
         self._serializer: Serializer | None = None
 
@@ -143,6 +151,7 @@ class CookieStore:
             )
         self._keys = list(keyring.keys)
         self._serializer = serializer
+        self._opened.clear()
         if self.mode == "sealed":
             self._codec = Sealer(keyring.derive("cookie-store/aes-256-gcm"), compress=self.compress)
         elif self.mode == "signed":
@@ -207,15 +216,32 @@ class CookieStore:
     def _open_frame(
         self, value: bytes, name: str, now: float, serializer: Serializer
     ) -> OpenedSession | None:
-        assert self._codec is not None
-        result = self._codec.open(value, name=name, now=now)
-        if result is None:
-            return None
-        decoded = _decode_payload(result.payload, serializer)
+        """Open and decode one frame; both steps are remembered for the exact value."""
+        cache = self._opened
+        hit = cache.get(value)
+        if hit is not None and hit[0] == name:
+            _, opened, flat = hit
+            if opened.expiry and now >= opened.expiry:
+                return None
+            if flat is not None:  # only immutable values: a shallow copy is this request's own
+                session_id, record = flat
+                return OpenedSession(session_id, _fresh(record), reseal=opened.key_index > 0)
+        else:
+            assert self._codec is not None
+            opened_or_none = self._codec.open(value, name=name, now=now)
+            if opened_or_none is None:
+                return None
+            opened = opened_or_none
+        decoded = _decode_payload(opened.payload, serializer)
+        if hit is None and len(opened.payload) <= OPENED_CACHE_MAX_PAYLOAD:
+            if len(cache) >= OPENED_CACHE_ENTRIES:
+                cache.clear()  # no LRU bookkeeping per hit; safe under threads
+            flat = decoded if decoded is not None and _is_flat(decoded[1]) else None
+            cache[value] = (name, opened, None if flat is None else (flat[0], _fresh(flat[1])))
         if decoded is None:
             return None
         session_id, record = decoded
-        return OpenedSession(session_id, record, reseal=result.key_index > 0)
+        return OpenedSession(session_id, record, reseal=opened.key_index > 0)
 
     def _open_compat(
         self, found: _Found, name: str, now: float, serializer: Serializer
@@ -375,6 +401,28 @@ def _decode_payload(payload: bytes, serializer: Serializer) -> tuple[str, Record
     except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
         return None
     return session_id, Record(data=data, meta=meta)
+
+
+_FLAT = frozenset((str, int, float, bool, type(None)))
+
+
+def _is_flat(record: Record) -> bool:
+    """True if the data and metadata hold nothing a handler could change in place."""
+    meta = record.meta
+    return (
+        all(type(v) in _FLAT for v in record.data.values())
+        and all(type(v) in _FLAT for v in meta.cookie.values())
+        and all(type(v) in _FLAT for v in meta.hints.values())
+    )
+
+
+def _fresh(record: Record) -> Record:
+    """A copy of a flat record that shares nothing mutable with it."""
+    m = record.meta
+    meta = Meta(
+        m.created, m.last_seen, m.idle_deadline, m.absolute_deadline, m.user_id, dict(m.cookie), dict(m.hints)
+    )
+    return Record(data=dict(record.data), meta=meta)
 
 
 def _chunk_order(cookie_name: str) -> tuple[int, int]:

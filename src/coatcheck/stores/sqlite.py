@@ -26,6 +26,7 @@ from ._toolkit import SerializerChoice, store_errors
 from .base import SessionTally
 
 T = TypeVar("T")
+_BUSY: Any = object()
 _TABLE = ops.TABLE
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS {_TABLE} (
@@ -184,6 +185,9 @@ class SQLiteStore(SerializerChoice):
 
     # ---- Store ------------------------------------------------------------------------
     async def get(self, key: str) -> Record | None:
+        """Read on the calling thread when the database answers at once (a WAL reader never
+        waits for writers: a primary-key read costs microseconds, a hop to the worker thread
+        ten times that); through the worker thread when it is busy (a checkpoint, recovery)."""
         now = self._clock()
 
         def read(conn: sqlite3.Connection) -> tuple[bytes, bytes] | None:
@@ -192,8 +196,33 @@ class SQLiteStore(SerializerChoice):
                 (key, now),
             ).fetchone()
 
-        row = await self._run(read)
+        row: Any = _BUSY
+        with store_errors((sqlite3.DatabaseError,), f"SQLite store {str(self.path)!r}"):
+            try:
+                reader = self._reader()
+                if reader is not None:
+                    row = read(reader)
+            except sqlite3.OperationalError:
+                pass  # locked, busy, cannot open...: the worker waits for it, off the loop
+        if row is _BUSY:
+            row = await self._run(read)
         return None if row is None else self._decode(row[0], row[1])
+
+    def _reader(self) -> sqlite3.Connection | None:
+        """This thread's read connection, which never waits for a lock (busy_timeout 0), or
+        None before the worker has opened the database (schema, WAL mode) in this process.
+        An in-memory database exists on one connection only: it is always read by the worker."""
+        pid = os.getpid()
+        held: tuple[int, sqlite3.Connection] | None = getattr(self._local, "reader", None)
+        if held is not None and held[0] == pid:
+            return held[1]
+        if self._executor is None or self._pid != pid or self.path == ":memory:":
+            return None
+        conn = sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=True)
+        conn.execute("PRAGMA busy_timeout = 0")
+        conn.execute("PRAGMA query_only = 1")
+        self._local.reader = (pid, conn)
+        return conn
 
     async def set(self, key: str, record: Record) -> None:
         row = self._row(record)
@@ -370,6 +399,10 @@ class SQLiteStore(SerializerChoice):
         return counter.result(top)
 
     async def close(self) -> None:
+        held = getattr(self._local, "reader", None)
+        if held is not None and held[0] == os.getpid():
+            held[1].close()
+            self._local.reader = None
         executor, self._executor = self._executor, None
         if executor is not None:
 

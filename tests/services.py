@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -16,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import NoReturn
 from urllib.parse import urlsplit
 
@@ -54,9 +56,31 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port free now, below the ephemeral range (see `free_port_run`)."""
+    return free_port_run(1)
+
+
+def free_port_run(count: int) -> int:
+    """The first of `count` consecutive loopback ports that can all be bound now, chosen below
+    the kernel's ephemeral range, where outgoing connections (to Redis, PostgreSQL...) would
+    otherwise take the next port between our check and the server's bind."""
+    low, _ = (int(n) for n in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    candidates = list(range(20000, max(20001, low - count), count))
+    random.shuffle(candidates)
+    for first in candidates:
+        held: list[socket.socket] = []
+        try:
+            for port in range(first, first + count):
+                sock = socket.socket()
+                held.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for sock in held:
+                sock.close()
+    raise RuntimeError(f"no {count} consecutive free loopback ports below {low}")
 
 
 def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from coatcheck.demo import COOKIE_NAME
-from tests.services import free_port, unavailable, wait_for_port
+from tests.services import unavailable, wait_for_port
 
 pytestmark = pytest.mark.browser
 
@@ -40,7 +40,7 @@ class DemoProcess:
         self.store_url = store_url
         self.cwd = cwd
         self.extra = list(extra)
-        self.port = free_port()
+        self.port = free_port_run(2)  # room for --instances 2 on port + 1
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0

@@ -286,13 +286,11 @@ def test_demo_instances_are_separate_processes_that_stop_with_the_first(tmp_path
     import subprocess
     import sys
 
-    from tests.services import free_port, port_open, wait_for_port
+    from tests.services import free_port_run, port_open, wait_for_port
 
     script = shutil.which("coatcheck", path=str(Path(sys.executable).parent)) or shutil.which("coatcheck")
     assert script is not None, "the coatcheck script is not installed: pip install -e ."
-    port = free_port()
-    while port_open("127.0.0.1", port + 1):
-        port = free_port()
+    port = free_port_run(2)  # --instances 2 serves on port and port + 1
     log = (tmp_path / "demo.log").open("wb")
     first = subprocess.Popen(
         [script, "demo", "--store", "memory://", "--port", str(port), "--instances", "2"],

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from coatcheck.demo import COOKIE_NAME
-from tests.services import unavailable, wait_for_port
+from tests.services import free_port_run, unavailable, wait_for_port
 
 pytestmark = pytest.mark.browser
 

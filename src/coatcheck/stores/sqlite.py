@@ -138,14 +138,19 @@ class SQLiteStore(SerializerChoice):
             with store_errors((sqlite3.Error,), f"SQLite store {str(self.path)!r}"):
                 return fn(self._connection())
 
-        if self._auto is not None and self._auto.due():
-            try:
-                loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-            except RuntimeError:  # trio: the automatic purge runs for asyncio callers only
-                loop = None
-            if loop is not None:
-                self._purge_soon(loop)
+        self._maybe_purge()
         return await in_thread(self._executor, call)
+
+    def _maybe_purge(self) -> None:
+        """Queue a small automatic purge step when one is due: on every call, the reads that
+        skip the worker thread included (asyncio callers only; under trio purge by hand)."""
+        if self._auto is None or self._executor is None or not self._auto.due():
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._purge_soon(loop)
 
     def _purge_soon(self, loop: asyncio.AbstractEventLoop) -> None:
         """Queue one small purge step ahead of this call on the worker thread; nobody awaits
@@ -206,6 +211,8 @@ class SQLiteStore(SerializerChoice):
                 pass  # locked, busy, cannot open...: the worker waits for it, off the loop
         if row is _BUSY:
             row = await self._run(read)
+        else:
+            self._maybe_purge()
         return None if row is None else self._decode(row[0], row[1])
 
     def _reader(self) -> sqlite3.Connection | None:

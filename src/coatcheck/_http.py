@@ -42,7 +42,7 @@ NO_HEADERS = SessionHeaders()
 CACHE_HEADERS = SessionHeaders(cache=True)
 
 UNAVAILABLE_BODY = b"Service Unavailable: the session store did not answer. Please retry shortly.\n"
-CACHE_HEADER_NAMES = frozenset((b"vary", b"cache-control"))
+CACHE_HEADER_NAMES = ("vary", "cache-control")  # what `with_session_headers` merges into
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,3 +129,9 @@ def with_session_str_headers(headers: Iterable[tuple[str, str]], session: Sessio
     """`with_session_headers` for str headers (WSGI, Werkzeug), latin-1 as PEP 3333 says."""
     raw = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in headers]
     return [(n.decode("latin-1"), v.decode("latin-1")) for n, v in with_session_headers(raw, session)]
+
+
+def cache_headers_of(headers: Iterable[tuple[str, str]]) -> StrHeaders:
+    """The response's own Vary and Cache-Control headers: what an adapter holding a mutable
+    header mapping takes out before adding `with_session_str_headers(these, session)`."""
+    return [(name, value) for name, value in headers if name.lower() in CACHE_HEADER_NAMES]

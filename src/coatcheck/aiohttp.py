@@ -219,7 +219,7 @@ async def _commit(state: _RequestSession, response: web.StreamResponse) -> web.R
 
 def _add_headers(response: web.StreamResponse, added: _http.SessionHeaders) -> None:
     headers = response.headers
-    caching = [(name, value) for name, value in headers.items() if name.lower() in ("vary", "cache-control")]
+    caching = _http.cache_headers_of(headers.items())
     headers.popall("Vary", None)
     headers.popall("Cache-Control", None)
     for name, value in _http.with_session_str_headers(caching, added):

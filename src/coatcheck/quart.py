@@ -146,7 +146,7 @@ class CoatcheckSessionInterface(SessionInterface):
         if not added:
             return
         headers = response.headers
-        caching = [(n, v) for n, v in headers.items() if n.lower() in ("vary", "cache-control")]
+        caching = _http.cache_headers_of(headers.items())
         headers.remove("Vary")
         headers.remove("Cache-Control")
         headers.extend(_http.with_session_str_headers(caching, added))

@@ -29,9 +29,9 @@ Priority = Literal["low", "medium", "high"]
 Unset = Literal["keep", "destroy"]
 Duration = timedelta | int | float
 
-_PATH = re.compile(r"^/[\x21-\x3a\x3c-\x7e]*$")  # printable ASCII, no ';', starts with '/'
+_PATH = re.compile(r"^/[\x21-\x3a\x3c-\x7e]*\Z")  # printable ASCII, no ';', starts with '/'
 _DOMAIN = re.compile(
-    r"^\.?[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+    r"^\.?[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\Z"
 )
 
 logger = logging.getLogger("coatcheck")

@@ -16,9 +16,9 @@ MAX_COOKIE_BYTES = 4096
 RenderCookie = Callable[[str, str, float | None], bytes]
 """(cookie name, value, max_age) -> one Set-Cookie value with the session cookie's attributes."""
 
-_NAME = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-_VALUE = re.compile(rb"^[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*$")  # RFC 6265 cookie-octet
-_ATTR = re.compile(r"^[\x20-\x3a\x3c-\x7e]*$")  # printable ASCII without ';'
+_NAME = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_VALUE = re.compile(rb"^[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*\Z")  # RFC 6265 cookie-octet
+_ATTR = re.compile(r"^[\x20-\x3a\x3c-\x7e]*\Z")  # printable ASCII without ';'
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 

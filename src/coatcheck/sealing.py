@@ -51,7 +51,7 @@ MAX_EXPIRY = 0xFFFFFFFF
 MAX_PAYLOAD = 1 << 20  # inflated payloads above 1 MiB are refused (defence in depth)
 MIN_DEFLATE = 64  # below this, deflate never pays for itself
 _CONTEXT = b"coatcheck/cookie\x00"
-_B64URL = re.compile(rb"^[A-Za-z0-9_-]*$")
+_B64URL = re.compile(rb"^[A-Za-z0-9_-]*\Z")
 
 
 class Opened(NamedTuple):

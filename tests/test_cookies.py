@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from coatcheck.cookies import first_cookie, parse_cookie_header, render_set_cookie
+from coatcheck.cookies import first_cookie, http_date, parse_cookie_header, render_set_cookie
 
 NOW = 1_800_000_000.0
 
@@ -178,3 +178,19 @@ def test_renderer_refuses_injection(field: str, value: str) -> None:
     kwargs[field] = value
     with pytest.raises(ValueError):
         render_set_cookie(kwargs.pop("name"), kwargs.pop("value"), now=NOW, **kwargs)  # type: ignore[arg-type]
+
+
+def test_rendering_caches_stay_bounded_and_never_change_the_header() -> None:
+    from coatcheck import cookies
+
+    for i in range(200):
+        path = f"/p{i}"
+        header = render_set_cookie("sid", "v", max_age=60, path=path, now=NOW + i)
+        expected_date = http_date(NOW + i + 60).encode()
+        assert header == b"sid=v; Max-Age=60; Expires=" + expected_date + b"; Path=" + path.encode() + (
+            b"; HttpOnly; SameSite=Lax"
+        )
+        assert len(cookies._SUFFIXES) <= cookies._MAX_SUFFIXES
+    with pytest.raises(ValueError):
+        render_set_cookie("sid", "v", path="/a;b", now=NOW)
+    assert render_set_cookie("sid", "v", path=None, http_only=False, same_site=None, now=NOW) == b"sid=v"

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import time
+import sys
+from collections.abc import Callable
+from types import FrameType
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from coatcheck.cookies import first_cookie, parse_cookie_header, render_set_cookie
+from coatcheck.cookies import first_cookie, http_date, parse_cookie_header, render_set_cookie
 
 NOW = 1_800_000_000.0
 
@@ -61,22 +63,72 @@ def test_parser_round_trips_well_formed_headers(pairs: list[tuple[bytes, bytes]]
     assert parse_cookie_header(header) == pairs
 
 
-def _best_time(header: bytes, repeat: int = 5) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        parse_cookie_header(header)
-        first_cookie(header, b"session")
-        best = min(best, time.perf_counter() - start)
-    return best
+COOKIES_PY = parse_cookie_header.__code__.co_filename
+
+
+def work_of(run: Callable[[bytes], object], header: bytes, filename: str) -> int:
+    """Steps the code in `filename` takes while `run` parses `header`: one per line executed,
+    plus, for each call into C made from that code, the length of the bytes it works on
+    (what `split`, `partition` or `strip` examine). Counted, never timed."""
+    steps = 0
+
+    def on_line(frame: FrameType, event: str, arg: object) -> object:
+        nonlocal steps
+        if event == "line":
+            steps += 1
+        return on_line
+
+    def on_call(frame: FrameType, event: str, arg: object) -> object:
+        return on_line if frame.f_code.co_filename == filename else None
+
+    def on_c_call(frame: FrameType, event: str, arg: object) -> None:
+        nonlocal steps
+        if event == "c_call" and frame.f_code.co_filename == filename:
+            target = getattr(arg, "__self__", None)
+            steps += len(target) if isinstance(target, bytes | bytearray) else 1
+
+    previous_trace, previous_profile = sys.gettrace(), sys.getprofile()
+    sys.settrace(on_call)
+    sys.setprofile(on_c_call)
+    try:
+        run(header)
+    finally:
+        sys.settrace(previous_trace)
+        sys.setprofile(previous_profile)
+    return steps
+
+
+def growth(
+    run: Callable[[bytes], object], unit: bytes, filename: str = COOKIES_PY, size: int = 4096
+) -> float:
+    """How much more work `run` does on 8x the input: ~8 if linear, ~64 if quadratic."""
+    small, large = unit * (size // len(unit)), unit * (8 * size // len(unit))
+    return work_of(run, large, filename) / work_of(run, small, filename)
+
+
+def parse_both(header: bytes) -> None:
+    parse_cookie_header(header)
+    first_cookie(header + b"; session=1", b"session")
+
+
+def quadratic_parse(header: bytes) -> list[bytes]:
+    """A parser that re-copies the rest of the header for every pair: the meter must see it."""
+    names, rest = [], header
+    while rest:
+        part, _, rest = rest.partition(b";")
+        names.append(part)
+    return names
+
+
+def test_the_work_meter_tells_linear_from_quadratic() -> None:
+    assert growth(quadratic_parse, b";", quadratic_parse.__code__.co_filename) > 40
+    assert 6 < growth(parse_cookie_header, b"\\") < 10
 
 
 @pytest.mark.parametrize("unit", [b"\\", b'"', b";", b'a=\\"; ', b"=", b" \t"])
 def test_hostile_headers_parse_in_linear_time(unit: bytes) -> None:
-    # 64 KiB vs 512 KiB: linear work grows ~8x, quadratic work would grow ~64x.
-    small, large = unit * (65536 // len(unit)), unit * (8 * 65536 // len(unit))
-    ratio = _best_time(large) / max(_best_time(small), 1e-6)
-    assert ratio < 24, f"parse time grew {ratio:.1f}x for 8x input"
+    ratio = growth(parse_both, unit)
+    assert 6 < ratio < 10, f"parser work grew {ratio:.1f}x for 8x input (linear ~8x, quadratic ~64x)"
 
 
 def test_renders_every_attribute() -> None:
@@ -126,3 +178,19 @@ def test_renderer_refuses_injection(field: str, value: str) -> None:
     kwargs[field] = value
     with pytest.raises(ValueError):
         render_set_cookie(kwargs.pop("name"), kwargs.pop("value"), now=NOW, **kwargs)  # type: ignore[arg-type]
+
+
+def test_rendering_caches_stay_bounded_and_never_change_the_header() -> None:
+    from coatcheck import cookies
+
+    for i in range(200):
+        path = f"/p{i}"
+        header = render_set_cookie("sid", "v", max_age=60, path=path, now=NOW + i)
+        expected_date = http_date(NOW + i + 60).encode()
+        assert header == b"sid=v; Max-Age=60; Expires=" + expected_date + b"; Path=" + path.encode() + (
+            b"; HttpOnly; SameSite=Lax"
+        )
+        assert len(cookies._SUFFIXES) <= cookies._MAX_SUFFIXES
+    with pytest.raises(ValueError):
+        render_set_cookie("sid", "v", path="/a;b", now=NOW)
+    assert render_set_cookie("sid", "v", path=None, http_only=False, same_site=None, now=NOW) == b"sid=v"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 import os
 import secrets
@@ -11,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from coatcheck import sealing
 from coatcheck.crypto import Keyring
 from coatcheck.errors import SessionTooLarge
 from coatcheck.sealing import (
@@ -18,6 +20,7 @@ from coatcheck.sealing import (
     HEADER,
     MAC_BYTES,
     MAX_PAYLOAD,
+    MIN_DEFLATE,
     NONCE_BYTES,
     SEALED,
     SIGNED,
@@ -121,6 +124,38 @@ def test_sealing_refuses_a_payload_that_opening_would_refuse(codec: type[Sealer]
     assert opened is not None and opened.payload == largest
     with pytest.raises(SessionTooLarge, match="1 MiB"):
         frames.seal(largest + b"a", name="s", expires=None)
+
+
+@pytest.mark.parametrize("codec", [Sealer, Signer])
+def test_small_payloads_are_not_deflated_but_deflated_ones_still_open(
+    codec: type[Sealer] | type[Signer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frames = codec(keys())
+    small = b'{"a":"' + b"x" * (MIN_DEFLATE - 9) + b'"}'  # compresses well, under MIN_DEFLATE
+    assert len(small) < MIN_DEFLATE
+    assert frame(frames.seal(small, name="s", expires=None))[1] == 0
+    monkeypatch.setattr(sealing, "MIN_DEFLATE", 0)  # as an older release sealed it
+    value = frames.seal(small, name="s", expires=None)
+    monkeypatch.undo()
+    assert frame(value)[1] == FLAG_DEFLATED
+    opened = frames.open(value.encode(), name="s", now=NOW)
+    assert opened is not None and opened.payload == small
+
+
+@given(st.binary(max_size=200), st.binary(max_size=300))
+def test_precomputed_hmac_equals_the_standard_library(key: bytes, data: bytes) -> None:
+    assert sealing._HmacSha256(key).digest(data) == hmac.digest(key, data, "sha256")
+
+
+def test_precomputed_hmac_is_reusable_and_key_bound() -> None:
+    key = os.urandom(32)
+    mac = sealing._HmacSha256(key)
+    for data in (b"", b"a", b"a" * 63, b"a" * 64, b"a" * 65, os.urandom(5000), b"a"):
+        assert mac.digest(data) == hmac.digest(key, data, "sha256")
+    for length in (0, 1, 32, 63, 64, 65, 128, 1000):
+        other = os.urandom(length)
+        assert sealing._HmacSha256(other).digest(b"x") == hmac.digest(other, b"x", "sha256")
+        assert sealing._HmacSha256(other).digest(b"x") != mac.digest(b"x")
 
 
 def test_sealed_without_compression_never_deflates() -> None:

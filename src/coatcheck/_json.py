@@ -86,7 +86,13 @@ def _check_items(items: Iterable[Any], depth: int) -> bool:
         if kind in _PLAIN:
             continue
         if kind is float:
-            stdlib = _check_float(item) or stdlib
+            if not math.isfinite(item):
+                _check_float(item)  # raises
+            if item != 0.0 and -_SMALL_FLOAT < item < _SMALL_FLOAT:
+                stdlib = True
+        elif kind is dict and depth + 1 < MAX_DEPTH:
+            if _check_dict(item, depth + 1):
+                stdlib = True
         elif _check(item, depth + 1):
             stdlib = True
     return stdlib

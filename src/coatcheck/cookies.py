@@ -16,9 +16,9 @@ MAX_COOKIE_BYTES = 4096
 RenderCookie = Callable[[str, str, float | None], bytes]
 """(cookie name, value, max_age) -> one Set-Cookie value with the session cookie's attributes."""
 
-_NAME = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-_VALUE = re.compile(rb"^[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*$")  # RFC 6265 cookie-octet
-_ATTR = re.compile(r"^[\x20-\x3a\x3c-\x7e]*$")  # printable ASCII without ';'
+_NAME = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_VALUE = re.compile(rb"^[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*\Z")  # RFC 6265 cookie-octet
+_ATTR = re.compile(r"^[\x20-\x3a\x3c-\x7e]*\Z")  # printable ASCII without ';'
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -87,12 +87,35 @@ def render_set_cookie(
         raise ValueError(f"invalid cookie name {name!r}")
     if not _VALUE.match(raw_value):
         raise ValueError(f"invalid characters in the value of cookie {name!r}")
-    parts = [raw_name + b"=" + raw_value]
-    if max_age is not None:
-        whole = max(0, int(max_age))
-        expires = _EPOCH.timestamp() if whole == 0 else now + whole
-        parts.append(b"Max-Age=%d" % whole)
-        parts.append(b"Expires=" + http_date(expires).encode())
+    options = (path, domain, secure, http_only, same_site, partitioned, priority)
+    suffix = _SUFFIXES.get(options)
+    if suffix is None:
+        suffix = _attributes(*options)
+        if len(_SUFFIXES) >= _MAX_SUFFIXES:
+            _SUFFIXES.clear()
+        _SUFFIXES[options] = suffix
+    if max_age is None:
+        return raw_name + b"=" + raw_value + suffix
+    whole = max(0, int(max_age))
+    expires = int(_EPOCH.timestamp() if whole == 0 else now + whole)
+    return b"%s=%s; Max-Age=%d; Expires=%s%s" % (raw_name, raw_value, whole, _expires_date(expires), suffix)
+
+
+# Rendered attributes after Expires, per set of options: a middleware renders one or two.
+_SUFFIXES: dict[tuple[object, ...], bytes] = {}
+_MAX_SUFFIXES = 64
+
+
+def _attributes(
+    path: str | None,
+    domain: str | None,
+    secure: bool,
+    http_only: bool,
+    same_site: str | None,
+    partitioned: bool,
+    priority: str | None,
+) -> bytes:
+    parts = [b""]
     for attr, text in (("Path", path), ("Domain", domain)):
         if text is not None:
             if not _ATTR.match(text):
@@ -108,7 +131,20 @@ def render_set_cookie(
         parts.append(b"Partitioned")
     if priority is not None:
         parts.append(b"Priority=" + _PRIORITY[priority])
-    return b"; ".join(parts)
+    return b"; ".join(parts) if len(parts) > 1 else b""
+
+
+# The Expires date of the last second rendered: formatting a date costs more than the rest.
+_last_expires: tuple[int, bytes] = (-1, b"")
+
+
+def _expires_date(timestamp: int) -> bytes:
+    global _last_expires
+    second, text = _last_expires
+    if second != timestamp:
+        text = http_date(timestamp).encode()
+        _last_expires = (timestamp, text)
+    return text
 
 
 _SAME_SITE = {"lax": b"Lax", "strict": b"Strict", "none": b"None"}

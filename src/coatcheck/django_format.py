@@ -50,7 +50,7 @@ META_FIELD = "_coatcheck"
 DJANGO_EXPIRY = "django"  # Meta.cookie key: the session's Django expiry ({"age": s} or {"at": ts})
 KEY_CHARS = DJANGO_KEY_CHARS
 KEY_LENGTH = 32
-_KEY = re.compile(r"^[a-z0-9]{8,40}$")
+_KEY = re.compile(r"^[a-z0-9]{8,40}\Z")
 
 
 new_id = django_key  # a new session key like Django's: 32 characters of [a-z0-9] (165 bits)

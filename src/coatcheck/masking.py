@@ -16,7 +16,7 @@ import secrets
 
 MAX_MASKED_LENGTH = 1024  # a masked token is ~115 characters; longer input is not looked at
 
-_TOKEN_CHARS = re.compile(r"^[A-Za-z0-9_-]+$")
+_TOKEN_CHARS = re.compile(r"^[A-Za-z0-9_-]+\Z")
 
 
 def new_secret() -> str:

@@ -49,9 +49,13 @@ MAC_BYTES = 32
 HEADER = struct.Struct(">BBI")  # version, flags, expiry
 MAX_EXPIRY = 0xFFFFFFFF
 MAX_PAYLOAD = 1 << 20  # inflated payloads above 1 MiB are refused (defence in depth)
-MIN_DEFLATE = 64  # below this, deflate never pays for itself
+# Below this, deflate is not tried: setting up zlib costs more CPU than the rest of a seal,
+# and a payload this small saves at most a few dozen bytes of cookie.
+MIN_DEFLATE = 192
 _CONTEXT = b"coatcheck/cookie\x00"
-_B64URL = re.compile(rb"^[A-Za-z0-9_-]*$")
+_B64URL = re.compile(rb"^[A-Za-z0-9_-]*\Z")
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
 
 
 class Opened(NamedTuple):
@@ -196,21 +200,44 @@ class Sealer:
 
 
 # ---- signed: HMAC-SHA256, readable payload ------------------------------------------------------
+class _HmacSha256:
+    """HMAC-SHA256 (RFC 2104) under one key, with the keyed inner and outer hash states
+    computed once: each MAC copies two states instead of keying two new ones (~2x quicker
+    than `hmac.new`). Equal to `hmac.digest(key, data, "sha256")`."""
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) > 64:
+            key = hashlib.sha256(key).digest()
+        block = key.ljust(64, b"\x00")
+        self._inner = hashlib.sha256(block.translate(_IPAD))
+        self._outer = hashlib.sha256(block.translate(_OPAD))
+
+    def digest(self, data: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(data)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+
 class Signer:
     """HMAC-SHA256 frames: the payload is authenticated but anyone can read it."""
 
     def __init__(self, keys: Sequence[bytes], *, compress: bool = True) -> None:
         if not keys or any(len(k) < 32 for k in keys):
             raise ValueError("Signer needs one or more keys of at least 32 bytes")
-        self._keys = list(keys)
+        self._macs = [_HmacSha256(k) for k in keys]
         self.compress = compress
 
-    def _mac(self, key: bytes, name: str, header: bytes, body: bytes) -> bytes:
-        return hmac.new(key, _context(name, header) + body, hashlib.sha256).digest()
+    @staticmethod
+    def _mac(mac: _HmacSha256, name: str, header: bytes, body: bytes) -> bytes:
+        return mac.digest(_context(name, header) + body)
 
     def seal(self, payload: bytes, *, name: str, expires: float | None) -> str:
         header, body = _frame_header(SIGNED, payload, expires, self.compress)
-        return b64url_encode(header + body + self._mac(self._keys[0], name, header, body))
+        return b64url_encode(header + body + self._mac(self._macs[0], name, header, body))
 
     def open(self, value: bytes, *, name: str, now: float) -> Opened | None:
         parsed = _parse_frame(value, SIGNED, MAC_BYTES, now)
@@ -219,8 +246,8 @@ class Signer:
         header, flags, rest, expiry = parsed
         body, mac = rest[:-MAC_BYTES], rest[-MAC_BYTES:]
         matched = None
-        for index, key in enumerate(self._keys):
-            if hmac.compare_digest(self._mac(key, name, header, body), mac) and matched is None:
+        for index, keyed in enumerate(self._macs):
+            if hmac.compare_digest(self._mac(keyed, name, header, body), mac) and matched is None:
                 matched = index
         if matched is None:
             return None

@@ -32,8 +32,8 @@ DEFAULT_FIELD_NAME = "csrf_token"
 DEFAULT_HEADER_NAME = "X-CSRF-Token"
 DEFAULT_MAX_BODY_SIZE = 1024 * 1024
 
-_FIELD_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
-_HEADER_NAME = re.compile(r"^[A-Za-z0-9-]{1,100}$")
+_FIELD_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,100}\Z")
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9-]{1,100}\Z")
 
 SessionToken = str | None | Callable[[], str | None]
 

@@ -26,7 +26,7 @@ CATALOG = {
     "umbrella": "Umbrella",
     "gloves": "Leather gloves",
 }
-_NAME_OK = re.compile(r"^[^\x00-\x1f\x7f]+$")
+_NAME_OK = re.compile(r"^[^\x00-\x1f\x7f]+\Z")
 
 
 async def home(request: Request) -> Response:

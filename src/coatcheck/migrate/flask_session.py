@@ -25,7 +25,7 @@ from ._base import (
 if TYPE_CHECKING:  # pragma: no cover
     import redis.asyncio as aredis
 
-_SID = re.compile(rb"^[A-Za-z0-9_-]{1,256}$")
+_SID = re.compile(rb"^[A-Za-z0-9_-]{1,256}\Z")
 
 
 class FlaskSessionRedis(Reader):

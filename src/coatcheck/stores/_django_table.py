@@ -7,7 +7,7 @@ import re
 from ..errors import ConfigurationError
 
 DEFAULT_TABLE = "django_session"  # django.contrib.sessions.models.Session
-_TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
 
 
 def check_table_name(table: str) -> str:

@@ -44,8 +44,8 @@ MODES: tuple[Mode, ...] = ("sealed", "signed", "cookie-session")
 DEFAULT_MAX_CHUNKS = 4
 MAX_CHUNKS_LIMIT = 50  # browsers keep ~180 cookies per site; more chunks would evict others
 MAX_ID = 128
-_CHUNK_SUFFIX = re.compile(rb"^(?:0|[1-9][0-9]?)$")  # name.0 ... name.99, canonical digits
-_STD_B64 = re.compile(rb"^[A-Za-z0-9+/_-]*={0,2}$")
+_CHUNK_SUFFIX = re.compile(rb"^(?:0|[1-9][0-9]?)\Z")  # name.0 ... name.99, canonical digits
+_STD_B64 = re.compile(rb"^[A-Za-z0-9+/_-]*={0,2}\Z")
 # Opened frames are kept by their exact cookie value: a browser sends the same value until
 # the session changes, and opening (base64, AES-GCM or HMAC, inflate) and decoding cost more
 # than the rest of a read. The frame's expiry is still checked on every request; a session of

@@ -43,7 +43,7 @@ THIRTY_DAYS = 2_592_000
 """memcached reads an expiry time above this many seconds as an absolute Unix timestamp."""
 
 _MAX_KEY = 250  # memcached's limit, in bytes
-_KEY_CHARS = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no space or control characters
+_KEY_CHARS = re.compile(r"^[\x21-\x7e]+\Z")  # printable ASCII, no space or control characters
 
 
 def memcached_exptime(expires: float | None, now: float) -> int | None:

@@ -69,7 +69,7 @@ __all__ = ["SQLStore"]
 T = TypeVar("T")
 
 DEFAULT_TABLE = "coatcheck_sessions"
-_TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,47}$")
+_TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,47}\Z")
 
 
 class SQLStore(SerializerChoice):

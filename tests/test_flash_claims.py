@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +18,26 @@ from starlette.routing import Route
 
 from coatcheck import SessionMiddleware
 from coatcheck.record import Meta, Record
-from coatcheck.stores import FlashClaiming, MemoryStore, RedisStore, SQLiteStore
+from coatcheck.stores import FlashClaiming, MemoryStore, RedisStore, SQLiteStore, SQLStore
 from tests.helpers import TEST_SECRET, client
 from tests.services import free_port
+from tests.test_sql_store import _drop
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Any]:
+@pytest.fixture(params=["sqlite", "redis", "postgresql", "mariadb"])
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Any]]:
     if request.param == "sqlite":
-        return lambda: SQLiteStore(tmp_path / "claims.db")
-    url = request.getfixturevalue("redis_url")
-    return lambda: RedisStore(url, prefix=f"coatcheck-claim-test:{time.time_ns()}:")
+        yield lambda: SQLiteStore(tmp_path / "claims.db")
+        return
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_url")
+        prefix = f"coatcheck-claim-test:{time.time_ns()}:"
+        yield lambda: RedisStore(url, prefix=prefix)
+        return
+    url = request.getfixturevalue("postgres_url" if request.param == "postgresql" else "mysql_url")
+    table = f"cc_claim_{secrets.token_hex(6)}"
+    yield lambda: SQLStore(url, table=table)
+    _drop(url, table)
 
 
 def record(**data: Any) -> Record:
@@ -112,3 +122,20 @@ async def test_a_failed_claim_shows_nothing_and_keeps_the_message_queued() -> No
     assert kept is not None and [v for k, v in kept.data.items() if k.startswith("_flash.")] == [
         ["info", "hello"]
     ]
+
+
+async def test_a_store_on_the_apps_own_engine_claims_through_sqlalchemy(postgres_url: str) -> None:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    table = f"cc_claim_{secrets.token_hex(6)}"
+    store, other = SQLStore(engine, table=table), SQLStore(engine, table=table)
+    try:
+        names = [f"_flash.{i:04d}" for i in range(10)]
+        await store.set("e" * 64, record(keep=1, **{key: ["info", "x"] for key in names}))
+        results = await asyncio.gather(*(s.claim("e" * 64, names) for s in [store, other] * 3))
+        assert sorted(name for result in results for name in result) == names
+        assert await store.claim("e" * 64, names) == frozenset()
+    finally:
+        await store.drop_table()
+        await engine.dispose()

@@ -1,5 +1,5 @@
 """Flash exactly once across processes: two app processes (uvicorn, or gunicorn for Flask)
-share one store (Redis, SQLite) and many overlapping requests, split between them, all hold
+share one store (Redis, SQLite, PostgreSQL) and many overlapping requests, split between them, all hold
 the same queued messages; the store's atomic claim (`FlashClaiming`) lets exactly one
 request show each message."""
 
@@ -19,6 +19,7 @@ import pytest
 import redis
 
 from tests.services import free_port, wait_for_port
+from tests.test_sql_store import _drop
 
 pytestmark = pytest.mark.slow
 
@@ -27,11 +28,16 @@ PARTIES = 8  # overlapping requests per round, half on each process
 ROUNDS = 6
 
 
-@pytest.fixture(params=["redis", "sqlite"])
+@pytest.fixture(params=["redis", "sqlite", "postgresql"])
 def store_url(request: pytest.FixtureRequest, redis_url: str, tmp_path: Path) -> Iterator[str]:
     tag = f"ccflash{secrets.token_hex(4)}"
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'sessions.db'}"
+        return
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+        yield f"{url}{'&' if '?' in url else '?'}table={tag}"
+        _drop(url, tag)
         return
     yield f"{redis_url}{'&' if '?' in redis_url else '?'}prefix={tag}:"
     client = redis.Redis.from_url(redis_url)

@@ -1,7 +1,7 @@
 """Flash messages: one top-level session key per message, shown once.
 
 Who may show a message that several overlapping requests loaded: with a store that can
-claim (`stores.base.FlashClaiming`: SQLite, Redis) the store decides, atomically, across
+claim (`stores.base.FlashClaiming`: SQLite, Redis, SQL) the store decides, atomically, across
 processes; otherwise the first request *in this process* (`FLASH_CLAIMS`).
 """
 

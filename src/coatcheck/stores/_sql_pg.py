@@ -78,6 +78,10 @@ class PgDirect:
     async def destroy(self, key: str) -> None:
         await self._run(self.destroy_sql, (key,), fetch=False)
 
+    async def fetch_one(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """The first row of one more statement on these connections (the flash claim)."""
+        return await self._run(sql, params, fetch=True)  # type: ignore[no-any-return]
+
     async def _run(self, sql: str, params: tuple[Any, ...], *, fetch: bool) -> Any:
         self._bind()
         async with self._slots:

@@ -57,6 +57,7 @@ from ..audit import revoked
 from ..codec import DEFAULT_SERIALIZER, Serializer
 from ..errors import ConfigurationError, SessionStoreError
 from ..record import Meta, Record, SessionInfo
+from . import _sql_claim
 from ._toolkit import SerializerChoice, guarded
 from .base import SessionTally
 from .url import register_scheme
@@ -74,7 +75,7 @@ _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,47}\Z")
 
 class SQLStore(SerializerChoice):
     """Sessions in a PostgreSQL or MySQL/MariaDB table; implements Store, PatchingStore,
-    UserIndex and Inventory.
+    UserIndex, Inventory and FlashClaiming.
 
     `engine` is a URL (`postgresql://user@host/db`, `mysql://root@host/db`,
     `mariadb://...`; the async drivers psycopg 3 and asyncmy are used) or an existing
@@ -335,6 +336,27 @@ class SQLStore(SerializerChoice):
             return await self._run("destroying a session", functools.partial(self._direct.destroy, key), key)
         statement = sa.delete(self._table).where(self._table.c.key == key)
         await self._run("destroying a session", lambda: self._execute(statement), key)
+
+    async def claim(self, key: str, names: Collection[str]) -> frozenset[str]:
+        """`FlashClaiming`: one locking UPDATE (PostgreSQL) or a compare-and-set (MySQL)."""
+        if not names:
+            return frozenset()
+        now = self._clock()
+        if self._pg:
+            work = functools.partial(
+                _sql_claim.claim_pg, self._engine, self._direct, self.table_name, key, names, self._when(now)
+            )
+        else:
+            work = functools.partial(
+                _sql_claim.claim_mysql,
+                self._engine,
+                self._table,
+                self._live(now),
+                key,
+                names,
+                self._serializer,
+            )
+        return await self._run("claiming flash messages", work, key)
 
     # ---- user index ---------------------------------------------------------------------
     async def sessions_for(self, user_id: str) -> list[SessionInfo]:

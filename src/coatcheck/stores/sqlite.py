@@ -21,6 +21,7 @@ from ..config import logger
 from ..errors import ConfigurationError, SessionStoreError
 from ..record import Meta, Record, SessionInfo
 from . import _sqlite_ops as ops
+from . import _sqlite_purge
 from ._browse import Tally
 from ._toolkit import SerializerChoice, store_errors
 from .base import SessionTally
@@ -228,6 +229,8 @@ class SQLiteStore(SerializerChoice):
         conn = sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=True)
         conn.execute("PRAGMA busy_timeout = 0")
         conn.execute("PRAGMA query_only = 1")
+        for pragma in self._pragmas:
+            conn.execute(pragma)
         self._local.reader = (pid, conn)
         return conn
 
@@ -352,11 +355,13 @@ class SQLiteStore(SerializerChoice):
         return int(row[0])
 
     async def purge_expired(self, *, progress: Callable[[int, int], None] | None = None) -> int:
-        """Delete expired rows, in table order, `purge_window` rowids per transaction.
-        `progress(done, expected)`, if given, is called after each transaction, on the store's
-        worker thread (the CLI's progress bar uses it)."""
+        """Delete expired rows, in table order, `purge_window` rowids per transaction; or,
+        when nearly every row is expired and few are live, by keeping the live rows and
+        emptying the table in one transaction (see `_sqlite_purge`). `progress(done,
+        expected)`, if given, is called after each transaction, on the store's worker thread
+        (the CLI's progress bar uses it)."""
         now = self._clock()
-        return await self._run(lambda conn: ops.purge(conn, now, self._purge_window, progress))
+        return await self._run(lambda conn: _sqlite_purge.purge(conn, now, self._purge_window, progress))
 
     async def list_sessions(self, *, limit: int | None = None) -> list[SessionInfo]:
         now = self._clock()

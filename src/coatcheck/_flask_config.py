@@ -75,8 +75,7 @@ WATCHED = (
 
 def config_key(config: Mapping[str, Any], secret_key: Any) -> tuple[Any, ...]:
     """Everything the sessions are built from; compared with == at every request."""
-    get = config.get
-    return (secret_key, *[get(key) for key in WATCHED])
+    return (secret_key, *map(config.get, WATCHED))  # map: no Python-level loop per request
 
 
 @dataclass(frozen=True, slots=True)

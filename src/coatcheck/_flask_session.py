@@ -134,7 +134,7 @@ class FlaskSession(WSGISession, SessionMixin):
         that reads it after the response (as Flask's own session allows), and re-sends a
         permanent session's cookie when `refresh` (SESSION_REFRESH_EACH_REQUEST)."""
         self.__dict__["committed_modified"] = self.modified
-        if refresh and self.permanent and self.stored_id is not None:
+        if refresh and self.stored_id is not None and self.permanent:  # cheapest test first
             self.refresh()
 
     def refresh(self) -> None:

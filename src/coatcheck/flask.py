@@ -102,14 +102,17 @@ class CoatcheckSessionInterface(SessionInterface):
             log_store_error(exc, "loading a session")
             request.environ[_STORE_FAILED] = True  # _refuse_when_store_failed answers 503
             return None
-        request.environ[ENVIRON_KEY] = session
-        request.environ[_BUILT] = built
+        environ = request.environ
+        environ[ENVIRON_KEY] = session
+        environ[_BUILT] = built
         assert isinstance(session, FlaskSession)
         return session
 
     def save_session(self, app: Flask, session: SessionMixin, response: BaseResponse) -> None:
+        if not isinstance(session, FlaskSession):
+            return
         built = request.environ.get(_BUILT)
-        if not isinstance(session, FlaskSession) or session.request is None or not isinstance(built, Built):
+        if session.request is None or not isinstance(built, Built):
             return
         assert built.bridge is not None
         session.before_commit(refresh=built.side.refresh_each_request)

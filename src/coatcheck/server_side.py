@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, cast
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from . import _sync, engine
+from . import _sync, engine, telemetry
 from ._http import CACHE_HEADERS, NO_HEADERS, RequestInfo, SessionHeaders
 from .audit import watch_store
 from .config import Settings
 from .cookies import first_cookie
+from .errors import SessionStoreError
 from .runtime import RuntimeBase
 from .session import Session
-from .stores.base import FlashClaiming, PatchingStore, Store
+from .stores.base import FlashClaiming, PatchingStore, Store, SyncTwin
 
 if TYPE_CHECKING:
     from .layout import Layout
 
 logger = logging.getLogger("coatcheck")
+T = TypeVar("T")
 
 
 class ServerSideRuntime(RuntimeBase):
@@ -34,6 +37,7 @@ class ServerSideRuntime(RuntimeBase):
         self._verify = layout.verify or self.keyring.verify_id
         self._cookie_defaults = layout.cookie_defaults
         self._store = self._adopted(store)
+        self._twin: tuple[Store | None, SyncTwin | None] = (None, None)  # (its store, its twin)
 
     @property
     def store(self) -> Store:
@@ -183,6 +187,74 @@ class ServerSideRuntime(RuntimeBase):
 
     async def close(self) -> None:
         await self._store.close()
+
+    # ---- the direct path of WSGI threads: `load` and `apply` through the store's twin ----
+    def sync_store(self) -> SyncTwin | None:
+        """The store's blocking twin (`stores.base.SyncTwin`), or None: the caller takes the
+        event-loop bridge (a store without a twin, or OpenTelemetry set up, whose spans the
+        async path emits)."""
+        store = self._store
+        of, twin = self._twin
+        if of is not store:  # first use, or a store opened again after fork()
+            make = getattr(store, "sync_twin", None)
+            twin = make(self.settings.timeout_seconds) if make is not None else None
+            self._twin = (store, twin)
+        return None if twin is None or telemetry.instrumented() else twin
+
+    def load_direct(self, request: RequestInfo, twin: SyncTwin, *, read_only: bool = False) -> Session:
+        """`load`, blocking, through `twin`."""
+        now = self.clock()
+        value = first_cookie(request.cookie, self.cookie_name) if request.cookie else None
+        verified = None if value is None else self._verify(value)
+        if verified is not None:
+            session_id, current_key = verified
+            record = self._direct("loading a session", twin.get, self._key(session_id))
+            if record is not None and engine.is_live(record.meta, now):
+                return self.new_session(
+                    request,
+                    now,
+                    read_only,
+                    session_id=session_id,
+                    data=record.data,
+                    meta=record.meta,
+                    stale_signature=not current_key,
+                )
+            self.audit.expired(session_id, "gone" if record is None else "deadline", request.path)
+        return self.new_session(request, now, read_only)
+
+    def apply_direct(
+        self, session: Session, request: RequestInfo, plan: engine.Plan, twin: SyncTwin
+    ) -> engine.Plan:
+        """`apply`, blocking, through `twin`."""
+        key, direct = self._key, self._direct
+        for retired in plan.destroy:
+            direct("destroying a session", twin.destroy, key(retired))
+        record, session_id = plan.record, plan.session_id
+        if record is None or session_id is None:
+            return plan
+        if plan.write == "set":
+            direct("saving a session", twin.set, key(session_id), record)
+        elif plan.write == "patch":
+            if not direct(
+                "saving a session", twin.patch, key(session_id), dict(plan.changed), plan.removed, record.meta
+            ):
+                session.after_commit(plan, record_gone=True)
+                return engine.decide(session.snapshot(), self.settings, self.facts(request, record_gone=True))
+        elif plan.write == "touch":
+            direct("touching a session", twin.touch, key(session_id), record.meta)
+        return plan
+
+    def _direct(self, what: str, call: Callable[..., T], *args: Any) -> T:
+        """One blocking store call; its failure is audited as `bounded` audits it."""
+        try:
+            return call(*args)
+        except SessionStoreError as exc:
+            self.audit.store_error(what, exc)
+            raise
+        except (OSError, ConnectionError) as exc:
+            error = SessionStoreError(f"{what} failed on {self._store!r}: {exc}")
+            self.audit.store_error(what, error)
+            raise error from exc
 
     @staticmethod
     def _hints(request: RequestInfo) -> dict[str, str]:

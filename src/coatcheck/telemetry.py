@@ -90,6 +90,11 @@ def counting() -> bool:
     return ENABLED and _configured.now()[1]
 
 
+def instrumented() -> bool:
+    """True if an SDK would receive store spans or latencies (the store calls must go through `wrap`)."""
+    return ENABLED and any(_configured.now())
+
+
 def refresh() -> None:
     """Look for an SDK now (after setting one up once requests have started; tests)."""
     _configured.next_check = 0.0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 from . import _http, _sync, csrf, engine
 from ._http import NO_HEADERS, RequestInfo, SessionHeaders, refused
@@ -20,7 +20,9 @@ from .engine import is_secure
 from .errors import SessionStoreError
 from .options import SessionOptions
 from .runtime import Runtime, log_store_error
+from .server_side import ServerSideRuntime
 from .session import Session
+from .stores.base import SyncTwin
 from .strategy import build_runtime
 
 ENVIRON_KEY = "coatcheck.session"
@@ -59,11 +61,20 @@ class SyncBridge:
         renew = getattr(runtime, "renew_store", None)
         if renew is not None:
             _sync.after_fork_in_child(renew)
+        # A store with a blocking twin (standalone Redis) is called directly from this
+        # thread: no event loop at all (`ServerSideRuntime.sync_store`).
+        self._twin: Callable[[], SyncTwin | None] = getattr(runtime, "sync_store", _no_twin)
 
     def load(self, request: RequestInfo) -> Session:
         """Raises SessionStoreError."""
-        session = self.runtime.load_without_io(request)
-        return session if session is not None else _sync.run_sync(self.runtime.load(request))
+        runtime = self.runtime
+        session = runtime.load_without_io(request)
+        if session is not None:
+            return session
+        twin = self._twin()
+        if twin is not None:
+            return cast(ServerSideRuntime, runtime).load_direct(request, twin)
+        return _sync.run_sync(runtime.load(request))
 
     def commit(self, session: Session, request: RequestInfo, *, unset: bool = False) -> SessionHeaders:
         """`Runtime.commit` from a WSGI thread: a request that only read its session needs no
@@ -75,12 +86,20 @@ class SyncBridge:
         if plan is engine.NOTHING:
             return NO_HEADERS
         if plan.store_work:
-            plan = _sync.run_sync(runtime.apply(session, request, plan))
+            twin = self._twin()
+            if twin is not None:
+                plan = cast(ServerSideRuntime, runtime).apply_direct(session, request, plan, twin)
+            else:
+                plan = _sync.run_sync(runtime.apply(session, request, plan))
         return runtime.finish(session, request, plan)
 
     def close(self) -> None:
         """Close the store (its connections and threads)."""
         _sync.run_sync(self.runtime.close())
+
+
+def _no_twin() -> None:
+    return None
 
 
 def request_info(environ: dict[str, Any]) -> RequestInfo:

@@ -36,6 +36,7 @@ class Target:
     url_text: str | None  # redacted; None for a given client
     cluster: bool
     prefix: Any  # validated by the store
+    blocking: Any = None  # standalone URL: `_redis_sync.connector`'s factory, for WSGI threads
 
 
 def load_io() -> Any:
@@ -119,7 +120,28 @@ def resolve(
         url_text=redact_url(url_text),
         cluster=parsed.kind == "cluster",
         prefix=prefix if prefix is not None else options.get("prefix", DEFAULT_PREFIX),
+        blocking=_blocking(io, parsed, timeout, connect_timeout, options),
     )
+
+
+def _blocking(io: Any, parsed: Any, timeout: float, connect_timeout: float, options: dict[str, Any]) -> Any:
+    """The blocking twin's connection factory: standalone servers only (Cluster and Sentinel
+    keep the event-loop bridge), and only with hiredis."""
+    if parsed.kind != "standalone" or not io.HIREDIS_AVAILABLE:
+        return None
+    from ._redis_sync import connector
+
+    host, port = parsed.nodes[0]
+    endpoint = io.Endpoint(
+        host=host,
+        port=port,
+        db=parsed.db,
+        username=parsed.username,
+        password=parsed.password,
+        ssl_context=ssl_context(tls_settings(options)) if parsed.tls else None,
+        client_name=_client_name(options.get("client_name")),
+    )
+    return connector(endpoint, timeout, connect_timeout)
 
 
 def _client_name(name: str | None) -> str | None:

@@ -133,6 +133,24 @@ class Browsing(Protocol):
         the last bound is counted in the last bucket."""
 
 
+class SyncTwin(Protocol):
+    """Blocking twins of a store's per-request calls, for WSGI threads (Flask under gunicorn):
+    the same keys, records and semantics as the store's `get`/`set`/`patch`/`touch`/`destroy`,
+    without the event-loop bridge. A store that has one offers it through
+    `sync_twin(store_timeout) -> SyncTwin | None` (None: this configuration has none); each
+    call is bounded by `store_timeout` and raises SessionStoreError, as the async ones do."""
+
+    def get(self, key: str) -> Record | None: ...
+
+    def set(self, key: str, record: Record) -> None: ...
+
+    def patch(self, key: str, changed: dict[str, Any], removed: Collection[str], meta: Meta) -> bool: ...
+
+    def touch(self, key: str, meta: Meta) -> None: ...
+
+    def destroy(self, key: str) -> None: ...
+
+
 # ---- client-side sessions -------------------------------------------------------------------
 RenderCookie = Callable[[str, str, float | None], bytes]
 """(cookie name, value, max_age) -> one Set-Cookie value with the session cookie's attributes."""

@@ -108,6 +108,7 @@ class RedisStore(SerializerChoice):
         self._where = target.where
         self._url_text = target.url_text
         self._connections = Connections(target.open)
+        self._blocking = target.blocking
         cluster, resolved_prefix = target.cluster, target.prefix
 
         if not isinstance(resolved_prefix, str):
@@ -142,6 +143,10 @@ class RedisStore(SerializerChoice):
     def errors(self) -> tuple[type[BaseException], ...]:
         """The driver's failure types, which the store reports as SessionStoreError."""
         return self._errors
+
+    def sync_twin(self, store_timeout: float | None) -> Any:
+        """`SyncTwin` for WSGI threads (`_redis_sync`); None: Cluster, Sentinel, a given client."""
+        return None if self._blocking is None else self._blocking(self, store_timeout)
 
     def connection(self) -> Commands:
         """The connection for the running event loop in this process (opened on first use),

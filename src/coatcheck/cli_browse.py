@@ -28,7 +28,9 @@ _SHOWN = 10  # an ambiguous hint: count matches up to this many, not all of them
 
 async def find(store: Store, hint: str) -> tuple[str, Meta]:
     """(storage key, Meta) of the one live session whose storage key starts with `hint`."""
-    if isinstance(store, Browsing):
+    if callable(getattr(store, "find_steps", None)):  # Redis: one bounded SCAN call per step
+        matches = await _find_stepwise(store, hint)
+    elif isinstance(store, Browsing):
         matches = [info.storage_key for info in await ask(store.find_sessions(hint, limit=_SHOWN))]
     else:
         matches = [info.storage_key for info in await listed(store) if info.storage_key.startswith(hint)]
@@ -43,14 +45,33 @@ async def find(store: Store, hint: str) -> tuple[str, Meta]:
     return matches[0], record.meta
 
 
+async def _find_stepwise(store: Any, hint: str) -> list[str]:
+    """Storage keys starting with `hint`, a store call per step (each within the time limit):
+    a store whose keyspace is shared with other data may need many steps."""
+    steps = store.find_steps(hint, limit=_SHOWN).__aiter__()
+    matches: list[str] = []
+    done = 0
+    with reading(f"Looking up {hint}", "SCAN steps") as advance:
+        while len(matches) < _SHOWN:
+            try:
+                step = await ask(anext(steps))
+            except StopAsyncIteration:
+                break
+            matches += [info.storage_key for info in step]
+            done += 1
+            advance(done)
+    await steps.aclose()
+    return matches
+
+
 @contextmanager
-def reading(what: str) -> Iterator[Any]:
+def reading(what: str, unit: str = "sessions") -> Iterator[Any]:
     """A progress line on stderr while pages are read (only on a terminal); yields a callback
-    taking the number of sessions read so far."""
+    taking the number of sessions (or `unit`) read so far."""
     if not stderr.is_terminal:
         yield lambda done: None
         return
-    columns = (SpinnerColumn(), TextColumn(f"{what}: {{task.completed:,}} sessions"), TimeElapsedColumn())
+    columns = (SpinnerColumn(), TextColumn(f"{what}: {{task.completed:,}} {unit}"), TimeElapsedColumn())
     with Progress(*columns, console=stderr, transient=True) as bar:
         task = bar.add_task(what, total=None)
         yield lambda done: bar.update(task, completed=done)
@@ -68,7 +89,8 @@ async def pages(store: Browsing, what: str) -> AsyncIterator[list[SessionInfo]]:
                 return
             done += len(page)
             advance(done)
-            yield page
+            if page:  # a store may hand back an empty page to keep each call short
+                yield page
 
 
 async def newest(store: Store, limit: int) -> tuple[list[SessionInfo], int]:

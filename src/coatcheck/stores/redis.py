@@ -20,9 +20,8 @@ unless the prefix itself carries a hash tag ("{app}:"), which puts everything in
 from __future__ import annotations
 
 import asyncio
-import heapq
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
@@ -30,12 +29,11 @@ from ..audit import revoked
 from ..codec import DEFAULT_SERIALIZER, Serializer
 from ..errors import ConfigurationError, SessionStoreError
 from ..record import Meta, Record, SessionInfo
-from ._browse import Tally
+from ._redis_browse import RedisBrowsing
 from ._redis_conn import DEFAULT_PREFIX, DEFAULT_SOCKET_TIMEOUT, DEFAULT_URL, Connection, Connections, resolve
 from ._redis_lua import CLAIM, DESTROY, DESTROY_IF_OWNED, INDEX_ADD, PATCH, SET, Script
 from ._redis_url import parse_url
 from ._toolkit import SerializerChoice, store_errors, ttl_ms
-from .base import SessionTally
 from .url import register_scheme
 
 if TYPE_CHECKING:
@@ -44,7 +42,6 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_PREFIX", "DEFAULT_SOCKET_TIMEOUT", "DEFAULT_URL", "Connection", "RedisStore", "parse_url"]
 
 _BATCH = 500  # keys per pipeline / SCAN page in the operations calls
-_SCAN_COUNT = 1000  # SCAN's COUNT hint: how much of the keyspace one SCAN call walks
 
 
 def _has_hash_tag(prefix: str) -> bool:
@@ -58,7 +55,7 @@ def _glob_escape(text: str) -> str:
 
 
 # ---- the store --------------------------------------------------------------------------------
-class RedisStore(SerializerChoice):
+class RedisStore(RedisBrowsing, SerializerChoice):
     """Sessions in Redis: `RedisStore("redis://localhost:6379/0")` or `RedisStore(client=...)`.
 
     Accepts redis://, rediss://, redis+cluster://host:port,host:port and
@@ -365,33 +362,6 @@ class RedisStore(SerializerChoice):
         return deleted
 
     # ---- inventory ----------------------------------------------------------------------
-    async def _session_key_batches(self, commands: Commands) -> Any:
-        """Storage keys of every session record, in batches (SCAN, so Redis never blocks)."""
-        pattern = (_glob_escape(self._session_prefix) + "*").encode()
-        skip = len(self._session_prefix.encode())
-        # SCAN may return a key twice while Redis resizes its table. Keys end in a hex digest,
-        # so 16 of its digits as an int tell them apart in ~60 bytes each (not ~150 per key).
-        seen: set[int | bytes] = set()
-        batch: list[str] = []
-        async for raw in commands.scan(pattern, _SCAN_COUNT):
-            try:
-                mark: int | bytes = int(raw[-16:], 16)
-            except ValueError:
-                mark = raw
-            if mark in seen:
-                continue
-            seen.add(mark)
-            batch.append(raw[skip:].decode())
-            if len(batch) >= _BATCH:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
-
-    async def _metas(self, commands: Commands, keys: list[str]) -> list[Meta | None]:
-        blobs = await commands.pipeline([("HGET", self._session_prefix + k, "m") for k in keys])
-        return [self._decode_meta(blob) for blob in blobs]
-
     async def count(self) -> int:
         """Live sessions (Redis deletes expired ones itself)."""
         total = 0
@@ -432,64 +402,6 @@ class RedisStore(SerializerChoice):
             gone = [m for m, present in zip(chunk, exists, strict=True) if not present]
             if gone:
                 await commands.execute("SREM", user_key, *gone)
-
-    async def list_sessions(self, *, limit: int | None = None) -> list[SessionInfo]:
-        """Reads every session (Redis keeps no order by last seen); with `limit`, memory holds
-        only the `limit` most recent. Callers that bound each call's time page with `scan`."""
-        newest: list[SessionInfo] = []
-        async for batch in self.scan(batch=_BATCH):
-            newest.extend(batch)
-            if limit is not None and len(newest) > 4 * limit + _BATCH:
-                newest = heapq.nlargest(limit, newest, key=_last_seen)
-        newest.sort(key=_last_seen, reverse=True)
-        return newest[:limit] if limit is not None else newest
-
-    # ---- browsing -----------------------------------------------------------------------
-    ordered = False  # no index by last seen: a sorted listing reads every session
-
-    async def find_sessions(self, prefix: str, *, limit: int) -> list[SessionInfo]:
-        """SCAN with a MATCH pattern: Redis filters the keys, so only matches are read."""
-        found: list[SessionInfo] = []
-        with self._failing("look sessions up by hint"):
-            commands = self.connection()
-            pattern = (_glob_escape(self._session_prefix + prefix) + "*").encode()
-            skip = len(self._session_prefix.encode())
-            matches = {raw[skip:].decode(): None async for raw in commands.scan(pattern, _SCAN_COUNT * 10)}
-            keys, now = list(matches), self._clock()
-            for start in range(0, len(keys), _BATCH):
-                found += await self._live_infos(commands, keys[start : start + _BATCH], now)
-        return found[:limit]
-
-    async def scan(self, *, batch: int = 1000) -> AsyncIterator[list[SessionInfo]]:
-        with self._failing("list sessions"):
-            commands = self.connection()
-            now = self._clock()
-            pending: list[str] = []
-            async for keys in self._session_key_batches(commands):
-                pending.extend(keys)
-                while len(pending) >= batch:
-                    chunk, pending = pending[:batch], pending[batch:]
-                    yield await self._live_infos(commands, chunk, now)
-            if pending:
-                yield await self._live_infos(commands, pending, now)
-
-    async def _live_infos(self, commands: Commands, keys: list[str], now: float) -> list[SessionInfo]:
-        metas = await self._metas(commands, keys)
-        return [
-            SessionInfo.from_meta(key, meta)
-            for key, meta in zip(keys, metas, strict=True)
-            if meta is not None and not meta.is_expired(now)
-        ]
-
-    async def tally(self, age_bounds: Sequence[float], top: int) -> SessionTally:
-        counter = Tally(age_bounds, self._clock())
-        async for infos in self.scan():
-            counter.add(infos)
-        return counter.result(top)
-
-
-def _last_seen(info: SessionInfo) -> Any:
-    return info.last_seen
 
 
 @register_scheme("redis", "rediss", "redis+cluster", "redis+sentinel")

@@ -26,8 +26,10 @@ class Meta:
     @property
     def expires(self) -> float | None:
         """The earlier of the two deadlines: when the record dies."""
-        deadlines = [d for d in (self.idle_deadline, self.absolute_deadline) if d is not None]
-        return min(deadlines) if deadlines else None
+        idle, absolute = self.idle_deadline, self.absolute_deadline
+        if idle is None or absolute is None:
+            return absolute if idle is None else idle
+        return idle if idle <= absolute else absolute
 
     def is_expired(self, now: float) -> bool:
         expires = self.expires

@@ -54,6 +54,7 @@ MAX_PAYLOAD = 1 << 20  # inflated payloads above 1 MiB are refused (defence in d
 MIN_DEFLATE = 192
 _CONTEXT = b"coatcheck/cookie\x00"
 _B64URL = re.compile(rb"^[A-Za-z0-9_-]*\Z")
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
 _IPAD = bytes(x ^ 0x36 for x in range(256))
 _OPAD = bytes(x ^ 0x5C for x in range(256))
 
@@ -80,7 +81,7 @@ class FrameCodec(Protocol):
 # ---- encodings ------------------------------------------------------------------------------
 def b64url_encode(data: bytes) -> str:
     """base64url without padding."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=").decode("ascii")
 
 
 def b64url_decode(text: bytes) -> bytes | None:

@@ -9,6 +9,8 @@ import pytest
 
 from coatcheck import Cookie, SessionMiddleware
 from coatcheck.codec import DEFAULT_SERIALIZER
+from coatcheck.cookies import first_cookie, parse_cookie_header
+from coatcheck.record import Meta
 from coatcheck.session import Session
 from coatcheck.wsgi import WSGISession
 from tests.helpers import CountingStore, make_settings
@@ -180,3 +182,31 @@ def test_a_fresh_session_behaves_as_a_new_one() -> None:
     assert session.modified and session.changes() == ({"cart": [1, 2]}, set())
     other = Session.fresh(settings, DEFAULT_SERIALIZER, 5.0, None, None)
     assert dict.__len__(other) == 0 and other.changes() == ({}, set())  # no state shared
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"session=a",
+        b" session = a ; session=b",
+        b"x=1;session=;session=c",
+        b"sessionx=1; session=2",
+        b"session; session=3",
+        b"=session; \tsession=\t4\t",
+        b"a=session=5; session=6",
+        b"other=1",
+    ],
+)
+def test_first_cookie_is_the_first_pair_parse_cookie_header_finds(header: bytes) -> None:
+    """`first_cookie` stops at the first match instead of parsing the whole header: same answer."""
+    expected = next((value for name, value in parse_cookie_header(header) if name == b"session"), None)
+    assert first_cookie(header, b"session") == expected
+
+
+@pytest.mark.parametrize("idle", [None, 10.0, 20.0])
+@pytest.mark.parametrize("absolute", [None, 10.0, 20.0])
+def test_meta_expires_is_the_earlier_deadline(idle: float | None, absolute: float | None) -> None:
+    meta = Meta(created=0.0, last_seen=0.0, idle_deadline=idle, absolute_deadline=absolute)
+    deadlines = [d for d in (idle, absolute) if d is not None]
+    assert meta.expires == (min(deadlines) if deadlines else None)
+    assert Meta.from_dict(meta.to_dict()) == meta

@@ -10,6 +10,7 @@ import pytest
 from coatcheck import Cookie, SessionMiddleware
 from coatcheck.codec import DEFAULT_SERIALIZER
 from coatcheck.cookies import first_cookie, parse_cookie_header
+from coatcheck.crypto import Keyring
 from coatcheck.record import Meta
 from coatcheck.session import Session
 from coatcheck.wsgi import WSGISession
@@ -210,3 +211,53 @@ def test_meta_expires_is_the_earlier_deadline(idle: float | None, absolute: floa
     deadlines = [d for d in (idle, absolute) if d is not None]
     assert meta.expires == (min(deadlines) if deadlines else None)
     assert Meta.from_dict(meta.to_dict()) == meta
+
+
+@pytest.mark.parametrize(
+    "secret", [b"k" * 32, b"k" * 64, b"k" * 65, "pp99Z7mCRCmFiT3S2vc5jBD1Ka6FbXFKO9hiIhfi4_o"]
+)
+def test_signatures_from_the_kept_hmac_are_hmac_sha256_of_the_id(secret: str | bytes) -> None:
+    """The Keyring keys one HMAC per secret and copies it per use: the same MAC as a one-shot
+    `hmac.digest`, for keys shorter than, as long as and longer than SHA-256's block."""
+    import base64
+    import hmac
+
+    keyring = Keyring([secret, "another-secret-" + "x" * 40], insecure_dev_secret=True)
+    for session_id in ("a", "Ab0_-" * 9, "x" * 100):
+        mac = hmac.digest(keyring.keys[0], session_id.encode(), "sha256")
+        expected = base64.b64encode(mac).decode().rstrip("=").replace("+", "%2B").replace("/", "%2F")
+        signed = keyring.sign_id(session_id)
+        assert signed == "s%3A" + session_id + "." + expected
+        assert keyring.verify_id(signed.encode()) == (session_id, True)
+        assert keyring.verify_id(signed[:-2].encode() + b"AA") is None
+    older = Keyring(["another-secret-" + "x" * 40], insecure_dev_secret=True).sign_id("a")
+    assert keyring.verify_id(older.encode()) == ("a", False)
+
+
+@pytest.mark.parametrize(
+    "meta",
+    [
+        Meta(created=1.8e9, last_seen=1.8e9 + 0.5, idle_deadline=1.8e9 + 86400.25, absolute_deadline=None),
+        Meta(created=1.8e9, last_seen=1.8e9, idle_deadline=None, absolute_deadline=1.9e9, user_id="42"),
+        Meta(created=1e17, last_seen=1e-3, idle_deadline=1e22, absolute_deadline=2.5),
+        Meta(created=0.0, last_seen=1e-5, idle_deadline=float("1e-4"), absolute_deadline=None),
+        Meta(created=5, last_seen=6, idle_deadline=7, absolute_deadline=None),  # an int clock
+        Meta(created=1.0, last_seen=1.0, user_id="\ud800"),
+        Meta(created=1.0, last_seen=1.0, user_id="é✓"),
+        Meta(created=1.0, last_seen=1.0, cookie={"max_age": 60.0}, hints={"ua": "x"}),
+    ],
+)
+def test_redis_metadata_encodes_as_the_serializer_would(meta: Meta) -> None:
+    from coatcheck import _json
+    from coatcheck.stores._redis_hash import encode_meta
+
+    try:
+        expected: bytes | type[Exception] = _json.dumps(meta.to_dict())
+    except (TypeError, ValueError, UnicodeError) as exc:
+        expected = type(exc)
+    if isinstance(expected, bytes):
+        assert encode_meta(meta, _json.dumps) == expected
+        assert Meta.from_dict(_json.loads(expected)).expires == meta.expires
+    else:
+        with pytest.raises(expected):
+            encode_meta(meta, _json.dumps)

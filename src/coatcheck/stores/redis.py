@@ -32,7 +32,7 @@ from ..errors import ConfigurationError
 from ..record import Meta, Record, SessionInfo
 from ._browse import Tally
 from ._redis_conn import DEFAULT_PREFIX, DEFAULT_SOCKET_TIMEOUT, DEFAULT_URL, Connection, Connections, resolve
-from ._redis_hash import codec_of, decode_hash, failure
+from ._redis_hash import codec_of, decode_hash, encode_meta, failure
 from ._redis_lua import CLAIM, DESTROY, DESTROY_IF_OWNED, INDEX_ADD, PATCH, SET, Script
 from ._redis_url import parse_url
 from ._toolkit import SerializerChoice, store_errors, ttl_ms
@@ -180,7 +180,7 @@ class RedisStore(SerializerChoice):
             key,
             ttl,
             self._index_ttl(meta, ttl),
-            self._dumps(meta.to_dict()),
+            encode_meta(meta, self._dumps),
             "0" if user is None else "1",
             "" if user is None else user,
         ]

@@ -261,3 +261,14 @@ def test_redis_metadata_encodes_as_the_serializer_would(meta: Meta) -> None:
     else:
         with pytest.raises(expected):
             encode_meta(meta, _json.dumps)
+
+
+async def test_starlette_adapter_passes_a_response_without_cookies_through_unchanged(secret: str) -> None:
+    from coatcheck.starlette import SessionMiddleware as StarletteSessionMiddleware
+
+    app = App()
+    sent, _ = await _call(StarletteSessionMiddleware(app, secret_key=secret, store=CountingStore()), "/plain")
+    assert sent[0] is app.start
+    writer = StarletteSessionMiddleware(App(lambda s: s.__setitem__("n", 1)), secret_key=secret)
+    (cookie,) = [v for k, v in (await _call(writer, "/"))[0][0]["headers"] if k == b"set-cookie"]
+    assert b"; path=/" in cookie and b"; httponly" in cookie  # still in Starlette's spelling

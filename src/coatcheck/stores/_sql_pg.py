@@ -15,13 +15,94 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
+from psycopg.abc import PQGen
+from psycopg.waiting import Ready, Wait
 
 from ._sql_dialect import Dialect
 
 ERRORS = (psycopg.Error,)
+_FORKS = [0]  # bumped in a forked child: cheaper than os.getpid() (a system call) per statement
+os.register_at_fork(after_in_child=lambda: _FORKS.__setitem__(0, _FORKS[0] + 1))
+T = TypeVar("T")
+
+
+class _Connection(psycopg.AsyncConnection[Any]):
+    """A psycopg connection that keeps its socket registered with the event loop between
+    statements. psycopg's own wait adds and removes the reader around every wait (three
+    epoll_ctl calls each way under uvloop, most of a statement's system calls); here the
+    reader stays, and a wake-up with nobody waiting (the server closed the socket while
+    idle, or sent a notice) unregisters it until the next statement. Any wait other than
+    "readable" without a time limit (a flush of a large write, cancellation) is psycopg's."""
+
+    _waiter: asyncio.Future[None] | None = None
+    _reader: asyncio.AbstractEventLoop | None = None  # the loop our reader is registered with
+    _fd = -1  # the socket it watches
+    # PgDirect uses a connection on the loop that opened it alone: knowing it saves
+    # asyncio.get_running_loop(), which costs a getpid() system call on Python 3.11
+    home: asyncio.AbstractEventLoop | None = None
+    statements: psycopg.AsyncCursor[Any] | None = None  # one cursor reused for every statement
+
+    async def wait(
+        self,
+        gen: PQGen[T],
+        interval: float = 0.1,
+        timeout: float | None = None,  # noqa: ASYNC109 (psycopg's signature)
+    ) -> T:
+        if timeout is not None:
+            self._unregister()
+            return await super().wait(gen, interval, timeout)
+        try:
+            state = next(gen)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        while state == Wait.R:
+            loop = self.home or asyncio.get_running_loop()
+            if self._reader is not loop:
+                self._unregister()
+                self._fd = self.pgconn.socket
+                loop.add_reader(self._fd, self._wake)
+                self._reader = loop
+            self._waiter = loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+            try:
+                state = gen.send(Ready.R)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+        self._unregister()  # psycopg's wait adds and removes its own reader and writer
+        return await super().wait(_resume(state, gen), interval, timeout)
+
+    def _wake(self) -> None:
+        if self._waiter is None:
+            self._unregister()
+        elif not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def _unregister(self) -> None:
+        if self._reader is not None:
+            with contextlib.suppress(Exception):  # the loop may be closed
+                self._reader.remove_reader(self._fd)  # the number: a lost pgconn has no socket
+            self._reader = None
+
+    async def close(self) -> None:
+        self._unregister()  # before the socket closes: its number may be reused at once
+        await super().close()
+
+
+def _resume(first: Wait, gen: PQGen[T]) -> PQGen[T]:
+    """`gen` again, with `first` (already taken from it) yielded first."""
+    ready = yield first
+    while True:
+        try:
+            state = gen.send(ready)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        ready = yield state
 
 
 class PgDirect:
@@ -38,8 +119,8 @@ class PgDirect:
         self._size = size
         self._dialect = dialect
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._pid = 0
-        self._idle: list[psycopg.AsyncConnection[Any]] = []
+        self._forks = -1
+        self._idle: list[_Connection] = []
         self._slots = asyncio.Semaphore(size)
         t = f'"{table}"'  # the name matched SQLStore's pattern; quoted as SQLAlchemy creates it
         live = "(expires_at IS NULL OR expires_at > %s)"
@@ -89,7 +170,9 @@ class PgDirect:
                 reused = bool(self._idle)
                 conn = self._idle.pop() if reused else await self._open()
                 try:
-                    cursor = await conn.execute(sql, params, prepare=True)
+                    cursor = conn.statements or conn.cursor()
+                    conn.statements = cursor
+                    await cursor.execute(sql, params, prepare=True)
                     result = await cursor.fetchone() if fetch else cursor.rowcount
                 except psycopg.OperationalError:
                     await _discard(conn)
@@ -104,19 +187,21 @@ class PgDirect:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _bind(self) -> None:
-        loop, pid = asyncio.get_running_loop(), os.getpid()
-        if loop is not self._loop or pid != self._pid:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop or self._forks != _FORKS[0]:
             # connections belong to one loop and one process: another loop or a forked child
             # opens its own (the old ones are left to their loop, or to the parent process)
-            self._loop, self._pid = loop, pid
+            self._loop, self._forks = loop, _FORKS[0]
             self._idle = []
             self._slots = asyncio.Semaphore(self._size)
 
-    async def _open(self) -> psycopg.AsyncConnection[Any]:
-        return await psycopg.AsyncConnection.connect(autocommit=True, **self._connect_args)
+    async def _open(self) -> _Connection:
+        conn = await _Connection.connect(autocommit=True, **self._connect_args)
+        conn.home = self._loop
+        return conn
 
     async def close(self) -> None:
-        if self._loop is not asyncio.get_running_loop() or self._pid != os.getpid():
+        if self._loop is not asyncio.get_running_loop() or self._forks != _FORKS[0]:
             return
         idle, self._idle = self._idle, []
         for conn in idle:

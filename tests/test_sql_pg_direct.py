@@ -69,3 +69,20 @@ async def test_a_connection_closed_while_the_loop_runs_is_replaced(postgres_url:
     finally:
         await store.drop_table()
         await store.close()
+
+
+async def test_awkward_names_and_large_values_round_trip(postgres_url: str) -> None:
+    store = SQLStore(postgres_url, table=_table())
+    try:
+        key = new_key()
+        awkward = {'a"b': 1, "c\\d": 2, "{e,f}": 3, "NULL": 4, " g ": 5, "": 6, "h": 7}
+        big = "x" * 4_000_000  # more than a socket takes at once: the write is flushed in parts
+        await store.set(key, make_record({**awkward, "big": big}))
+        record = await store.get(key)
+        assert record is not None and record.data == {**awkward, "big": big}
+        assert await store.patch(key, {"h": 8}, [k for k in awkward if k != "h"] + ["big"], record.meta)
+        record = await store.get(key)
+        assert record is not None and record.data == {"h": 8}
+    finally:
+        await store.drop_table()
+        await store.close()

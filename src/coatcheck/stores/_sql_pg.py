@@ -96,8 +96,7 @@ class _Connection(psycopg.AsyncConnection[Any]):
             await self._writable()
         first = None
         while True:
-            pgconn.consume_input()
-            while pgconn.is_busy():
+            while pgconn.is_busy():  # no read before the socket is readable: one recv() fewer
                 await self._readable()
                 pgconn.consume_input()
             result = pgconn.get_result()

@@ -35,7 +35,7 @@ def _store() -> object:
     if kind == "postgresql":
         return (
             os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-            + "?table=cc_bench"
+            + "?table=cc_bench&timeout=60"
         )
     if kind == "mariadb":
         return os.environ.get("BENCH_MYSQL_URL", "mariadb://root@127.0.0.1:3306/test") + "?table=cc_bench"

@@ -5,9 +5,11 @@ about 1.1 ms of CPU against 70 µs for the same prepared SELECT on psycopg alone
 round trip per checkout, BEGIN and COMMIT round trips, statement construction and
 compilation-cache lookups, and greenlet switches. Here each statement is one round trip
 on an autocommit connection (a single statement needs no transaction block of its own),
-prepared once per connection. SQLAlchemy still builds the URL and the engine, creates and
-migrates the table, and runs the operations view (listing, counts, purge, user index),
-where its dialect handling earns its cost and the cost does not recur per request.
+prepared once per connection and run on psycopg's libpq layer with text parameters: a
+cursor's adaptation, prepare cache and result objects cost as much again as the round trip.
+SQLAlchemy still builds the URL and the engine, creates and migrates the table, and runs
+the operations view (listing, counts, purge, user index), where its dialect handling earns
+its cost and the cost does not recur per request.
 """
 
 from __future__ import annotations
@@ -15,13 +17,150 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
 
 import psycopg
+from psycopg import pq
+from psycopg.abc import PQGen
+from psycopg.errors import error_from_result
+from psycopg.waiting import Ready, Wait
 
 from ._sql_dialect import Dialect
 
 ERRORS = (psycopg.Error,)
+TZ = 1184  # timestamptz
+_FORKS = [0]  # bumped in a forked child: cheaper than os.getpid() (a system call) per statement
+os.register_at_fork(after_in_child=lambda: _FORKS.__setitem__(0, _FORKS[0] + 1))
+T = TypeVar("T")
+
+
+class _Connection(psycopg.AsyncConnection[Any]):
+    """A psycopg connection that keeps its socket registered with the event loop between
+    statements. psycopg's own wait adds and removes the reader around every wait (three
+    epoll_ctl calls each way under uvloop, most of a statement's system calls); here the
+    reader stays, and a wake-up with nobody waiting (the server closed the socket while
+    idle, or sent a notice) unregisters it until the next statement. `prepared` runs the
+    hot statements on libpq itself; psycopg's cursors (the flash claim) come through `wait`,
+    where any wait other than "readable" without a time limit is psycopg's own."""
+
+    _waiter: asyncio.Future[None] | None = None
+    _reader: asyncio.AbstractEventLoop | None = None  # the loop our reader is registered with
+    _fd = -1  # the socket it watches
+    # PgDirect uses a connection on the loop that opened it alone: knowing it saves
+    # asyncio.get_running_loop(), which costs a getpid() system call on Python 3.11
+    home: asyncio.AbstractEventLoop | None = None
+    statements: psycopg.AsyncCursor[Any] | None = None  # one cursor reused for every statement
+    names: set[bytes]  # the statements prepared on this connection by `prepared`
+
+    async def wait(
+        self,
+        gen: PQGen[T],
+        interval: float = 0.1,
+        timeout: float | None = None,  # noqa: ASYNC109 (psycopg's signature)
+    ) -> T:
+        if timeout is not None:
+            self._unregister()
+            return await super().wait(gen, interval, timeout)
+        try:
+            state = next(gen)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        while state == Wait.R:
+            await self._readable()
+            try:
+                state = gen.send(Ready.R)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+        self._unregister()  # psycopg's wait adds and removes its own reader and writer
+        return await super().wait(_resume(state, gen), interval, timeout)
+
+    async def prepared(
+        self, name: bytes, sql: bytes, types: Sequence[int], params: Sequence[bytes | None]
+    ) -> pq.abc.PGresult:
+        """Run statement `name` (prepared from `sql` on first use) with text `params`,
+        straight on libpq: psycopg's cursor (adaptation, its prepare cache, result
+        objects) cost as much again as the statement's own send and receive."""
+        pgconn = self.pgconn
+        if name not in self.names:
+            pgconn.send_prepare(name, sql, param_types=types)
+            await self._result(pq.ExecStatus.COMMAND_OK)
+            self.names.add(name)
+        pgconn.send_query_prepared(name, params)
+        return await self._result(pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK)
+
+    async def _result(self, *ok: pq.ExecStatus) -> pq.abc.PGresult:
+        pgconn = self.pgconn
+        while pgconn.flush():  # a large write the socket did not take at once
+            await self._writable()
+        first = None
+        while True:
+            while pgconn.is_busy():  # no read before the socket is readable: one recv() fewer
+                await self._readable()
+                pgconn.consume_input()
+            result = pgconn.get_result()
+            if result is None:
+                break
+            if first is None:
+                first = result
+        if first is None or first.status not in ok:
+            raise psycopg.OperationalError("no result") if first is None else error_from_result(first)
+        return first
+
+    async def _readable(self) -> None:
+        loop = self.home or asyncio.get_running_loop()
+        if self._reader is not loop:
+            self._unregister()
+            self._fd = self.pgconn.socket
+            loop.add_reader(self._fd, self._wake)
+            self._reader = loop
+        self._waiter = loop.create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    async def _writable(self) -> None:
+        loop = self.home or asyncio.get_running_loop()
+        writable = loop.create_future()
+
+        def wake() -> None:
+            if not writable.done():
+                writable.set_result(None)
+
+        loop.add_writer(self.pgconn.socket, wake)
+        try:
+            await writable
+        finally:
+            loop.remove_writer(self.pgconn.socket)
+
+    def _wake(self) -> None:
+        if self._waiter is None:
+            self._unregister()
+        elif not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def _unregister(self) -> None:
+        if self._reader is not None:
+            with contextlib.suppress(Exception):  # the loop may be closed
+                self._reader.remove_reader(self._fd)  # the number: a lost pgconn has no socket
+            self._reader = None
+
+    async def close(self) -> None:
+        self._unregister()  # before the socket closes: its number may be reused at once
+        await super().close()
+
+
+def _resume(first: Wait, gen: PQGen[T]) -> PQGen[T]:
+    """`gen` again, with `first` (already taken from it) yielded first."""
+    ready = yield first
+    while True:
+        try:
+            state = gen.send(ready)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        ready = yield state
 
 
 class PgDirect:
@@ -35,11 +174,12 @@ class PgDirect:
     ) -> None:
         self._connect_args = {k: v for k, v in connect.items() if k != "context"}
         self._connect_args["connect_timeout"] = max(2, round(connect_timeout))  # libpq: whole seconds
+        self._connect_args["client_encoding"] = "utf8"  # the text parameters and results
         self._size = size
         self._dialect = dialect
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._pid = 0
-        self._idle: list[psycopg.AsyncConnection[Any]] = []
+        self._forks = -1
+        self._idle: list[_Connection] = []
         self._slots = asyncio.Semaphore(size)
         t = f'"{table}"'  # the name matched SQLStore's pattern; quoted as SQLAlchemy creates it
         live = "(expires_at IS NULL OR expires_at > %s)"
@@ -57,40 +197,75 @@ class PgDirect:
         )
         self.touch_sql = f"UPDATE {t} SET {columns} WHERE key = %s AND {live}"
         self.destroy_sql = f"DELETE FROM {t} WHERE key = %s"
+        # text parameters of type "unknown" (PostgreSQL infers them, as for psycopg's str),
+        # deadlines as timestamptz (as psycopg sends an aware datetime)
+        self._statements = {
+            b"cc_get": _numbered(self.get_sql, (0, TZ)),
+            b"cc_set": _numbered(self.set_sql, (0, 0, 0, 0, TZ, TZ)),
+            b"cc_patch": _numbered(self.patch_sql, (0, 0, 0, 0, TZ, TZ, 0, TZ)),
+            b"cc_touch": _numbered(self.touch_sql, (0, 0, TZ, TZ, 0, TZ)),
+            b"cc_destroy": _numbered(self.destroy_sql, (0,)),
+        }
 
     # ---- the statements: `columns` is SQLStore's meta, user_id, expires_at, last_seen ----
     async def get(self, key: str, now: float) -> tuple[Any, ...] | None:
         """(data as JSON text, meta) of the live row, or None."""
-        return await self._run(self.get_sql, (key, self._dialect.when(now)), fetch=True)  # type: ignore[no-any-return]
+        result = await self._fast(b"cc_get", (_text(key), self._at(now)))
+        if not result.ntuples:
+            return None
+        return (_str(result.get_value(0, 0)), _str(result.get_value(0, 1)))
 
     async def set(self, key: str, data: str, columns: dict[str, Any]) -> None:
-        await self._run(self.set_sql, (key, data, *_meta(columns)), fetch=False)
+        await self._fast(b"cc_set", (_text(key), _text(data), *self._meta(columns)))
 
     async def patch(
         self, key: str, removed: list[str], changed: str, columns: dict[str, Any], now: float
     ) -> bool:
-        params = (removed, changed, *_meta(columns), key, self._dialect.when(now))
-        return await self._run(self.patch_sql, params, fetch=False) == 1  # type: ignore[no-any-return]
+        params = (_array(removed), _text(changed), *self._meta(columns), _text(key), self._at(now))
+        return (await self._fast(b"cc_patch", params)).command_tuples == 1
 
     async def touch(self, key: str, columns: dict[str, Any], now: float) -> None:
-        await self._run(self.touch_sql, (*_meta(columns), key, self._dialect.when(now)), fetch=False)
+        await self._fast(b"cc_touch", (*self._meta(columns), _text(key), self._at(now)))
 
     async def destroy(self, key: str) -> None:
-        await self._run(self.destroy_sql, (key,), fetch=False)
+        await self._fast(b"cc_destroy", (_text(key),))
 
     async def fetch_one(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
         """The first row of one more statement on these connections (the flash claim)."""
-        return await self._run(sql, params, fetch=True)  # type: ignore[no-any-return]
 
-    async def _run(self, sql: str, params: tuple[Any, ...], *, fetch: bool) -> Any:
+        async def run(conn: _Connection) -> Any:
+            cursor = conn.statements or conn.cursor()
+            conn.statements = cursor
+            await cursor.execute(sql, params, prepare=True)
+            return await cursor.fetchone()
+
+        return await self._run(run)  # type: ignore[no-any-return]
+
+    def _fast(self, name: bytes, params: tuple[bytes | None, ...]) -> Awaitable[pq.abc.PGresult]:
+        sql, types = self._statements[name]
+        return self._run(lambda conn: conn.prepared(name, sql, types, params))
+
+    def _at(self, timestamp: float | None) -> bytes | None:
+        when = self._dialect.when(timestamp)
+        return None if when is None else when.isoformat().encode()
+
+    def _meta(self, columns: dict[str, Any]) -> tuple[bytes | None, ...]:
+        user_id = columns["user_id"]
+        return (
+            _text(columns["meta"]),
+            None if user_id is None else _text(user_id),
+            _iso(columns["expires_at"]),
+            _iso(columns["last_seen"]),
+        )
+
+    async def _run(self, work: Callable[[_Connection], Awaitable[Any]]) -> Any:
         self._bind()
         async with self._slots:
             for attempt in (1, 2):
                 reused = bool(self._idle)
                 conn = self._idle.pop() if reused else await self._open()
                 try:
-                    cursor = await conn.execute(sql, params, prepare=True)
-                    result = await cursor.fetchone() if fetch else cursor.rowcount
+                    result = await work(conn)
                 except psycopg.OperationalError:
                     await _discard(conn)
                     if reused and attempt == 1:
@@ -104,27 +279,58 @@ class PgDirect:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _bind(self) -> None:
-        loop, pid = asyncio.get_running_loop(), os.getpid()
-        if loop is not self._loop or pid != self._pid:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop or self._forks != _FORKS[0]:
             # connections belong to one loop and one process: another loop or a forked child
             # opens its own (the old ones are left to their loop, or to the parent process)
-            self._loop, self._pid = loop, pid
+            self._loop, self._forks = loop, _FORKS[0]
             self._idle = []
             self._slots = asyncio.Semaphore(self._size)
 
-    async def _open(self) -> psycopg.AsyncConnection[Any]:
-        return await psycopg.AsyncConnection.connect(autocommit=True, **self._connect_args)
+    async def _open(self) -> _Connection:
+        conn = await _Connection.connect(autocommit=True, **self._connect_args)
+        conn.home, conn.names = self._loop, set()
+        return conn
 
     async def close(self) -> None:
-        if self._loop is not asyncio.get_running_loop() or self._pid != os.getpid():
+        if self._loop is not asyncio.get_running_loop() or self._forks != _FORKS[0]:
             return
         idle, self._idle = self._idle, []
         for conn in idle:
             await _discard(conn)
 
 
-def _meta(columns: dict[str, Any]) -> tuple[Any, ...]:
-    return (columns["meta"], columns["user_id"], columns["expires_at"], columns["last_seen"])
+def _numbered(sql: str, types: tuple[int, ...]) -> tuple[bytes, tuple[int, ...]]:
+    """`sql` with libpq's $1, $2, ... for psycopg's %s, and its parameter types."""
+    parts = sql.split("%s")
+    assert len(parts) == len(types) + 1
+    numbered = parts[0] + "".join(f"${n}{part}" for n, part in enumerate(parts[1:], 1))
+    return numbered.encode(), types
+
+
+def _text(value: str) -> bytes:
+    """A text parameter, refused as psycopg refuses it (PostgreSQL text cannot hold NUL)."""
+    if "\x00" in value:
+        raise psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
+    try:
+        return value.encode()
+    except UnicodeEncodeError as exc:
+        raise psycopg.DataError(f"cannot encode a parameter as UTF-8: {exc.reason}") from None
+
+
+def _iso(when: datetime | None) -> bytes | None:
+    return None if when is None else when.isoformat().encode()
+
+
+def _array(names: list[str]) -> bytes:
+    """A text[] literal: each element double-quoted, `"` and `\\` escaped."""
+    quoted = ('"' + n.replace("\\", "\\\\").replace('"', '\\"') + '"' for n in names)
+    return _text("{" + ",".join(quoted) + "}")
+
+
+def _str(value: bytes | None) -> str:
+    assert value is not None  # the columns are NOT NULL
+    return value.decode()
 
 
 async def _discard(conn: psycopg.AsyncConnection[Any]) -> None:

@@ -28,7 +28,7 @@ _SHOWN = 10  # an ambiguous hint: count matches up to this many, not all of them
 
 async def find(store: Store, hint: str) -> tuple[str, Meta]:
     """(storage key, Meta) of the one live session whose storage key starts with `hint`."""
-    if callable(getattr(store, "find_steps", None)):  # Redis: one bounded SCAN call per step
+    if callable(getattr(store, "find_steps", None)):  # Redis: the hint index, or SCAN steps
         matches = await _find_stepwise(store, hint)
     elif isinstance(store, Browsing):
         matches = [info.storage_key for info in await ask(store.find_sessions(hint, limit=_SHOWN))]
@@ -47,20 +47,38 @@ async def find(store: Store, hint: str) -> tuple[str, Meta]:
 
 async def _find_stepwise(store: Any, hint: str) -> list[str]:
     """Storage keys starting with `hint`, a store call per step (each within the time limit):
-    a store whose keyspace is shared with other data may need many steps."""
-    steps = store.find_steps(hint, limit=_SHOWN).__aiter__()
+    the store's hint index first (Redis), then, when it has no match, the whole keyspace,
+    which may take many steps in a database shared with other data."""
+    matches: list[str] = []
+    if getattr(store, "hint_index", False):
+        matches = await _steps(
+            store.hint_steps(hint, limit=_SHOWN), f"Looking up {hint} in the hint index", "pages"
+        )
+        if matches:
+            return matches
+        stderr.print(
+            f"{hint!r} is not in the hint index: looking through the whole key space with SCAN "
+            "(for a session saved before the index existed; `coatcheck sessions purge` adds those)",
+            markup=False,
+        )
+    return await _steps(store.find_steps(hint, limit=_SHOWN), f"Looking up {hint} with SCAN", "SCAN steps")
+
+
+async def _steps(steps: AsyncIterator[list[SessionInfo]], what: str, unit: str) -> list[str]:
+    """The storage keys found, `_SHOWN` at most, a store call per step with a progress line."""
+    walk = steps.__aiter__()
     matches: list[str] = []
     done = 0
-    with reading(f"Looking up {hint}", "SCAN steps") as advance:
+    with reading(what, unit) as advance:
         while len(matches) < _SHOWN:
             try:
-                step = await ask(anext(steps))
+                step = await ask(anext(walk))
             except StopAsyncIteration:
                 break
             matches += [info.storage_key for info in step]
             done += 1
             advance(done)
-    await steps.aclose()
+    await walk.aclose()  # type: ignore[attr-defined]
     return matches
 
 

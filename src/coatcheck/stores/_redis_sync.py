@@ -197,7 +197,7 @@ class RedisTwin:
     def destroy(self, key: str) -> None:
         store = self._store
         with store._failing("destroy a session", key):
-            self._eval(DESTROY, [self._prefix + key], [store._index_flag, store._user_prefix, key])
+            self._eval(DESTROY, store._destroy_keys(key), [store._index_flag, store._user_prefix, key])
 
 
 def connector(

@@ -45,6 +45,7 @@ CASES: tuple[tuple[str, str, dict[str, str], tuple[str, ...]], ...] = (
     ("coatcheck-cookie-signed", "coatcheck_asgi", {"BENCH_COATCHECK_STORE": "cookie-signed"},
      ("/read", "/incr", "/first")),
     ("starlette-cookie", "starlette_cookie", {}, ("/plain", "/read", "/incr", "/first")),
+    ("starsessions-redis", "starsessions_redis", {}, ("/read", "/incr", "/first")),
     ("flask-bare", "flask_bare", {}, ("/plain",)),
     ("coatcheck-flask", "coatcheck_flask", {}, ("/plain", "/read", "/incr", "/first")),
     ("coatcheck-flask-sqlite", "coatcheck_flask", {"BENCH_FLASK_STORE": "sqlite"},

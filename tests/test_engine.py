@@ -375,3 +375,67 @@ def test_is_secure(scheme: str, forwarded: bytes | None, trust: bool, secure: bo
 )
 def test_cache_headers(headers: list[tuple[bytes, bytes]], expected: list[tuple[bytes, bytes]]) -> None:
     assert add_cache_headers(headers) == expected
+
+
+@pytest.mark.parametrize("client", [False, True])
+@pytest.mark.parametrize("resave", [False, True])
+@pytest.mark.parametrize("rolling", [False, True])
+@pytest.mark.parametrize("idle_for", [0.0, 59.0, 60.0, 600.0])
+@pytest.mark.parametrize("secure_only", [False, True])
+@pytest.mark.parametrize("max_age", [None, 3600])
+def test_read_plans_nothing_agrees_with_decide(
+    client: bool, resave: bool, rolling: bool, idle_for: float, secure_only: bool, max_age: int | None
+) -> None:
+    """Runtimes skip decide() for a loaded session that was only read when
+    `read_plans_nothing` says so: then decide() must plan no store work and no cookie, only
+    the cache headers; and when it says no, decide() must plan something more."""
+    settings = make_settings(
+        resave=resave,
+        rolling=rolling,
+        cookie=Cookie(secure=True if secure_only else "auto", max_age=max_age),
+    )
+    session = session_for(settings, loaded=True, last_seen=NOW - idle_for)
+    assert session.get("n") == 1
+    assert session.only_read
+    meta = session.meta
+    assert meta is not None
+    plan = plan_for(session, settings, self_contained=client)
+    nothing_more = not plan.store_work and plan.cookie == "none"
+    if engine.read_plans_nothing(meta, settings, NOW):
+        assert nothing_more and plan.cache_headers
+    elif not secure_only:  # a Secure cookie over plain HTTP: decide() refuses everything anyway
+        assert not nothing_more
+
+
+@pytest.mark.parametrize(
+    "act",
+    [
+        pytest.param(lambda s: s.__setitem__("n", 2), id="write"),
+        pytest.param(lambda s: s.__setitem__("n", 1), id="write-same-value"),
+        pytest.param(lambda s: s.get("cart"), id="container-handed-out"),
+        pytest.param(lambda s: s.touch(), id="touch"),
+        pytest.param(lambda s: s.mark_modified(), id="mark-modified"),
+        pytest.param(lambda s: setattr(s.cookie, "max_age", 60), id="cookie-max-age"),
+        pytest.param(lambda s: s.regenerate(keep_data=True), id="regenerate"),
+        pytest.param(lambda s: s.destroy(), id="destroy"),
+        pytest.param(lambda s: None, id="never-used"),
+    ],
+)
+def test_only_read_is_false_after_anything_but_reading(act: Any) -> None:
+    settings = make_settings()
+    session = session_for(settings, loaded=True, data={"n": 1, "cart": [1]})
+    session.get("n")
+    assert session.only_read
+    session = session_for(settings, loaded=True, data={"n": 1, "cart": [1]})
+    act(session)
+    assert not session.only_read
+
+
+@pytest.mark.parametrize("how", ["new", "stale-signature", "read-only"])
+def test_only_read_is_false_for_sessions_that_owe_more_than_a_read(how: str) -> None:
+    settings = make_settings()
+    session = session_for(
+        settings, loaded=how != "new", stale_signature=how == "stale-signature", read_only=how == "read-only"
+    )
+    session.get("n")
+    assert not session.only_read

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import json
 import os
 import secrets
@@ -140,22 +139,6 @@ def test_small_payloads_are_not_deflated_but_deflated_ones_still_open(
     assert frame(value)[1] == FLAG_DEFLATED
     opened = frames.open(value.encode(), name="s", now=NOW)
     assert opened is not None and opened.payload == small
-
-
-@given(st.binary(max_size=200), st.binary(max_size=300))
-def test_precomputed_hmac_equals_the_standard_library(key: bytes, data: bytes) -> None:
-    assert sealing._HmacSha256(key).digest(data) == hmac.digest(key, data, "sha256")
-
-
-def test_precomputed_hmac_is_reusable_and_key_bound() -> None:
-    key = os.urandom(32)
-    mac = sealing._HmacSha256(key)
-    for data in (b"", b"a", b"a" * 63, b"a" * 64, b"a" * 65, os.urandom(5000), b"a"):
-        assert mac.digest(data) == hmac.digest(key, data, "sha256")
-    for length in (0, 1, 32, 63, 64, 65, 128, 1000):
-        other = os.urandom(length)
-        assert sealing._HmacSha256(other).digest(b"x") == hmac.digest(other, b"x", "sha256")
-        assert sealing._HmacSha256(other).digest(b"x") != mac.digest(b"x")
 
 
 def test_sealed_without_compression_never_deflates() -> None:

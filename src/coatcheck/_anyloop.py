@@ -24,6 +24,14 @@ T = TypeVar("T")
 ANYIO_STORES = "MemoryStore, SQLiteStore or CookieStore"
 
 
+def running_asyncio_loop() -> asyncio.AbstractEventLoop | None:
+    """The running asyncio event loop, or None (under trio, or outside any loop)."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 def on_asyncio() -> bool:
     """True when the caller runs on an asyncio event loop."""
     try:

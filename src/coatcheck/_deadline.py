@@ -59,13 +59,17 @@ class Deadlines:
             watch = self._watch = _LoopWatch(loop)
         return watch
 
-    async def run(self, call: Awaitable[T]) -> T:
+    async def run(self, call: Awaitable[T], loop: asyncio.AbstractEventLoop | None = None) -> T:
+        """`loop`: the running loop, if the caller has it at hand."""
         seconds = self.seconds
-        task = asyncio.current_task()
+        if loop is None:
+            loop = asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
         if seconds is None or task is None:
             return await call
-        loop = asyncio.get_running_loop()
-        watch = self._watch_for(loop)
+        watch = self._watch
+        if watch is None or watch.loop is not loop:
+            watch = self._watch_for(loop)
         token = next(self._tokens)
         deadline = loop.time() + seconds
         watch.pending[token] = (task, deadline)

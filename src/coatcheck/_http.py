@@ -121,7 +121,8 @@ def with_session_headers(headers: Iterable[tuple[bytes, bytes]], session: Sessio
     """The response headers with the session's: Vary/Cache-Control when asked, then one
     Set-Cookie per value (client-side sessions may send several: chunks)."""
     out = add_cache_headers(headers) if session.cache else list(headers)
-    out.extend((b"set-cookie", value) for value in session.cookies)
+    for value in session.cookies:
+        out.append((b"set-cookie", value))
     return out
 
 

@@ -59,9 +59,15 @@ class SessionMiddleware(SessionOptions):
 
     app: ASGIApp
     manager: Runtime
+    _every_path = False
 
     def _start(self, settings: Settings) -> None:
-        self.manager = build_runtime(settings)
+        self._use(build_runtime(settings))
+
+    def _use(self, runtime: Runtime) -> None:
+        self.manager = runtime
+        # Every request path is in scope of a cookie of path "/": no path check per request.
+        self._every_path = runtime.settings.cookie.path == "/"
 
     @property
     def store(self) -> Any:
@@ -69,15 +75,16 @@ class SessionMiddleware(SessionOptions):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind == "lifespan":
-            await self._lifespan(scope, receive, send)
-            return
-        if kind not in ("http", "websocket"):
-            await self.app(scope, receive, send)
-            return
+        if kind != "http":
+            if kind == "lifespan":
+                await self._lifespan(scope, receive, send)
+                return
+            if kind != "websocket":
+                await self.app(scope, receive, send)
+                return
         runtime = self.manager
         request = request_info(scope)
-        if not runtime.in_scope(request.path):
+        if not (self._every_path or runtime.in_scope(request.path)):
             await self.app(scope, receive, send)
             return
         read_only = kind == "websocket"
@@ -102,25 +109,30 @@ class SessionMiddleware(SessionOptions):
 
         async def send_with_session(message: Message) -> None:
             nonlocal failed
-            if message["type"] == "http.response.start":
-                try:
-                    added = await runtime.commit(session, request, unset=scope.get("session") is not session)
-                except SessionStoreError as exc:
-                    log_store_error(exc, "saving a session")
-                    failed = True
-                    await send_plain(send, _http.unavailable())
-                    return
-                except SessionTooLarge as exc:  # only with CookieStore(debug=True)
-                    failed = True
-                    await send_plain(send, _http.too_large(exc))
-                    return
-                if added:
-                    message = {
-                        **message,
-                        "headers": _http.with_session_headers(message.get("headers", ()), added),
-                    }
-            elif failed:
-                return  # the error response already went out: drop the app's
+            if message["type"] != "http.response.start":
+                if not failed:  # else the error response already went out: drop the app's
+                    await send(message)
+                return
+            unset = scope.get("session") is not session
+            if session.untouched and not unset:  # owes nothing: the app's message as it is
+                await send(message)
+                return
+            try:
+                added = await runtime.commit(session, request, unset=unset)
+            except SessionStoreError as exc:
+                log_store_error(exc, "saving a session")
+                failed = True
+                await send_plain(send, _http.unavailable())
+                return
+            except SessionTooLarge as exc:  # only with CookieStore(debug=True)
+                failed = True
+                await send_plain(send, _http.too_large(exc))
+                return
+            if added:
+                message = {
+                    **message,
+                    "headers": _http.with_session_headers(message.get("headers", ()), added),
+                }
             await send(message)
 
         await self.app(scope, receive, send_with_session)

@@ -39,7 +39,9 @@ class ClientSideRuntime(RuntimeBase):
         cookie = request.cookie
         if cookie and self.cookie_name in cookie:
             return None
-        return self.new_session(request, self.clock(), read_only)
+        return self.session_class.fresh(
+            self.settings, self.serializer, self.clock(), self, request, read_only
+        )
 
     async def _open(self, cookie_header: bytes | None, now: float) -> OpenedSession | None:
         opening = self._cookies.open(cookie_header, self.settings.cookie_name, now)

@@ -42,9 +42,10 @@ def first_cookie(header: bytes, name: bytes) -> bytes | None:
     """Value of the first cookie called `name`, or None. Later duplicates are never tried."""
     if name not in header:
         return None
-    for key, value in parse_cookie_header(header):
-        if key == name:
-            return value
+    for part in header.split(b";"):  # parse_cookie_header's rules, stopping at the first match
+        key, eq, value = part.partition(b"=")
+        if eq and key.strip(b" \t") == name:
+            return value.strip(b" \t")
     return None
 
 

@@ -175,6 +175,14 @@ def new_meta(snapshot: Snapshot, facts: Facts, settings: Settings) -> Meta:
 
 
 # ---- the decision ---------------------------------------------------------------------------
+def read_plans_nothing(meta: Meta, settings: Settings, now: float) -> bool:
+    """For a loaded session the request only read (`Session.only_read`), not unset nor
+    saved explicitly: True if `decide` would plan no store work and no cookie, only the cache
+    headers (`CACHE_ONLY`'s effect). That holds unless `resave` or `rolling` is on or the idle
+    deadline is due to slide (`should_touch`); tests/test_engine.py checks it against `decide`."""
+    return not (settings.resave or settings.rolling) and now - meta.last_seen < settings.touch_seconds
+
+
 def decide(snapshot: Snapshot, settings: Settings, facts: Facts) -> Plan:
     """Everything the end of a request (or an explicit `save()`) must do. Pure."""
     s = snapshot

@@ -72,7 +72,7 @@ class SessionMiddleware(asgi.SessionMiddleware):
     def __init__(self, app: ASGIApp, *, runtime: Runtime) -> None:
         self.app = _SessionCalls(app)
         self.settings = runtime.settings
-        self.manager = runtime
+        self._use(runtime)
 
 
 class _SessionCalls:

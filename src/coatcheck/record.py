@@ -26,8 +26,10 @@ class Meta:
     @property
     def expires(self) -> float | None:
         """The earlier of the two deadlines: when the record dies."""
-        deadlines = [d for d in (self.idle_deadline, self.absolute_deadline) if d is not None]
-        return min(deadlines) if deadlines else None
+        idle, absolute = self.idle_deadline, self.absolute_deadline
+        if idle is None or (absolute is not None and absolute < idle):
+            return absolute
+        return idle
 
     def is_expired(self, now: float) -> bool:
         expires = self.expires
@@ -55,8 +57,8 @@ class Meta:
             idle_deadline=_opt_float(raw.get("idle_deadline")),
             absolute_deadline=_opt_float(raw.get("absolute_deadline")),
             user_id=None if raw.get("user_id") is None else str(raw["user_id"]),
-            cookie=dict(raw.get("cookie") or {}),
-            hints={str(k): str(v) for k, v in (raw.get("hints") or {}).items()},
+            cookie=dict(cookie) if (cookie := raw.get("cookie")) else {},
+            hints={str(k): str(v) for k, v in hints.items()} if (hints := raw.get("hints")) else {},
         )
 
 

@@ -16,9 +16,9 @@ from collections.abc import Awaitable
 from typing import Any, Protocol, TypeVar
 
 from . import engine, telemetry
-from ._anyloop import fail_after, needs_asyncio, on_asyncio
+from ._anyloop import fail_after, needs_asyncio, running_asyncio_loop
 from ._deadline import Deadlines
-from ._http import NO_HEADERS, RequestInfo, SessionHeaders
+from ._http import CACHE_HEADERS, NO_HEADERS, RequestInfo, SessionHeaders
 from .audit import Auditor
 from .codec import Serializer, serializer_for
 from .config import Settings
@@ -108,6 +108,15 @@ class RuntimeBase:
         host: SessionHost | None = None,
     ) -> Session:
         """A session of this runtime; `host` (default: this runtime) performs its explicit I/O."""
+        if session_id is None and meta is None and not data:
+            return self.session_class.fresh(
+                self.settings,
+                self.serializer,
+                now,
+                host or self,  # type: ignore[arg-type]  # every subclass is a SessionHost
+                request,
+                read_only,
+            )
         return self.session_class(
             settings=self.settings,
             serializer=self.serializer,
@@ -130,8 +139,9 @@ class RuntimeBase:
         if telemetry.ENABLED:
             call = telemetry.wrap(what, call, target)
         try:
-            if on_asyncio():
-                return await self._deadlines.run(call)  # one timer per loop, not one per call
+            loop = running_asyncio_loop()
+            if loop is not None:
+                return await self._deadlines.run(call, loop)  # one timer per loop, not one per call
             if not getattr(target, "anyio_compatible", False):
                 if inspect.iscoroutine(call):
                     call.close()  # never awaited: closing it avoids a RuntimeWarning
@@ -155,8 +165,16 @@ class RuntimeBase:
 
     async def commit(self, session: Session, request: RequestInfo, *, unset: bool = False) -> SessionHeaders:
         """Decide, write, render: everything before the response starts."""
-        if session.untouched and not unset:  # decide() would plan NOTHING: skip building its inputs
-            return NO_HEADERS
+        if not unset:
+            if session.untouched:  # decide() would plan NOTHING: skip building its inputs
+                return NO_HEADERS
+            meta = session.meta
+            if (
+                meta is not None
+                and session.only_read
+                and engine.read_plans_nothing(meta, self.settings, self.clock())
+            ):
+                return CACHE_HEADERS  # a plan with no write and no cookie: no events, nothing to settle
         plan = self.prepare(session, request, unset=unset)
         if plan is engine.NOTHING:
             return NO_HEADERS

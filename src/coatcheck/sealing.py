@@ -38,6 +38,7 @@ from typing import NamedTuple, Protocol
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from ._hmac import HmacSha256
 from .errors import SessionTooLarge
 
 SEALED = 0x01
@@ -54,8 +55,7 @@ MAX_PAYLOAD = 1 << 20  # inflated payloads above 1 MiB are refused (defence in d
 MIN_DEFLATE = 192
 _CONTEXT = b"coatcheck/cookie\x00"
 _B64URL = re.compile(rb"^[A-Za-z0-9_-]*\Z")
-_IPAD = bytes(x ^ 0x36 for x in range(256))
-_OPAD = bytes(x ^ 0x5C for x in range(256))
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 class Opened(NamedTuple):
@@ -80,7 +80,7 @@ class FrameCodec(Protocol):
 # ---- encodings ------------------------------------------------------------------------------
 def b64url_encode(data: bytes) -> str:
     """base64url without padding."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=").decode("ascii")
 
 
 def b64url_decode(text: bytes) -> bytes | None:
@@ -200,39 +200,17 @@ class Sealer:
 
 
 # ---- signed: HMAC-SHA256, readable payload ------------------------------------------------------
-class _HmacSha256:
-    """HMAC-SHA256 (RFC 2104) under one key, with the keyed inner and outer hash states
-    computed once: each MAC copies two states instead of keying two new ones (~2x quicker
-    than `hmac.new`). Equal to `hmac.digest(key, data, "sha256")`."""
-
-    __slots__ = ("_inner", "_outer")
-
-    def __init__(self, key: bytes) -> None:
-        if len(key) > 64:
-            key = hashlib.sha256(key).digest()
-        block = key.ljust(64, b"\x00")
-        self._inner = hashlib.sha256(block.translate(_IPAD))
-        self._outer = hashlib.sha256(block.translate(_OPAD))
-
-    def digest(self, data: bytes) -> bytes:
-        inner = self._inner.copy()
-        inner.update(data)
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        return outer.digest()
-
-
 class Signer:
     """HMAC-SHA256 frames: the payload is authenticated but anyone can read it."""
 
     def __init__(self, keys: Sequence[bytes], *, compress: bool = True) -> None:
         if not keys or any(len(k) < 32 for k in keys):
             raise ValueError("Signer needs one or more keys of at least 32 bytes")
-        self._macs = [_HmacSha256(k) for k in keys]
+        self._macs = [HmacSha256(k) for k in keys]
         self.compress = compress
 
     @staticmethod
-    def _mac(mac: _HmacSha256, name: str, header: bytes, body: bytes) -> bytes:
+    def _mac(mac: HmacSha256, name: str, header: bytes, body: bytes) -> bytes:
         return mac.digest(_context(name, header) + body)
 
     def seal(self, payload: bytes, *, name: str, expires: float | None) -> str:

@@ -74,7 +74,9 @@ class ServerSideRuntime(RuntimeBase):
         cookie = request.cookie
         if cookie and self.cookie_name in cookie:
             return None
-        return self.new_session(request, self.clock(), read_only)
+        return self.session_class.fresh(
+            self.settings, self.serializer, self.clock(), self, request, read_only
+        )
 
     async def load(self, request: RequestInfo, *, read_only: bool = False) -> Session:
         """Loaded if the cookie verifies and the record is live; otherwise a new session."""

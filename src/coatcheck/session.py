@@ -154,7 +154,7 @@ class Session(TrackedDict):
         read_only: bool = False,
         stale_signature: bool = False,
     ) -> None:
-        super().__init__(serializer)
+        self._serializer = serializer  # TrackedDict's own state: set by _reset's track()
         self._settings = settings
         self._now = now
         self._host = host
@@ -165,22 +165,33 @@ class Session(TrackedDict):
         self._stale_signature = stale_signature and meta is not None
         self._accessed = self._stale_signature  # a stale signature is re-issued even if unused
 
+    @classmethod
+    def fresh(cls, settings: Settings, serializer: Serializer, now: float, host: SessionHost | None,
+              request: RequestInfo | None, read_only: bool = False) -> Session:  # fmt: skip
+        """What `Session(settings=..., serializer=..., now=..., host=..., request=...,
+        read_only=...)` builds (a new, empty session) by plain slot stores: every request
+        without a session cookie gets one."""
+        self = dict.__new__(cls)
+        self.start_tracking(serializer)
+        self._settings, self._now, self._host, self._request = settings, now, host, request
+        self._client_id = self._id = self._stored_id = self._meta = self._user_id = self._loaded_user_id = (
+            None
+        )
+        self._read_only, self._cookie_overrides, self._retired_ids = read_only, {}, []
+        self._cookie_changed = self._cookie_pending = self._destroyed = self._touch = False
+        self._intent_modified = self._stale_signature = False
+        self._original_max_age = settings.cookie_max_age
+        return self
+
     def _reset(self, session_id: str | None, data: dict[str, Any], meta: Meta | None) -> None:
         self.track(data)
-        self._id = session_id
+        self._id, self._meta = session_id, meta
         self._stored_id = session_id if meta is not None else None
-        self._meta = meta
-        self._cookie_overrides: dict[str, Any] = dict(meta.cookie) if meta else {}
-        self._cookie_changed = False
-        self._cookie_pending = False
-        self._original_max_age: float | None = self._cookie_overrides.get(
-            "max_age", self._settings.cookie_max_age
-        )
+        overrides = self._cookie_overrides = dict(meta.cookie) if meta else {}
+        self._original_max_age = overrides.get("max_age", self._settings.cookie_max_age)
         self._retired_ids: list[str] = []
-        self._destroyed = False
-        self._touch = False
-        self._intent_modified = False
-        self._stale_signature = False
+        self._cookie_changed = self._cookie_pending = self._destroyed = self._touch = False
+        self._intent_modified = self._stale_signature = False
         self._user_id = self._loaded_user_id = meta.user_id if meta else None
 
     # ---- identity -------------------------------------------------------------------
@@ -213,6 +224,30 @@ class Session(TrackedDict):
         re-signing): `engine.decide` then plans nothing unless the session was unset or a
         save forced, so adapters may skip building its inputs."""
         return not (self._accessed or self._retired_ids or self._stale_signature)
+
+    @property
+    def only_read(self) -> bool:
+        """True if this loaded session was read and nothing more (no write, no container handed
+        out, no intent, no cookie owed, same id): see `engine.read_plans_nothing`."""
+        return bool(
+            self._accessed
+            and self._meta is not None
+            and self.unchanged
+            and not (self._owes() or self._stale_signature or self._read_only)
+            and self._id is not None
+            and self._id == self._stored_id == self._client_id
+        )
+
+    def _owes(self) -> bool:
+        """True if an intent or a cookie change is pending (the commit has more to do than data)."""
+        return bool(
+            self._intent_modified
+            or self._cookie_changed
+            or self._cookie_pending
+            or self._destroyed
+            or self._touch
+            or self._retired_ids
+        )
 
     @property
     def accessed(self) -> bool:
@@ -283,14 +318,7 @@ class Session(TrackedDict):
                 stale_signature=self._stale_signature,
                 meta=self._meta,
             )
-        if self.unchanged and not (
-            self._intent_modified
-            or self._cookie_changed
-            or self._cookie_pending
-            or self._destroyed
-            or self._touch
-            or self._retired_ids
-        ):  # read, not written: nothing to compare, and nothing else to freeze
+        if self.unchanged and not self._owes():  # read, not written: nothing to compare or freeze
             overrides = self._cookie_overrides
             snapshot = Snapshot(
                 session_id=self.id,

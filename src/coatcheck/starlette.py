@@ -114,8 +114,9 @@ class SessionMiddleware(asgi.SessionMiddleware):
         if not self.manager.in_scope(scope.get("path", "/")):
             # Starlette gives every request a session; outside `path` the browser never sends
             # the cookie, so this one starts empty and is never saved.
-            scope["session"] = Session(
-                settings=self.settings, serializer=self.manager.serializer, now=self.manager.settings.clock()
+            manager = self.manager
+            scope["session"] = Session.fresh(
+                self.settings, manager.serializer, manager.settings.clock(), None, None
             )
             await self._app(scope, receive, send)
             return
@@ -125,7 +126,9 @@ class SessionMiddleware(asgi.SessionMiddleware):
 
         async def send_spelled(message: asgi.Message) -> None:
             if message["type"] == "http.response.start":
-                message = {**message, "headers": [self._respell(h) for h in message.get("headers", ())]}
+                headers = message.get("headers", ())
+                if any(name.lower() == b"set-cookie" for name, _ in headers):  # else: sent as it is
+                    message = {**message, "headers": [self._respell(h) for h in headers]}
             await send(message)
 
         await super().__call__(scope, receive, send_spelled)

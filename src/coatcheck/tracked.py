@@ -9,6 +9,7 @@ if TYPE_CHECKING:
     from .codec import Serializer
 
 _MISSING: Any = object()
+_NO_KEYS: frozenset[str] = frozenset()
 
 
 # Values of these exact types cannot change in place: a loaded key holding one can only
@@ -28,19 +29,31 @@ class TrackedDict(dict[str, Any]):
     falling back to the serialized comparison."""
 
     __slots__ = ("_accessed", "_baseline", "_before", "_loaded_keys", "_serializer", "_written")
+    _loaded_keys: frozenset[str]
+    _baseline: dict[str, bytes]
+    _before: dict[str, Any]
 
     def __init__(self, serializer: Serializer) -> None:
         super().__init__()
         self._serializer = serializer
         self.track({})
 
+    def start_tracking(self, serializer: Serializer) -> None:
+        """`__init__` for an instance made by `dict.__new__` (empty, nothing tracked)."""
+        self._serializer = serializer
+        self._loaded_keys = _NO_KEYS
+        self._baseline = {}
+        self._before = {}
+        self._written = False
+        self._accessed = False
+
     def track(self, data: dict[str, Any]) -> None:
         """Hold `data` from now on, as loaded (unchanged, unread)."""
         dict.clear(self)
         dict.update(self, data)
-        self._loaded_keys: frozenset[str] = frozenset(data)
-        self._baseline: dict[str, bytes] = {}
-        self._before: dict[str, Any] = {}
+        self._loaded_keys = frozenset(data)
+        self._baseline = {}
+        self._before = {}
         self._written = False
         self._accessed = False
 

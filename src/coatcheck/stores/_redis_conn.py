@@ -25,6 +25,18 @@ DEFAULT_URL = "redis://localhost:6379/0"
 DEFAULT_PREFIX = "coatcheck:"
 DEFAULT_SOCKET_TIMEOUT = 2.0
 
+# How many fork()s this process descends from, bumped in each child: checking it per command
+# is a global read, where os.getpid() is a system call.
+_forks = 0
+
+
+def _forked() -> None:
+    global _forks
+    _forks += 1
+
+
+os.register_at_fork(after_in_child=_forked)
+
 
 @dataclass(frozen=True, slots=True)
 class Target:
@@ -157,8 +169,8 @@ class Connections:
 
     def __init__(self, open: Callable[[], Commands]) -> None:
         self._open = open
-        # (event loop, process id, its connection): read in one go
-        self._last: tuple[asyncio.AbstractEventLoop | None, int, Commands | None] = (None, 0, None)
+        # (event loop, fork count when it was chosen, its connection): read in one go
+        self._last: tuple[asyncio.AbstractEventLoop | None, int, Commands | None] = (None, -1, None)
         self._pid = 0
         self._by_loop: dict[asyncio.AbstractEventLoop, Commands] = {}
         self._switch_lock = threading.Lock()
@@ -166,13 +178,13 @@ class Connections:
     def current(self) -> Commands:
         """The connection for this event loop in this process (opened on first use)."""
         loop = asyncio.get_running_loop()
-        last_loop, last_pid, commands = self._last
-        if last_loop is loop and last_pid == os.getpid():
+        last_loop, forks, commands = self._last
+        if last_loop is loop and forks == _forks:
             return commands  # type: ignore[return-value]
         return self._switch(loop)
 
     def _switch(self, loop: asyncio.AbstractEventLoop) -> Commands:
-        pid = os.getpid()
+        pid, forks = os.getpid(), _forks
         with self._switch_lock:
             if pid != self._pid:  # forked: the parent's sockets are not ours to use (or close)
                 self._by_loop, self._pid = {}, pid
@@ -181,7 +193,7 @@ class Connections:
             commands = self._by_loop.get(loop)
             if commands is None:
                 commands = self._by_loop[loop] = self._open()
-            self._last = (loop, pid, commands)
+            self._last = (loop, forks, commands)
         return commands
 
     async def close(self, errors: tuple[type[BaseException], ...]) -> None:
@@ -190,7 +202,7 @@ class Connections:
         loop = asyncio.get_running_loop()
         with self._switch_lock:
             commands = self._by_loop.pop(loop, None) if self._pid == os.getpid() else None
-            self._last = (None, 0, None)
+            self._last = (None, -1, None)
         if commands is not None:
             with contextlib.suppress(*errors):  # a dead server leaves nothing to release
                 await commands.close()

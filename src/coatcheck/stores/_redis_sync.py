@@ -24,9 +24,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .. import _sync
+from ..errors import SessionStoreError
 from ..record import Meta, Record
 from ._redis_lua import DESTROY, PATCH, SET, Script
 from ._redis_pipe import Endpoint, _reply_error
+from ._toolkit import describe_error
 
 if TYPE_CHECKING:
     from ._redis_pipe import Arg
@@ -113,6 +115,7 @@ class RedisTwin:
         self._store = store
         self._connect = connect
         self._prefix = store._session_prefix
+        self._errors: tuple[type[BaseException], ...] = store.errors
         self._local = threading.local()
         _sync.after_fork_in_child(self._forget)
 
@@ -157,12 +160,19 @@ class RedisTwin:
         except self._store._no_script:  # first use on this server (or after SCRIPT FLUSH)
             return self._execute("EVAL", script.text, len(keys), *keys, *args)
 
+    def _failure(self, exc: BaseException, action: str, key: str) -> SessionStoreError:
+        """The error `RedisStore._failing` raises (a try/except here: no context manager per call)."""
+        return SessionStoreError(
+            f"Redis ({self._store.where}) could not {action}: {describe_error(exc, key)}"
+        )
+
     # ---- the per-request calls, as RedisStore makes them --------------------------------
     def get(self, key: str) -> Record | None:
-        store = self._store
-        with store._failing("load a session", key):
+        try:
             reply = self._execute("HGETALL", self._prefix + key)
-        return store._decode(reply) if reply else None
+        except self._errors as exc:
+            raise self._failure(exc, "load a session", key) from None
+        return self._store._decode(reply) if reply else None
 
     def set(self, key: str, record: Record) -> None:
         store = self._store
@@ -172,8 +182,10 @@ class RedisTwin:
         for name, value in record.data.items():
             args.append("." + name)
             args.append(dumps(value))
-        with store._failing("save a session", key):
+        try:
             self._eval(SET, store._write_keys(key, meta), args)
+        except self._errors as exc:
+            raise self._failure(exc, "save a session", key) from None
 
     def patch(self, key: str, changed: dict[str, Any], removed: Collection[str], meta: Meta) -> bool:
         store = self._store
@@ -184,20 +196,26 @@ class RedisTwin:
             args.append("." + name)
             args.append(dumps(value))
         args.extend("." + name for name in removed)
-        with store._failing("save a session", key):
+        try:
             return self._eval(PATCH, store._write_keys(key, meta), args) is not None
+        except self._errors as exc:
+            raise self._failure(exc, "save a session", key) from None
 
     def touch(self, key: str, meta: Meta) -> None:
         store = self._store
         args = store._write_args(key, meta, store._ttl(meta.expires))
         args.append(0)
-        with store._failing("touch a session", key):
+        try:
             self._eval(PATCH, store._write_keys(key, meta), args)
+        except self._errors as exc:
+            raise self._failure(exc, "touch a session", key) from None
 
     def destroy(self, key: str) -> None:
         store = self._store
-        with store._failing("destroy a session", key):
+        try:
             self._eval(DESTROY, store._destroy_keys(key), [store._index_flag, store._user_prefix, key])
+        except self._errors as exc:
+            raise self._failure(exc, "destroy a session", key) from None
 
 
 def connector(

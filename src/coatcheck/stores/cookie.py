@@ -203,13 +203,13 @@ class CookieStore:
         else:
             opened = None
             limit = self.max_chunks * MAX_COOKIE_BYTES
-            joined = self._joined_chunks(found.chunks)
+            joined = self._joined_chunks(found.chunks) if found.chunks else None
             for value in (found.single, joined):
                 if value is not None and len(value) <= limit:
                     opened = self._open_frame(value, name, now, serializer)
                     if opened is not None:
                         break
-        if opened is None or not await self._allowed(opened):
+        if opened is None or (self.is_revoked is not None and not await self._allowed(opened)):
             return None
         return opened
 

@@ -32,10 +32,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..audit import revoked
 from ..codec import DEFAULT_SERIALIZER, Serializer
-from ..errors import ConfigurationError, SessionStoreError
+from ..errors import ConfigurationError
 from ..record import Meta, Record, SessionInfo
 from ._redis_browse import RedisBrowsing
 from ._redis_conn import DEFAULT_PREFIX, DEFAULT_SOCKET_TIMEOUT, DEFAULT_URL, Connection, Connections, resolve
+from ._redis_hash import codec_of, decode_hash, encode_meta, failure
 from ._redis_hints import prune_hints, sync_hints
 from ._redis_lua import CLAIM, DESTROY, DESTROY_IF_OWNED, INDEX_ADD, PATCH, SET, Script
 from ._redis_url import parse_url
@@ -105,8 +106,7 @@ class RedisStore(RedisBrowsing, SerializerChoice):
         self._errors: tuple[type[BaseException], ...] = (RedisError, RedisClusterException, OSError)
         self._no_script = NoScriptError
         self._serializer = serializer
-        self._dumps = serializer.dumps
-        self._loads = serializer.loads
+        self._dumps, self._loads = codec_of(serializer)
         self._clock = clock
         self._where = target.where
         self._url_text = target.url_text
@@ -129,7 +129,7 @@ class RedisStore(RedisBrowsing, SerializerChoice):
 
     def use_serializer(self, serializer: Serializer) -> None:
         self._serializer = serializer
-        self._dumps, self._loads = serializer.dumps, serializer.loads
+        self._dumps, self._loads = codec_of(serializer)
 
     def __repr__(self) -> str:
         where = repr(self._url_text) if self._url_text is not None else self._where
@@ -191,7 +191,7 @@ class RedisStore(RedisBrowsing, SerializerChoice):
             key,
             ttl,
             self._index_ttl(meta, ttl),
-            self._dumps(meta.to_dict()),
+            encode_meta(meta, self._dumps),
             "0" if user is None else "1",
             "" if user is None else user,
         ]
@@ -227,28 +227,7 @@ class RedisStore(RedisBrowsing, SerializerChoice):
 
     def _decode(self, reply: Any) -> Record | None:
         """An HGETALL reply (a flat list, or a dict from redis-py) as a live record, or None."""
-        if isinstance(reply, dict):
-            pairs: Any = reply.items()
-        else:
-            fields = iter(reply)
-            pairs = zip(fields, fields, strict=True)
-        loads = self._loads
-        data: dict[str, Any] = {}
-        meta_blob = None
-        try:
-            for name, value in pairs:
-                if name[0] == 46:  # b"." starts a data field
-                    data[name[1:].decode()] = loads(value)
-                elif name == b"m":
-                    meta_blob = value
-            if meta_blob is None:
-                raise ValueError("no metadata field")
-            meta = Meta.from_dict(loads(meta_blob))
-        except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
-            raise SessionStoreError(f"corrupt session record in Redis ({self._where}): {exc}") from None
-        if meta.is_expired(self._clock()):
-            return None
-        return Record(data=data, meta=meta)
+        return decode_hash(reply, self._loads, self._where, self._clock())
 
     def _decode_meta(self, blob: Any) -> Meta | None:
         """Metadata for the operations view; a corrupt or missing field reads as None."""
@@ -261,9 +240,11 @@ class RedisStore(RedisBrowsing, SerializerChoice):
 
     # ---- Store --------------------------------------------------------------------------
     async def get(self, key: str) -> Record | None:
-        with self._failing("load a session", key):
-            reply = await self.connection().execute("HGETALL", self._session_prefix + key)
-        return self._decode(reply) if reply else None
+        try:  # not `with self._failing(...)`: a context manager per call costs more than the read
+            reply = await self._connections.current().execute("HGETALL", self._session_prefix + key)
+        except self._errors as exc:
+            raise failure(self._where, "load a session", exc, key) from None
+        return decode_hash(reply, self._loads, self._where, self._clock()) if reply else None
 
     async def set(self, key: str, record: Record) -> None:
         meta = record.meta
@@ -273,11 +254,13 @@ class RedisStore(RedisBrowsing, SerializerChoice):
         for name, value in record.data.items():
             args.append("." + name)
             args.append(dumps(value))
-        with self._failing("save a session", key):
-            commands = self.connection()
+        try:
+            commands = self._connections.current()
             old = await self._eval(commands, SET, self._write_keys(key, meta), args)
             if not self._index_in_script:
                 await self._reindex(commands, key, old, meta, ttl)
+        except self._errors as exc:
+            raise failure(self._where, "save a session", exc, key) from None
 
     async def patch(self, key: str, changed: dict[str, Any], removed: Collection[str], meta: Meta) -> bool:
         ttl = self._ttl(meta.expires)
@@ -288,24 +271,28 @@ class RedisStore(RedisBrowsing, SerializerChoice):
             args.append("." + name)
             args.append(dumps(value))
         args.extend("." + name for name in removed)
-        with self._failing("save a session", key):
-            commands = self.connection()
+        try:
+            commands = self._connections.current()
             old = await self._eval(commands, PATCH, self._write_keys(key, meta), args)
             if old is None:
                 return False
             if not self._index_in_script:
                 await self._reindex(commands, key, old, meta, ttl)
+        except self._errors as exc:
+            raise failure(self._where, "save a session", exc, key) from None
         return True
 
     async def touch(self, key: str, meta: Meta) -> None:
         ttl = self._ttl(meta.expires)
         args = self._write_args(key, meta, ttl)
         args.append(0)
-        with self._failing("touch a session", key):
-            commands = self.connection()
+        try:
+            commands = self._connections.current()
             old = await self._eval(commands, PATCH, self._write_keys(key, meta), args)
             if old is not None and not self._index_in_script:
                 await self._reindex(commands, key, old, meta, ttl)
+        except self._errors as exc:
+            raise failure(self._where, "touch a session", exc, key) from None
 
     async def claim(self, key: str, names: Collection[str]) -> frozenset[str]:
         """`FlashClaiming`: one script of HDELs; HDEL never creates a record that is gone."""

@@ -152,6 +152,18 @@ class RedisTarget(Target):
         finally:
             await client.aclose()
 
+    async def index_bytes(self) -> tuple[float, int]:
+        """(bytes of the hint index per entry, entries): MEMORY USAGE of the whole sorted set."""
+        import redis.asyncio
+
+        client = redis.asyncio.Redis.from_url(self.server)
+        try:
+            entries = int(await client.zcard(f"{self.prefix}hints"))
+            used = await client.memory_usage(f"{self.prefix}hints", samples=0) or 0
+            return (used / entries if entries else float("nan")), entries
+        finally:
+            await client.aclose()
+
     async def cleanup(self) -> None:
         import redis.asyncio
 
@@ -250,6 +262,12 @@ async def measure(target: Target, n: int, seconds: float, budget: Budget, lines:
                 await through.close()
                 await engine.dispose()
             extra.append(f"{target.name} {n:,} through SQLAlchemy (an app's AsyncEngine): {sa_reads.cells()}")
+        if isinstance(target, RedisTarget):
+            per_entry, entries = await target.index_bytes()
+            extra.append(
+                f"{target.name} {n:,} hint index: {per_entry:,.0f} bytes per entry, {entries:,} entries "
+                "(beside the bytes/session)"
+            )
         for line in extra:
             say(line)
         per_session = await target.bytes_used() / (1 if isinstance(target, RedisTarget) else n)

@@ -276,3 +276,29 @@ def test_a_failed_cluster_gives_fast_store_errors_and_the_store_recovers() -> No
             await store.close()
 
         asyncio.run(main())
+
+
+def test_the_hint_index_lives_in_the_sessions_slot_or_not_at_all(cluster_ports: list[int]) -> None:
+    """A hash-tagged prefix keeps the hint index in the sessions' slot (the scripts update it);
+    a plain prefix keeps none (no CROSSSLOT error) and lookups by hint walk the keyspace."""
+    tag = secrets.token_hex(4)
+
+    async def main() -> None:
+        for prefix, indexed in ((f"{{cchint{tag}}}:", True), (f"cchint-{tag}:", False)):
+            store = RedisStore(cluster_url(cluster_ports, prefix))
+            keys = [new_key() for _ in range(6)]
+            for key in keys:
+                await store.set(key, make_record(user_id="ada"))
+            assert store.hint_index is indexed
+            assert sum(keys_per_node(cluster_ports, f"{prefix}hints")) == int(indexed)
+            found = await store.find_sessions(keys[3][:12], limit=10)
+            assert [info.storage_key for info in found] == [keys[3]]
+            assert [s async for s in store.hint_steps(keys[3][:12], limit=10)] == (
+                [[found[0]]] if indexed else []
+            )
+            assert await store.purge_expired() == 0
+            assert await store.destroy_user("ada") == 6
+            assert sum(keys_per_node(cluster_ports, f"{prefix}*")) == 0, "nothing left behind"
+            await store.close()
+
+    asyncio.run(main())

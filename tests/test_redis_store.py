@@ -426,7 +426,10 @@ async def test_prefix_option_and_url_prefix(private_redis: int) -> None:
         await store.set(key, make_record({"p": prefix}))
         assert client.exists(f"{prefix}s:{key}") == 1
         await store.close()
-    assert sorted(k.decode().split(":")[0] for k in client.keys("*")) == ["app1", "app2", "app3"]
+    # each prefix: the session and its hint index, nothing else
+    assert sorted(k.decode() for k in client.keys("*")) == [
+        f"{p}:{rest}" for p in ("app1", "app2", "app3") for rest in ("hints", f"s:{key}")
+    ]
     client.close()
 
 

@@ -28,14 +28,15 @@ _SHOWN = 10  # an ambiguous hint: count matches up to this many, not all of them
 
 async def find(store: Store, hint: str) -> tuple[str, Meta]:
     """(storage key, Meta) of the one live session whose storage key starts with `hint`."""
-    if callable(getattr(store, "find_steps", None)):  # Redis: one bounded SCAN call per step
-        matches = await _find_stepwise(store, hint)
+    searched = ""
+    if callable(getattr(store, "find_steps", None)):  # Redis: the hint index, or SCAN steps
+        matches, searched = await _find_stepwise(store, hint)
     elif isinstance(store, Browsing):
         matches = [info.storage_key for info in await ask(store.find_sessions(hint, limit=_SHOWN))]
     else:
         matches = [info.storage_key for info in await listed(store) if info.storage_key.startswith(hint)]
     if not matches:
-        raise Failure(f"no live session has an id hint starting with {hint!r}")
+        raise Failure(f"no live session has an id hint starting with {hint!r}{searched}")
     if len(matches) > 1:
         many = f"{_SHOWN} or more" if len(matches) >= _SHOWN else str(len(matches))
         raise Failure(f"{hint!r} matches {many} sessions: type more characters of the id hint")
@@ -45,22 +46,38 @@ async def find(store: Store, hint: str) -> tuple[str, Meta]:
     return matches[0], record.meta
 
 
-async def _find_stepwise(store: Any, hint: str) -> list[str]:
-    """Storage keys starting with `hint`, a store call per step (each within the time limit):
-    a store whose keyspace is shared with other data may need many steps."""
-    steps = store.find_steps(hint, limit=_SHOWN).__aiter__()
+async def _find_stepwise(store: Any, hint: str) -> tuple[list[str], str]:
+    """(storage keys starting with `hint`, where they were looked for), a store call per step
+    (each within the time limit): the store's hint index first (Redis), then, when it has no
+    match, the whole keyspace, which may take many steps in a database shared with other data."""
+    if not getattr(store, "hint_index", False):
+        steps = store.find_steps(hint, limit=_SHOWN)
+        return await _steps(steps, f"Looking up {hint} with SCAN", "SCAN steps"), ""
+    steps = store.hint_steps(hint, limit=_SHOWN)
+    matches = await _steps(steps, f"Looking up {hint} in the hint index", "pages")
+    if matches:
+        return matches, ""
+    # a session saved before the index existed has no entry (`purge` adds those): walk the keys
+    what = f"Looking up {hint}: not in the hint index, walking the key space with SCAN"
+    matches = await _steps(store.find_steps(hint, limit=_SHOWN), what, "SCAN steps")
+    return matches, " (neither in the hint index nor in the key space)"
+
+
+async def _steps(steps: AsyncIterator[list[SessionInfo]], what: str, unit: str) -> list[str]:
+    """The storage keys found, `_SHOWN` at most, a store call per step with a progress line."""
+    walk = steps.__aiter__()
     matches: list[str] = []
     done = 0
-    with reading(f"Looking up {hint}", "SCAN steps") as advance:
+    with reading(what, unit) as advance:
         while len(matches) < _SHOWN:
             try:
-                step = await ask(anext(steps))
+                step = await ask(anext(walk))
             except StopAsyncIteration:
                 break
             matches += [info.storage_key for info in step]
             done += 1
             advance(done)
-    await steps.aclose()
+    await walk.aclose()  # type: ignore[attr-defined]
     return matches
 
 

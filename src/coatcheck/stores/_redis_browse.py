@@ -4,8 +4,10 @@ Redis keeps no index of our keys: every listing walks the keyspace with SCAN, wh
 walks keys that are not ours (other apps, other prefixes, in one database). So no call here
 waits on the whole keyspace: pages come back after at most `MAX_SCAN_CALLS` SCAN calls of
 `SCAN_COUNT` keys each, short or even empty when the database holds mostly foreign keys, and
-a lookup by hint (`MATCH <prefix>s:<hint>*`) goes one SCAN call per step, so the command line
-can bound each step's time and show progress. SCAN may return a key twice while Redis
+a lookup by hint reads the hint index (`_redis_hints`, one ZRANGEBYLEX page per step) and
+only when that finds nothing (a session saved before the index existed, or Cluster without a
+hash-tagged prefix, which keeps no index) walks the keyspace (`MATCH <prefix>s:<hint>*`), one
+SCAN call per step, so the command line can bound each step's time and show progress. SCAN may return a key twice while Redis
 resizes its table; the keys end in a hex digest, so 16 of its digits tell them apart,
 kept as 8 bytes each (`Unseen`).
 """
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..record import Meta, SessionInfo
 from ._browse import Tally
+from ._redis_hints import HINT_PAGE, hint_range, index_pages, sync_hints
 from .base import SessionTally
 
 if TYPE_CHECKING:
@@ -102,7 +105,10 @@ class RedisBrowsing:
 
     if TYPE_CHECKING:
         _session_prefix: str
+        _hints_key: str
+        hint_index: bool
         _clock: Callable[[], float]
+        _eval: Any
 
         def connection(self) -> Commands: ...
         def _failing(self, action: str, key: str | None = None) -> AbstractContextManager[None]: ...
@@ -151,10 +157,38 @@ class RedisBrowsing:
         newest.sort(key=_last_seen, reverse=True)
         return newest[:limit] if limit is not None else newest
 
+    async def hint_steps(self, prefix: str, *, limit: int) -> AsyncIterator[list[SessionInfo]]:
+        """Live sessions whose storage key starts with `prefix`, from the hint index: one
+        ZRANGEBYLEX page and one pipeline of HGETs per step, yielding that step's matches;
+        entries whose session is gone are dropped on the way. Stops after `limit` matches.
+        Yields nothing when the store keeps no index (`hint_index` false)."""
+        if not self.hint_index:
+            return
+        with self._failing("look sessions up by hint"):
+            commands = self.connection()
+            low, high = hint_range(prefix)
+            found = 0
+            async for members in index_pages(commands, self._hints_key, low, high, HINT_PAGE):
+                keys = [m.decode() for m in members]
+                blobs = await commands.pipeline([("HGET", self._session_prefix + k, "m") for k in keys])
+                if None in blobs:  # ended sessions (or a record without metadata: kept)
+                    gone = [m for m, blob in zip(members, blobs, strict=True) if blob is None]
+                    await sync_hints(self._eval, commands, self._hints_key, self._session_prefix, gone)
+                now = self._clock()
+                infos = []
+                for key, blob in zip(keys, blobs, strict=True):
+                    meta = self._decode_meta(blob)
+                    if meta is not None and not meta.is_expired(now):
+                        infos.append(SessionInfo.from_meta(key, meta))
+                found += len(infos)
+                yield infos
+                if found >= limit:
+                    return
+
     async def find_steps(self, prefix: str, *, limit: int) -> AsyncIterator[list[SessionInfo]]:
-        """Live sessions whose storage key starts with `prefix`: one SCAN call (MATCH
-        `<prefix>s:<hint>*`, Redis filters the keys) per step, yielding that step's matches;
-        stops after `limit` matches. Each step is one bounded round trip (two with matches)."""
+        """Like `hint_steps`, without the index: one SCAN call (MATCH `<prefix>s:<hint>*`,
+        Redis filters the keys) per step, yielding that step's matches; stops after `limit`
+        matches. Each step is one bounded round trip (two with matches)."""
         with self._failing("look sessions up by hint"):
             commands = self.connection()
             pattern = (glob_escape(self._session_prefix + prefix) + "*").encode()
@@ -168,10 +202,13 @@ class RedisBrowsing:
                     return
 
     async def find_sessions(self, prefix: str, *, limit: int) -> list[SessionInfo]:
-        """SCAN with a MATCH pattern: Redis filters the keys, so only matches are read."""
+        """The hint index, then (when it has no match) SCAN with a MATCH pattern."""
         found: list[SessionInfo] = []
-        async for infos in self.find_steps(prefix, limit=limit):
+        async for infos in self.hint_steps(prefix, limit=limit):
             found += infos
+        if not found:
+            async for infos in self.find_steps(prefix, limit=limit):
+                found += infos
         return found[:limit]
 
     async def scan(self, *, batch: int = 1000) -> AsyncIterator[list[SessionInfo]]:

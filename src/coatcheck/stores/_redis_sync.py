@@ -213,7 +213,7 @@ class RedisTwin:
     def destroy(self, key: str) -> None:
         store = self._store
         try:
-            self._eval(DESTROY, [self._prefix + key], [store._index_flag, store._user_prefix, key])
+            self._eval(DESTROY, store._destroy_keys(key), [store._index_flag, store._user_prefix, key])
         except self._errors as exc:
             raise self._failure(exc, "destroy a session", key) from None
 

@@ -8,6 +8,11 @@ Layout, for prefix "coatcheck:" and storage key K (a hash of the session id):
   one HGETALL. Its TTL is the record's deadline, so Redis reaps dead sessions itself.
 - ``coatcheck:u:USER`` — a set of the storage keys bound to USER, expiring no earlier than
   its longest-lived member; stale members are dropped when read and by purge_expired().
+- ``coatcheck:hints`` — the hint index: a sorted set of every storage key (all scores 0),
+  so a lookup by hint is one ZRANGEBYLEX instead of a SCAN of the keyspace. The write
+  scripts add to it and the destroy scripts remove from it (no extra command per request);
+  entries of sessions Redis expired are dropped by later writes, lookups and purge_expired()
+  (`_redis_hints`). Not kept on Cluster without a hash-tagged prefix (another slot).
 
 Every per-request operation is one round trip: load = HGETALL; save = one EVALSHA (a Lua
 script: replace or patch, deadline, user index, never resurrecting a deleted record);
@@ -32,6 +37,7 @@ from ..record import Meta, Record, SessionInfo
 from ._redis_browse import RedisBrowsing
 from ._redis_conn import DEFAULT_PREFIX, DEFAULT_SOCKET_TIMEOUT, DEFAULT_URL, Connection, Connections, resolve
 from ._redis_hash import codec_of, decode_hash, encode_meta, failure
+from ._redis_hints import prune_hints, sync_hints
 from ._redis_lua import CLAIM, DESTROY, DESTROY_IF_OWNED, INDEX_ADD, PATCH, SET, Script
 from ._redis_url import parse_url
 from ._toolkit import SerializerChoice, store_errors, ttl_ms
@@ -117,6 +123,9 @@ class RedisStore(RedisBrowsing, SerializerChoice):
         # unless the prefix's hash tag puts every key in the same one.
         self._index_in_script = not cluster or _has_hash_tag(resolved_prefix)
         self._index_flag = "1" if self._index_in_script else "0"
+        # The hint index is one key: the scripts can keep it only in the sessions' slot.
+        self._hints_key = resolved_prefix + "hints"
+        self.hint_index = self._index_in_script
 
     def use_serializer(self, serializer: Serializer) -> None:
         self._serializer = serializer
@@ -188,8 +197,18 @@ class RedisStore(RedisBrowsing, SerializerChoice):
         ]
 
     def _write_keys(self, key: str, meta: Meta) -> list[str]:
-        if self._index_in_script and meta.user_id is not None:
-            return [self._session_prefix + key, self._user_prefix + meta.user_id]
+        """The write scripts' KEYS: the hash, then the hint index and the user's set when the
+        scripts keep them (see `_redis_lua`)."""
+        if not self._index_in_script:
+            return [self._session_prefix + key]
+        if meta.user_id is not None:
+            return [self._session_prefix + key, self._hints_key, self._user_prefix + meta.user_id]
+        return [self._session_prefix + key, self._hints_key]
+
+    def _destroy_keys(self, key: str) -> list[str]:
+        """The destroy scripts' KEYS: the hash, and the hint index when the scripts keep it."""
+        if self._index_in_script:
+            return [self._session_prefix + key, self._hints_key]
         return [self._session_prefix + key]
 
     async def _reindex(self, commands: Commands, key: str, old: Any, meta: Meta, ttl: int) -> None:
@@ -289,7 +308,7 @@ class RedisStore(RedisBrowsing, SerializerChoice):
         with self._failing("destroy a session", key):
             commands = self.connection()
             old = await self._eval(
-                commands, DESTROY, [self._session_prefix + key], [self._index_flag, self._user_prefix, key]
+                commands, DESTROY, self._destroy_keys(key), [self._index_flag, self._user_prefix, key]
             )
             if not self._index_in_script and isinstance(old, bytes) and old[:1] == b"+":
                 await commands.execute("SREM", self._user_prefix + old[1:].decode(), key)
@@ -339,7 +358,7 @@ class RedisStore(RedisBrowsing, SerializerChoice):
                 chunk = members[start : start + _BATCH]
                 results = await asyncio.gather(
                     *(
-                        self._eval(commands, DESTROY_IF_OWNED, [self._session_prefix + m.decode()], [user])
+                        self._eval(commands, DESTROY_IF_OWNED, self._destroy_keys(m.decode()), [user, m])
                         for m in chunk
                     )
                 )
@@ -359,8 +378,9 @@ class RedisStore(RedisBrowsing, SerializerChoice):
 
     async def purge_expired(self) -> int:
         """Redis's own expiry does the real work; this deletes any record whose metadata says
-        it is dead (e.g. written by a clock that ran behind) and drops user-index entries
-        whose session is gone. Returns how many records it deleted."""
+        it is dead (e.g. written by a clock that ran behind), drops user-index and hint-index
+        entries whose session is gone, and adds to the hint index the sessions saved before
+        it existed. Returns how many records it deleted."""
         deleted = 0
         with self._failing("purge expired sessions"):
             commands = self.connection()
@@ -375,6 +395,10 @@ class RedisStore(RedisBrowsing, SerializerChoice):
                 for key in dead:
                     await self.destroy(key)
                 deleted += len(dead)
+                if self.hint_index and batch:  # sessions saved before the index existed join it
+                    await sync_hints(self._eval, commands, self._hints_key, self._session_prefix, batch)
+            if self.hint_index:
+                await prune_hints(self._eval, commands, self._hints_key, self._session_prefix)
             pattern = (_glob_escape(self._user_prefix) + "*").encode()
             user_keys = [key async for key in commands.scan(pattern, 1000)]
             for user_key in set(user_keys):

@@ -272,3 +272,44 @@ async def test_starlette_adapter_passes_a_response_without_cookies_through_uncha
     writer = StarletteSessionMiddleware(App(lambda s: s.__setitem__("n", 1)), secret_key=secret)
     (cookie,) = [v for k, v in (await _call(writer, "/"))[0][0]["headers"] if k == b"set-cookie"]
     assert b"; path=/" in cookie and b"; httponly" in cookie  # still in Starlette's spelling
+
+
+async def test_an_anonymous_request_hands_the_server_every_message_of_the_app(secret: str) -> None:
+    bodies: list[Message] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for chunk in (b"a", b"b"):
+            bodies.append({"type": "http.response.body", "body": chunk, "more_body": chunk == b"a"})
+            await send(bodies[-1])
+
+    sent, _ = await _call(SessionMiddleware(app, secret=secret, store=CountingStore()), "/plain")
+    assert sent[1:] == bodies and all(a is b for a, b in zip(sent[1:], bodies, strict=True))
+    assert not any(k == b"set-cookie" for k, _ in sent[0]["headers"])
+
+
+async def test_a_session_first_touched_just_before_the_response_starts_is_committed(secret: str) -> None:
+    store = CountingStore()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()  # the app does other work first; the session is untouched until here
+        scope["session"]["n"] = 1
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    middleware = SessionMiddleware(app, secret=secret, store=store)
+    sent, _ = await _call(middleware, "/")
+    cookie = _cookie_of(sent)
+    assert store.total == 1
+    _, scope = await _call(middleware, "/", cookie)
+    assert dict(scope["session"]) == {"n": 1}
+
+
+async def test_the_starlette_adapter_skips_its_wrapper_for_a_request_without_its_cookie(secret: str) -> None:
+    from coatcheck.starlette import SessionMiddleware as StarletteSessionMiddleware
+
+    app = App()
+    middleware = StarletteSessionMiddleware(app, secret_key=secret)
+    assert middleware._fresh_app is app and middleware.app is not app
+    sent, scope = await _call(middleware, "/plain")
+    assert sent[0] is app.start and isinstance(scope["session"], Session)

@@ -126,6 +126,39 @@ def test_setting_modified_forces_a_save(app: Flask, store: CountingStore) -> Non
     assert store.calls["patch"] == 1
 
 
+def test_modified_after_the_response_says_what_the_request_did(secret: str) -> None:
+    app = make_app(SECRET_KEY=secret, SESSION_STORE=MemoryStore())
+    seen: list[bool] = []
+
+    @app.route("/untouched")
+    def untouched() -> str:
+        return "ok"
+
+    @app.teardown_request
+    def remember(_: BaseException | None) -> None:
+        from flask import session
+
+        seen.append(session.modified)
+
+    client = app.test_client()
+    assert set_cookies(client.get("/untouched")) == []
+    client.get("/incr")
+    client.get("/read")
+    assert seen == [False, True, False]
+
+
+def test_a_request_that_never_uses_the_session_costs_no_store_call_and_no_header(
+    app: Flask, store: CountingStore
+) -> None:
+    @app.route("/untouched-plain")
+    def untouched_plain() -> str:
+        return "ok"
+
+    response = app.test_client().get("/untouched-plain")
+    assert set_cookies(response) == [] and "Vary" not in response.headers
+    assert "Cache-Control" not in response.headers and sum(store.calls.values()) == 0
+
+
 def test_store_failure_while_loading_is_a_503(
     secret: str, tmp_path: Any, caplog: pytest.LogCaptureFixture
 ) -> None:

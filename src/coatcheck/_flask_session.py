@@ -133,7 +133,8 @@ class FlaskSession(WSGISession, SessionMixin):
         """Called by the session interface before the commit: remembers `modified` for code
         that reads it after the response (as Flask's own session allows), and re-sends a
         permanent session's cookie when `refresh` (SESSION_REFRESH_EACH_REQUEST)."""
-        self.__dict__["committed_modified"] = self.modified
+        if not self.untouched:  # an unused session is not modified: no per-request __dict__
+            self.__dict__["committed_modified"] = self.modified
         if refresh and self.stored_id is not None and self.permanent:  # cheapest test first
             self.refresh()
 

@@ -6,11 +6,12 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from . import _http
-from ._http import PlainResponse, RequestInfo
+from ._http import PlainResponse, RequestInfo, SessionHeaders
 from .config import Settings
 from .errors import SessionStoreError, SessionTooLarge
 from .options import SessionOptions
 from .runtime import Runtime, log_store_error
+from .session import Session
 from .strategy import build_runtime
 
 Scope = MutableMapping[str, Any]
@@ -42,6 +43,10 @@ def request_info(scope: Scope) -> RequestInfo:
     )
 
 
+async def _sent() -> None:
+    """An awaitable that sends nothing (a message dropped after an error response)."""
+
+
 async def send_plain(send: Send, response: PlainResponse) -> None:
     """Send a plain response (503, 500, 403...) in place of the app's."""
     await send({"type": "http.response.start", "status": response.status, "headers": response.headers})
@@ -59,6 +64,7 @@ class SessionMiddleware(SessionOptions):
 
     app: ASGIApp
     manager: Runtime
+    _fresh_app: ASGIApp
     _every_path = False
 
     def _start(self, settings: Settings) -> None:
@@ -66,6 +72,9 @@ class SessionMiddleware(SessionOptions):
 
     def _use(self, runtime: Runtime) -> None:
         self.manager = runtime
+        # The app a request without our cookie runs (a subclass may skip layers that only
+        # concern loaded sessions).
+        self._fresh_app = self.app
         # Every request path is in scope of a cookie of path "/": no path check per request.
         self._every_path = runtime.settings.cookie.path == "/"
 
@@ -74,68 +83,138 @@ class SessionMiddleware(SessionOptions):
         return self.manager.store
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._not_http(scope, receive, send)
+            return
+        # request_info(scope), inlined: this runs for every request, anonymous ones included
+        cookies: list[bytes] = []
+        forwarded = agent = None
+        for name, value in scope.get("headers", ()):
+            if name == b"cookie":
+                cookies.append(value)
+            elif name == b"x-forwarded-proto":
+                forwarded = forwarded or value
+            elif name == b"user-agent":
+                agent = value
+        client = scope.get("client")
+        request = RequestInfo(
+            scope.get("path", "/"),  # the full path, root_path included (ASGI spec)
+            scope.get("scheme", "http"),
+            b"; ".join(cookies) if cookies else None,
+            forwarded,
+            agent,
+            client[0] if client else None,
+        )
+        runtime = self.manager
+        if not (self._every_path or runtime.in_scope(request.path)):
+            await self._outside_path(scope, receive, send)
+            return
+        session = runtime.load_without_io(request)
+        if session is None:  # the request carries our cookie: load it (I/O)
+            await self._loaded(scope, receive, send, request)
+            return
+        scope["session"] = session
+
+        # A plain function returning `send`'s own awaitable: an untouched session costs no
+        # coroutine of ours per message; only a session that owes a commit gets one.
+        # (the same as _session_sender's, written out here for the requests that carry no cookie)
+        def send_with_session(message: Message) -> Awaitable[None]:
+            if message["type"] != "http.response.start":
+                return _sent() if failed else send(message)  # after an error response: dropped
+            if session.untouched and scope.get("session") is session:
+                return send(message)  # owes nothing: the app's message as it is
+            return self._commit_then_start(session, request, scope, send, message, failed)
+
+        failed: list[bool] = []  # non-empty once an error response replaced the app's
+        await self._fresh_app(scope, receive, send_with_session)
+
+    async def _not_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind != "http":
-            if kind == "lifespan":
-                await self._lifespan(scope, receive, send)
-                return
-            if kind != "websocket":
-                await self.app(scope, receive, send)
-                return
+        if kind == "lifespan":
+            await self._lifespan(scope, receive, send)
+        elif kind == "websocket":
+            await self._websocket(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _outside_path(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A request outside the cookie's path: the browser never sends the cookie there."""
+        await self.app(scope, receive, send)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         runtime = self.manager
         request = request_info(scope)
         if not (self._every_path or runtime.in_scope(request.path)):
             await self.app(scope, receive, send)
             return
-        read_only = kind == "websocket"
         try:
-            session = runtime.load_without_io(request, read_only=read_only)
+            session = runtime.load_without_io(request, read_only=True)
             if session is None:
-                session = await runtime.load(request, read_only=read_only)
+                session = await runtime.load(request, read_only=True)
         except SessionStoreError as exc:
             log_store_error(exc, "loading a session")
-            await (
-                send_plain(send, _http.unavailable())
-                if kind == "http"
-                else send({"type": "websocket.close", "code": 1011})
-            )
+            await send({"type": "websocket.close", "code": 1011})
             return
         scope["session"] = session
-        if read_only:
-            await self.app(scope, receive, send)
+        await self.app(scope, receive, send)
+
+    async def _loaded(self, scope: Scope, receive: Receive, send: Send, request: RequestInfo) -> None:
+        """An HTTP request that carries a session cookie: load the session, then run the app."""
+        try:
+            session = await self.manager.load(request)
+        except SessionStoreError as exc:
+            log_store_error(exc, "loading a session")
+            await send_plain(send, _http.unavailable())
             return
+        scope["session"] = session
+        await self.app(scope, receive, self._session_sender(session, request, scope, send))
 
-        failed = False
+    def _session_sender(self, session: Session, request: RequestInfo, scope: Scope, send: Send) -> Send:
+        """`send` for the app: commits `session` before the response starts."""
+        failed: list[bool] = []  # non-empty once an error response replaced the app's
 
-        async def send_with_session(message: Message) -> None:
-            nonlocal failed
+        def send_with_session(message: Message) -> Awaitable[None]:
             if message["type"] != "http.response.start":
-                if not failed:  # else the error response already went out: drop the app's
-                    await send(message)
-                return
-            unset = scope.get("session") is not session
-            if session.untouched and not unset:  # owes nothing: the app's message as it is
-                await send(message)
-                return
-            try:
-                added = await runtime.commit(session, request, unset=unset)
-            except SessionStoreError as exc:
-                log_store_error(exc, "saving a session")
-                failed = True
-                await send_plain(send, _http.unavailable())
-                return
-            except SessionTooLarge as exc:  # only with CookieStore(debug=True)
-                failed = True
-                await send_plain(send, _http.too_large(exc))
-                return
-            if added:
-                message = {
-                    **message,
-                    "headers": _http.with_session_headers(message.get("headers", ()), added),
-                }
-            await send(message)
+                return _sent() if failed else send(message)  # after an error response: dropped
+            if session.untouched and scope.get("session") is session:
+                return send(message)  # owes nothing: the app's message as it is
+            return self._commit_then_start(session, request, scope, send, message, failed)
 
-        await self.app(scope, receive, send_with_session)
+        return send_with_session
+
+    async def _commit_then_start(
+        self,
+        session: Session,
+        request: RequestInfo,
+        scope: Scope,
+        send: Send,
+        message: Message,
+        failed: list[bool],
+    ) -> None:
+        """Commit the session, then send the app's start message with the session's headers
+        (or, if the store failed, an error response in its place)."""
+        try:
+            added = await self.manager.commit(session, request, unset=scope.get("session") is not session)
+        except SessionStoreError as exc:
+            log_store_error(exc, "saving a session")
+            failed.append(True)
+            await send_plain(send, _http.unavailable())
+            return
+        except SessionTooLarge as exc:  # only with CookieStore(debug=True)
+            failed.append(True)
+            await send_plain(send, _http.too_large(exc))
+            return
+        if added:
+            added = self._spelled(added)
+            message = {
+                **message,
+                "headers": _http.with_session_headers(message.get("headers", ()), added),
+            }
+        await send(message)
+
+    def _spelled(self, added: SessionHeaders) -> SessionHeaders:
+        """The session's headers as this middleware writes them (a subclass may respell)."""
+        return added
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def send_closing(message: Message) -> None:

@@ -111,6 +111,8 @@ class CoatcheckSessionInterface(SessionInterface):
     def save_session(self, app: Flask, session: SessionMixin, response: BaseResponse) -> None:
         if not isinstance(session, FlaskSession):
             return
+        if session.untouched and session.stored_id is None:
+            return  # unused and never stored: the commit plans nothing and nothing is refreshed
         built = request.environ.get(_BUILT)
         if session.request is None or not isinstance(built, Built):
             return

@@ -18,6 +18,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import asgi
+from ._http import SessionHeaders
 from .config import Cookie, Duration, Secure
 from .cookies import first_cookie
 from .errors import ConfigurationError
@@ -105,43 +106,31 @@ class SessionMiddleware(asgi.SessionMiddleware):
             self._legacy.bind(self.manager.serializer)
         self._app = app
         self.app = self._with_starlette_semantics(app)
+        # A request without our cookie has no Starlette cookie to adopt (the same name) and a
+        # new, empty session to destroy: the wrapper has nothing to do for it.
+        self._fresh_app = app
 
-    async def __call__(self, scope: asgi.Scope, receive: asgi.Receive, send: asgi.Send) -> None:
-        kind = scope["type"]
-        if kind not in ("http", "websocket"):
-            await super().__call__(scope, receive, send)
-            return
+    async def _outside_path(self, scope: asgi.Scope, receive: asgi.Receive, send: asgi.Send) -> None:
+        # Starlette gives every request a session; outside `path` the browser never sends
+        # the cookie, so this one starts empty and is never saved.
+        manager = self.manager
+        scope["session"] = Session.fresh(
+            self.settings, manager.serializer, manager.settings.clock(), None, None
+        )
+        await self._app(scope, receive, send)
+
+    async def _websocket(self, scope: asgi.Scope, receive: asgi.Receive, send: asgi.Send) -> None:
         if not self.manager.in_scope(scope.get("path", "/")):
-            # Starlette gives every request a session; outside `path` the browser never sends
-            # the cookie, so this one starts empty and is never saved.
-            manager = self.manager
-            scope["session"] = Session.fresh(
-                self.settings, manager.serializer, manager.settings.clock(), None, None
-            )
-            await self._app(scope, receive, send)
+            await self._outside_path(scope, receive, send)
             return
-        if kind != "http":
-            await super().__call__(scope, receive, send)
-            return
+        await super()._websocket(scope, receive, send)
 
-        async def send_spelled(message: asgi.Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = message.get("headers", ())
-                if any(name.lower() == b"set-cookie" for name, _ in headers):  # else: sent as it is
-                    message = {**message, "headers": [self._respell(h) for h in headers]}
-            await send(message)
-
-        await super().__call__(scope, receive, send_spelled)
-
-    def _respell(self, header: tuple[bytes, bytes]) -> tuple[bytes, bytes]:
-        name, value = header
-        if name.lower() != b"set-cookie":
-            return header
-        cookie_name = value.partition(b"=")[0]
-        main, chunk = self._names
-        if cookie_name != main and not cookie_name.startswith(chunk):
-            return header  # the app's own cookie: left as the app wrote it
-        return name, starlette_spelling(value)
+    def _spelled(self, added: SessionHeaders) -> SessionHeaders:
+        """Our Set-Cookie lines in Starlette's attribute case (the app's own are left as the
+        app wrote them)."""
+        if not added.cookies:
+            return added
+        return SessionHeaders(added.cache, tuple(starlette_spelling(c) for c in added.cookies))
 
     def _with_starlette_semantics(self, app: asgi.ASGIApp) -> asgi.ASGIApp:
         """Wrap `app` (inside the session middleware): a new session whose request carries a

@@ -146,8 +146,15 @@ def _become_unavailable(response: BaseResponse) -> None:
         response.set_data(UNAVAILABLE.body)
 
 
+try:  # the request context itself: one ContextVar read instead of a LocalProxy lookup
+    from flask.globals import _cv_request
+except ImportError:  # pragma: no cover - a Flask without it: the proxy
+    _cv_request = None  # type: ignore[assignment]
+
+
 def _refuse_when_store_failed() -> None:
-    if request.environ.get(_STORE_FAILED):
+    environ = _cv_request.get().request.environ if _cv_request is not None else request.environ
+    if environ.get(_STORE_FAILED):
         raise ServiceUnavailable("The session store did not answer. Please retry shortly.", retry_after=5)
 
 

@@ -154,6 +154,7 @@ class Built:
     bridge: SyncBridge | None
     side: FlaskSide
     store_source: tuple[Any, ...] = ()  # the settings the store was opened from
+    every_path: bool = False  # the cookie path is "/": every request is in scope
 
 
 class FlaskSessions:
@@ -232,7 +233,8 @@ class FlaskSessions:
             options, previous if previous is not None and previous.store_source == source else None
         )
         runtime = build_runtime(Settings(**options), FlaskSession)
-        return Built(key, SyncBridge(runtime), side, source)
+        every_path = runtime.settings.cookie.path == "/"
+        return Built(key, SyncBridge(runtime), side, source, every_path)
 
 
 def _complete_store(options: dict[str, Any], same_store: Built | None) -> None:

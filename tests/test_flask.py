@@ -180,6 +180,33 @@ def test_store_failure_while_loading_is_a_503(
     assert (cookie or "")[4:20] not in caplog.text
 
 
+def test_after_a_failed_load_the_apps_before_request_functions_skip_the_503_only(
+    secret: str, tmp_path: Any
+) -> None:
+    # The 503 check is installed by the first failed load, ahead of the app's own functions.
+    db = tmp_path / "s.db"
+    client = make_app(SECRET_KEY=secret, SESSION_STORE=f"sqlite:///{db}").test_client()
+    client.get("/incr")
+    cookie = session_cookie(client)
+    db.write_bytes(b"not a database" * 500)
+    for suffix in ("-wal", "-shm"):
+        (tmp_path / f"s.db{suffix}").unlink(missing_ok=True)
+    app = make_app(SECRET_KEY=secret, SESSION_STORE=SQLiteStore(db))
+    ran: list[str] = []
+
+    @app.before_request
+    def count() -> None:
+        ran.append("before")
+
+    broken = app.test_client()
+    assert broken.get("/plain").status_code == 200 and ran == ["before"]  # no cookie: no load
+    broken.set_cookie("session", cookie or "")
+    assert broken.get("/incr").status_code == 503 and ran == ["before"]  # nothing ran on the 503
+    assert broken.get("/incr").status_code == 503 and ran == ["before"]
+    broken.delete_cookie("session")
+    assert broken.get("/plain").status_code == 200 and ran == ["before", "before"]  # once each
+
+
 def test_store_failure_while_saving_is_a_503(
     secret: str, tmp_path: Any, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -222,6 +222,44 @@ def test_a_config_change_after_the_first_request_keeps_the_store(secret: str) ->
     assert sessions_for(app).store is store
 
 
+def test_every_way_of_changing_the_config_after_requests_is_honoured(secret: str) -> None:
+    # Requests skip the key comparison while the config is unchanged: each kind of change
+    # made after the runtime was built and reused must still reach the next request.
+    app = flask_app(SECRET_KEY=secret, SESSION_STORE=MemoryStore())
+    client = app.test_client()
+    sessions = sessions_for(app)
+    client.get("/plain")
+    first = sessions.current()
+    assert client.get("/plain") and sessions.current() is first  # unchanged: reused
+
+    def cookie_after_login() -> str:
+        client.delete_cookie("session")
+        client.delete_cookie("sid")
+        return set_cookies(client.get("/login"))[0]
+
+    app.config["SESSION_COOKIE_NAME"] = "sid"  # item assignment
+    assert cookie_after_login().startswith("sid=")
+    app.config.update(SESSION_COOKIE_SAMESITE="Strict")  # update
+    assert "SameSite=Strict" in cookie_after_login()
+    app.config.from_mapping(SESSION_COOKIE_SAMESITE="Lax")  # Flask's from_* loaders
+    assert "SameSite=Lax" in cookie_after_login()
+    app.config |= {"SESSION_COOKIE_PATH": "/other"}  # in-place union
+    assert set_cookies(client.get("/login")) == []  # outside the cookie path: no session
+    del app.config["SESSION_COOKIE_PATH"]
+    assert "Path=/;" in cookie_after_login()
+    app.config.setdefault("SESSION_COOKIE_PATH", "/elsewhere")
+    assert set_cookies(client.get("/login")) == []
+    app.config.pop("SESSION_COOKIE_PATH")
+    app.secret_key = secrets.token_urlsafe(32)  # a ConfigAttribute setter
+    rekeyed = sessions.current()
+    assert rekeyed.key[0] == app.secret_key
+    app.config = type(app.config)(app.config.root_path, dict(app.config))  # a new config object
+    app.config["SESSION_COOKIE_NAME"] = "renamed"
+    assert cookie_after_login().startswith("renamed=")
+    app.config["SESSION_COOKIE_NAME"] = "renamed2"  # the new object is watched from then on
+    assert cookie_after_login().startswith("renamed2=")
+
+
 def test_concurrent_first_requests_build_the_runtime_once(secret: str) -> None:
     app = Flask(__name__)
     Session(app)

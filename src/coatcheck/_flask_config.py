@@ -78,6 +78,73 @@ def config_key(config: Mapping[str, Any], secret_key: Any) -> tuple[Any, ...]:
     return (secret_key, *map(config.get, WATCHED))  # map: no Python-level loop per request
 
 
+VERSION = "_coatcheck_version"  # on a watched config: bumped by every change made through it
+
+
+class _Watched:
+    """Mixed into the app's config class: every change made through the config (item
+    assignment, `update`, `from_*`, `ConfigAttribute` setters such as `app.secret_key`) bumps
+    its version, so a request compares one integer instead of every watched key."""
+
+    _coatcheck_version = 0
+
+    def _changed(self) -> None:
+        self._coatcheck_version += 1
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._changed()
+        super().__setitem__(key, value)  # type: ignore[misc]
+
+    def __delitem__(self, key: Any) -> None:
+        self._changed()
+        super().__delitem__(key)  # type: ignore[misc]
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self._changed()
+        super().update(*args, **kwargs)  # type: ignore[misc]
+
+    def setdefault(self, *args: Any) -> Any:
+        self._changed()
+        return super().setdefault(*args)  # type: ignore[misc]
+
+    def pop(self, *args: Any) -> Any:
+        self._changed()
+        return super().pop(*args)  # type: ignore[misc]
+
+    def popitem(self) -> Any:
+        self._changed()
+        return super().popitem()  # type: ignore[misc]
+
+    def clear(self) -> None:
+        self._changed()
+        super().clear()  # type: ignore[misc]
+
+    def __ior__(self, other: Any) -> Any:
+        self._changed()
+        return super().__ior__(other)  # type: ignore[misc]
+
+
+_watched_classes: dict[type, type] = {}
+
+
+def watch(config: dict[str, Any]) -> bool:
+    """Make `config` count its changes (see `_Watched`); False if its class cannot be swapped,
+    in which case every request compares the watched keys."""
+    cls = type(config)
+    if isinstance(config, _Watched):
+        return True
+    watched = _watched_classes.get(cls)
+    if watched is None:
+        watched = _watched_classes[cls] = type(
+            f"Watched{cls.__name__}", (_Watched, cls), {"__module__": __name__}
+        )
+    try:
+        config.__class__ = watched
+    except TypeError:
+        return False
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class FlaskSide:
     """What Flask's session semantics need besides the Settings."""

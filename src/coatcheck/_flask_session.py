@@ -14,12 +14,14 @@ from flask import Flask, current_app
 from flask.sessions import SessionMixin
 
 from ._flask_config import (
+    VERSION,
     FlaskSide,
     config_key,
     flask_side,
     options_from_config,
     unmapped_keys,
     unmapped_warning,
+    watch,
 )
 from .config import Settings
 from .errors import ConfigurationError
@@ -152,6 +154,7 @@ class Built:
     bridge: SyncBridge | None
     side: FlaskSide
     store_source: tuple[Any, ...] = ()  # the settings the store was opened from
+    every_path: bool = False  # the cookie path is "/": every request is in scope
 
 
 class FlaskSessions:
@@ -164,19 +167,30 @@ class FlaskSessions:
         self._built: Built | None = None
         self._lock = threading.Lock()
         self._warned: set[str] = set()
+        # (config, its version, the runtime built from it): while the app's config is that
+        # object at that version, nothing changed since the keys were last compared.
+        self._seen: tuple[Any, Any, Built | None] = (None, None, None)
 
     def current(self) -> Built:
         """The runtime for the app's config as it is now. Raises ConfigurationError."""
         app = self.app
-        key = config_key(app.config, app.secret_key)
+        config = app.config
+        seen = self._seen
+        if seen[0] is config and seen[2] is not None:
+            version = getattr(config, VERSION, None)
+            if version is not None and version == seen[1]:
+                return seen[2]
+        watch(config)  # a config swapped in after setup is watched from now on
+        version = getattr(config, VERSION, None)  # read before the keys: a change after is seen next time
+        key = config_key(config, app.secret_key)
         built = self._built
-        if built is not None and built.key == key:
-            return built
-        with self._lock:  # one build per config change, whatever the number of threads
-            built = self._built
-            if built is None or built.key != key:
-                built = self._build(key, built)
-                self._built = built
+        if built is None or built.key != key:
+            with self._lock:  # one build per config change, whatever the number of threads
+                built = self._built
+                if built is None or built.key != key:
+                    built = self._build(key, built)
+                    self._built = built
+        self._seen = (config, version, built)
         return built
 
     def flask_side(self) -> FlaskSide:
@@ -219,7 +233,8 @@ class FlaskSessions:
             options, previous if previous is not None and previous.store_source == source else None
         )
         runtime = build_runtime(Settings(**options), FlaskSession)
-        return Built(key, SyncBridge(runtime), side, source)
+        every_path = runtime.settings.cookie.path == "/"
+        return Built(key, SyncBridge(runtime), side, source, every_path)
 
 
 def _complete_store(options: dict[str, Any], same_store: Built | None) -> None:

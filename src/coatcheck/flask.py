@@ -91,18 +91,24 @@ class CoatcheckSessionInterface(SessionInterface):
 
     def open_session(self, app: Flask, request: Request) -> FlaskSession | None:
         built = self.sessions.current()
-        if built.bridge is None:
-            return None
-        info = request_info(request.environ)
-        if not built.bridge.runtime.in_scope(info.path):
-            return None
-        try:
-            session = built.bridge.load(info)
-        except SessionStoreError as exc:
-            log_store_error(exc, "loading a session")
-            request.environ[_STORE_FAILED] = True  # _refuse_when_store_failed answers 503
+        bridge = built.bridge
+        if bridge is None:
             return None
         environ = request.environ
+        info = request_info(environ)
+        runtime = bridge.runtime
+        if not built.every_path and not runtime.in_scope(info.path):
+            return None
+        # No cookie of ours: a new session, no I/O (what bridge.load starts with).
+        session = runtime.load_without_io(info)
+        if session is None:
+            try:
+                session = bridge.load(info)
+            except SessionStoreError as exc:
+                log_store_error(exc, "loading a session")
+                environ[_STORE_FAILED] = True
+                _refuse_from_now_on(app)  # the check that answers this request with a 503
+                return None
         environ[ENVIRON_KEY] = session
         environ[_BUILT] = built
         assert isinstance(session, FlaskSession)
@@ -146,8 +152,24 @@ def _become_unavailable(response: BaseResponse) -> None:
         response.set_data(UNAVAILABLE.body)
 
 
+try:  # the request context itself: one ContextVar read instead of a LocalProxy lookup
+    from flask.globals import _cv_request
+except ImportError:  # pragma: no cover - a Flask without it: the proxy
+    _cv_request = None  # type: ignore[assignment]
+
+
+def _refuse_from_now_on(app: Flask) -> None:
+    """Put `_refuse_when_store_failed` first among the app's before_request functions, once:
+    until a load fails, requests run no check. The list is replaced, never changed in place,
+    so a request iterating it in another thread runs each function once."""
+    funcs = app.before_request_funcs.get(None, [])
+    if _refuse_when_store_failed not in funcs:
+        app.before_request_funcs[None] = [_refuse_when_store_failed, *funcs]
+
+
 def _refuse_when_store_failed() -> None:
-    if request.environ.get(_STORE_FAILED):
+    environ = _cv_request.get().request.environ if _cv_request is not None else request.environ
+    if environ.get(_STORE_FAILED):
         raise ServiceUnavailable("The session store did not answer. Please retry shortly.", retry_after=5)
 
 
@@ -211,8 +233,7 @@ class Session:
         app.session_interface = CoatcheckSessionInterface(sessions)
         app.extensions[EXTENSION] = sessions
         self._apps[id(app)] = sessions
-        # First of all before_request functions: nothing should run on a 503.
-        app.before_request_funcs.setdefault(None, []).insert(0, _refuse_when_store_failed)
+        # The 503 check is added, first of all before_request functions, when a load fails.
         if self.rotate_on_login:
             _connect_flask_login(app)
 

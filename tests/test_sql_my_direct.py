@@ -112,6 +112,28 @@ async def test_a_patch_never_writes_back_a_destroyed_or_expired_session(mysql_ur
         await store.close()
 
 
+async def test_a_patch_after_a_load_merges_into_what_another_writer_left(mysql_url: str) -> None:
+    table = _table()
+    mine, other = SQLStore(mysql_url, table=table), SQLStore(mysql_url, table=table)
+    try:
+        key = new_key()
+        await mine.set(key, make_record({"a": 1}))
+        record = await mine.get(key)  # what this request loaded
+        assert record is not None
+        assert await other.patch(key, {"b": 2}, (), record.meta)  # changed since
+        assert await mine.patch(key, {"c": 3}, ("a",), record.meta)
+        fresh = await other.get(key)
+        assert fresh is not None and fresh.data == {"b": 2, "c": 3}
+        assert await mine.get(key) is not None
+        await other.destroy(key)  # gone since this request loaded it
+        assert not await mine.patch(key, {"d": 4}, (), record.meta)
+        assert await other.get(key) is None
+    finally:
+        await mine.drop_table()
+        await mine.close()
+        await other.close()
+
+
 @pytest.mark.parametrize("loop_runs", [False, True], ids=["unnoticed", "noticed"])
 async def test_a_connection_the_server_closed_while_idle_is_replaced(
     mysql_url: str, own_user: tuple[str, str], loop_runs: bool

@@ -8,7 +8,9 @@ prepared statement (binary protocol: no client-side escaping), prepared once per
 
 A delta commit merges without a lock held across round trips: read the data column, merge
 in Python, then a compare-and-set UPDATE (`WHERE data = <what was read>`) that a concurrent
-writer makes match nothing, so the merge is retried on what that writer left. A one-statement
+writer makes match nothing, so the merge is retried on what that writer left. The request's
+own load usually read the column a moment before: its text is kept (the last few hundred
+small ones) and the first compare-and-set goes without the read. A one-statement
 JSON_SET merge would save the read, but MySQL re-serializes the document (a 20-digit integer
 comes back a double) and JSON paths need key escaping of their own; the compare-and-set keeps
 every value byte for byte. SQLAlchemy still builds the URL and the engine, creates and
@@ -33,6 +35,9 @@ ERRORS = (my_errors.Error,)
 FOUND_ROWS = 2  # CLIENT.FOUND_ROWS: an UPDATE's count is the rows it matched, changed or not
 # each failed compare-and-set means another write to this session committed in between
 MAX_ATTEMPTS = 50
+# a load's data text, kept for the request's delta commit to compare-and-set against without
+# reading it again (a stale one only costs that read): the most recent loads, small ones
+RECENT, RECENT_CHARS = 256, 16384
 _FORKS = [0]  # bumped in a forked child: cheaper than os.getpid() (a system call) per statement
 os.register_at_fork(after_in_child=lambda: _FORKS.__setitem__(0, _FORKS[0] + 1))
 _LOST = (my_errors.OperationalError, my_errors.InterfaceError)  # e.g. closed by the server
@@ -64,6 +69,7 @@ class MyDirect:
         self._forks = -1
         self._idle: list[_Held] = []
         self._slots = asyncio.Semaphore(size)
+        self._recent: dict[str, str] = {}  # key -> data text its last load read
         t = f"`{table}`"  # the name matched SQLStore's pattern
         live = "(expires_at IS NULL OR expires_at > ?)"
         columns = "meta = ?, user_id = ?, expires_at = ?, last_seen = ?"
@@ -86,7 +92,14 @@ class MyDirect:
     async def get(self, key: str, now: float) -> tuple[Any, ...] | None:
         """(data as JSON text, meta) of the live row, or None."""
         rows = (await self._execute("get", (key, self._when(now)))).rows
-        return rows[0] if rows else None
+        if not rows:
+            return None
+        recent = self._recent
+        if len(rows[0][0]) <= RECENT_CHARS:
+            if len(recent) >= RECENT:
+                del recent[next(iter(recent))]  # the oldest
+            recent[key] = rows[0][0]
+        return rows[0]  # type: ignore[no-any-return]
 
     async def set(self, key: str, data: str, columns: dict[str, Any]) -> None:
         await self._execute("set", (key, data, *_meta(columns)))
@@ -102,11 +115,13 @@ class MyDirect:
     ) -> bool:
         live = self._when(now)
         meta = _meta(columns)
+        old = self._recent.pop(key, None)  # what this request's load read, if it was here
         for _ in range(MAX_ATTEMPTS):
-            rows = (await self._execute("read", (key, live))).rows
-            if not rows:
-                return False  # missing, expired or destroyed: never written back
-            old = rows[0][0]
+            if old is None:
+                rows = (await self._execute("read", (key, live))).rows
+                if not rows:
+                    return False  # missing, expired or destroyed: never written back
+                old = rows[0][0]
             try:
                 data = dialect.decode_data(old)
             except (ValueError, TypeError) as exc:
@@ -117,12 +132,14 @@ class MyDirect:
             swap = (dialect.data_text(data), *meta, key, old, live)
             if (await self._execute("swap", swap)).affected_rows == 1:
                 return True
+            old = None  # changed since (or gone): read it again
         raise SessionStoreError(f"saving gave up after {MAX_ATTEMPTS} concurrent writes to one session")
 
     async def touch(self, key: str, columns: dict[str, Any], now: float) -> None:
         await self._execute("touch", (*_meta(columns), key, self._when(now)))
 
     async def destroy(self, key: str) -> None:
+        self._recent.pop(key, None)
         await self._execute("destroy", (key,))
 
     async def _execute(self, name: str, params: Sequence[Any]) -> Any:

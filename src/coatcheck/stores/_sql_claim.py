@@ -23,7 +23,7 @@ from ..errors import SessionStoreError
 from ._sql_dialect import escape_key
 
 if TYPE_CHECKING:
-    from ._sql_pg import PgDirect
+    from ._sql_direct import Direct
 
 # Each failed compare-and-set means another write to this session committed in between;
 # a session written this often during one claim is not a live request pattern.
@@ -44,7 +44,7 @@ def claim_pg_sql(table: str, key: str, names: str, now: str) -> str:
 
 async def claim_pg(
     engine: AsyncEngine,
-    direct: PgDirect | None,
+    direct: Direct | None,
     table: str,
     key: str,
     names: Collection[str],
@@ -56,6 +56,9 @@ async def claim_pg(
     by_column = {escape_key(name): name for name in names}
     columns = sorted(by_column)
     if direct is not None:
+        from ._sql_pg import PgDirect  # a PostgreSQL store's direct path
+
+        assert isinstance(direct, PgDirect)
         sql = claim_pg_sql(table, "%s", "%s", "%s")
         row = await direct.fetch_one(sql, (key, now, columns, columns, columns))
     else:

@@ -79,6 +79,11 @@ class Dialect:
             return {escape_key(k): dumps(v).decode() for k, v in data.items()}
         return dumps(data).decode()
 
+    def data_text(self, data: dict[str, Any]) -> str:
+        """`encode_data` as the JSON text a driver sends for the data column."""
+        encoded = self.encode_data(data)
+        return encoded if isinstance(encoded, str) else self._serializer.dumps(encoded).decode()
+
     def decode_data(self, data: Any) -> dict[str, Any]:
         """Inverse of `encode_data`; raises ValueError/TypeError/... on a corrupt value."""
         loads = self._serializer.loads

@@ -27,7 +27,7 @@ from psycopg.abc import PQGen
 from psycopg.errors import error_from_result
 from psycopg.waiting import Ready, Wait
 
-from ._sql_dialect import Dialect
+from ._sql_dialect import Dialect, escape_key
 
 ERRORS = (psycopg.Error,)
 TZ = 1184  # timestamptz
@@ -219,9 +219,16 @@ class PgDirect:
         await self._fast(b"cc_set", (_text(key), _text(data), *self._meta(columns)))
 
     async def patch(
-        self, key: str, removed: list[str], changed: str, columns: dict[str, Any], now: float
+        self,
+        key: str,
+        changed: dict[str, Any],
+        removed: list[str],
+        columns: dict[str, Any],
+        now: float,
+        dialect: Dialect,
     ) -> bool:
-        params = (_array(removed), _text(changed), *self._meta(columns), _text(key), self._at(now))
+        gone = _array(sorted(escape_key(name) for name in removed))
+        params = (gone, _text(dialect.data_text(changed)), *self._meta(columns), _text(key), self._at(now))
         return (await self._fast(b"cc_patch", params)).command_tuples == 1
 
     async def touch(self, key: str, columns: dict[str, Any], now: float) -> None:

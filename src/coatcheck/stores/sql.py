@@ -1,4 +1,5 @@
-"""SQLStore: sessions in PostgreSQL or MySQL/MariaDB, through SQLAlchemy 2 async Core.
+"""SQLStore: sessions in PostgreSQL or MySQL/MariaDB, through SQLAlchemy 2 async Core, with
+the per-request statements on the driver itself when the store owns its engine (_sql_direct).
 
 One row per session::
 
@@ -41,10 +42,10 @@ try:
         SCHEMES,
         Dialect,
         describe_sql_error,
-        escape_key,
         make_engine,
         url_arguments,
     )
+    from ._sql_direct import direct_path
     from ._sql_table import MAX_COLUMN as _MAX_COLUMN
     from ._sql_table import define_table as _define_table
     from ._sql_table import ensure_table
@@ -63,7 +64,7 @@ from .base import SessionTally
 from .url import register_scheme
 
 if TYPE_CHECKING:
-    from ._sql_pg import PgDirect
+    from ._sql_direct import Direct
 
 __all__ = ["SQLStore"]
 
@@ -128,15 +129,6 @@ class SQLStore(SerializerChoice):
             )
         self._pg = dialect == "postgresql"
         self._dialect = Dialect(self._pg, serializer)
-        self._direct: PgDirect | None = None
-        self._errors: tuple[type[BaseException], ...] = ERRORS
-        if self._pg and self._owns_engine:  # our own engine: the hot statements skip SQLAlchemy
-            from ._sql_pg import ERRORS as PG_ERRORS
-            from ._sql_pg import PgDirect
-
-            _, params = self._engine.dialect.create_connect_args(self._engine.url)
-            self._direct = PgDirect(dict(params), timeout, table, pool_size, self._dialect)
-            self._errors = ERRORS + PG_ERRORS
         self.table_name = table
         self._auto_create = create_table
         self._ready = False
@@ -151,6 +143,13 @@ class SQLStore(SerializerChoice):
         self._where = (
             f"{'PostgreSQL' if self._pg else 'MySQL'} {url.host or 'localhost'}/{url.database or ''}"
         )
+        self._direct: Direct | None = None
+        self._errors: tuple[type[BaseException], ...] = ERRORS
+        if self._owns_engine:  # our own engine: the hot statements skip SQLAlchemy (_sql_direct)
+            self._direct, errors = direct_path(
+                self._engine, timeout, table, pool_size, self._dialect, repr(self)
+            )
+            self._errors = ERRORS + errors
 
     def use_serializer(self, serializer: Serializer) -> None:
         self._serializer = serializer
@@ -251,7 +250,7 @@ class SQLStore(SerializerChoice):
     async def set(self, key: str, record: Record) -> None:
         _check_key(key)
         if self._direct is not None:
-            data = self._serializer.dumps(self._dialect.encode_data(record.data)).decode()
+            data = self._dialect.data_text(record.data)
             work = functools.partial(self._direct.set, key, data, self._meta_columns(record.meta))
             return await self._run("saving a session", work, key)
         values = {
@@ -268,10 +267,8 @@ class SQLStore(SerializerChoice):
         now = self._clock()
         removed = [name for name in removed if name not in changed]
         if self._direct is not None:
-            gone = sorted(escape_key(name) for name in removed)
-            new = self._serializer.dumps(self._dialect.encode_data(changed)).decode()
             work: Callable[[], Awaitable[bool]] = functools.partial(
-                self._direct.patch, key, gone, new, columns, now
+                self._direct.patch, key, changed, removed, columns, now, self._dialect
             )
         elif self._pg:
             work = self._patch_pg(key, changed, removed, columns, now)

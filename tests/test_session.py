@@ -209,6 +209,16 @@ def test_overwriting_a_scalar_compares_by_serialized_value_when_not_identical() 
     assert s.changes() == ({"zero": -0.0, "b": 1}, set())
 
 
+def test_overwriting_a_scalar_by_another_of_its_type_is_a_change_without_serializing() -> None:
+    s, serializer = loaded_counting({"n": 1, "name": "a", "flag": True, "gone": 1})
+    s["n"] = s["n"] + 1
+    s["name"] = "b"
+    s["flag"] = False
+    del s["gone"]
+    assert s.changes() == ({"n": 2, "name": "b", "flag": False}, {"gone"})
+    assert serializer.dumped == 0  # unequal values of one plain type never serialize alike
+
+
 def test_replacing_a_scalar_by_a_container_and_mutating_it_is_a_change() -> None:
     s = loaded({"n": 1})
     s["n"] = items = []

@@ -17,7 +17,10 @@ StrHeaders = list[tuple[str, str]]
 
 @dataclass(slots=True)
 class RequestInfo:
-    """What the runtime needs to know about a request, extracted by the adapter."""
+    """What the runtime needs to know about a request, extracted by the adapter.
+
+    `storage_key` is the runtime's own note, never the adapter's: (id, its storage key) of
+    the record loaded for this request, so the commit does not hash the id a second time."""
 
     path: str
     scheme: str
@@ -25,6 +28,7 @@ class RequestInfo:
     forwarded_proto: bytes | None = None
     user_agent: bytes | None = None
     client_ip: str | None = None
+    storage_key: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

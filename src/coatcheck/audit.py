@@ -66,8 +66,8 @@ class Auditor:
     # ---- derived from a committed plan ---------------------------------------------------
     def committed(self, session: Session, plan: Plan, *, client_side: bool = False) -> None:
         """The events of a plan the runtime just performed, for `session` before `after_commit`."""
-        if not self.listening:
-            return
+        if self.on_event is None and not logger.isEnabledFor(logging.INFO) and not telemetry.counting():
+            return  # `listening`, inline: asked on every commit
         request = session.request
         path = request.path if request is not None else None
         for kind, fields in lifecycle(session, plan, client_side=client_side):

@@ -40,8 +40,10 @@ def is_secure(scheme: str, forwarded_proto: bytes | None, trust_proxy: bool) -> 
 
 
 def is_live(meta: Meta, now: float) -> bool:
-    """A record is dead past either deadline, whether or not the store has reaped it."""
-    return not meta.is_expired(now)
+    """A record is dead past either deadline, whether or not the store has reaped it
+    (`not meta.is_expired(now)`, without its two calls: this runs on every load)."""
+    idle, absolute = meta.idle_deadline, meta.absolute_deadline
+    return (idle is None or now < idle) and (absolute is None or now < absolute)
 
 
 # ---- what the engine is given ---------------------------------------------------------------
@@ -163,14 +165,15 @@ def new_meta(snapshot: Snapshot, facts: Facts, settings: Settings) -> Meta:
     previous, now = snapshot.meta, facts.now
     created = previous.created if previous is not None else now
     idle, absolute = settings.idle_seconds, settings.absolute_seconds
-    return Meta(
-        created=created,
-        last_seen=now,
-        idle_deadline=None if idle is None else now + idle,
-        absolute_deadline=None if absolute is None else created + absolute,
-        user_id=snapshot.user_id,
-        cookie={**facts.cookie_defaults, **snapshot.cookie_overrides},
-        hints=dict(previous.hints) if previous is not None else dict(facts.hints or {}),
+    defaults, overrides = facts.cookie_defaults, snapshot.cookie_overrides
+    return Meta(  # created, last_seen, idle and absolute deadlines, user_id, cookie, hints
+        created,
+        now,
+        None if idle is None else now + idle,
+        None if absolute is None else created + absolute,
+        snapshot.user_id,
+        {**defaults, **overrides} if defaults or overrides else {},
+        dict(previous.hints) if previous is not None else dict(facts.hints or {}),
     )
 
 
@@ -197,18 +200,27 @@ def decide(snapshot: Snapshot, settings: Settings, facts: Facts) -> Plan:
     if facts.record_gone:  # destroyed concurrently: never resurrect it, and drop its cookie
         return Plan(cookie="expire", cache_headers=True)
 
-    if should_destroy(destroyed=s.destroyed, unset=facts.unset, settings=settings):
+    # (The rules below are only asked when their answer is not already known: each is a call.)
+    if (s.destroyed or facts.unset) and should_destroy(
+        destroyed=s.destroyed, unset=facts.unset, settings=settings
+    ):
         gone = (s.stored_id,) if facts.unset and s.stored_id is not None else ()
         return Plan(destroy=_stored(s.retired_ids + gone, facts), cookie="expire", cache_headers=True)
     if facts.unset:  # unset="keep": the stored session stays, this request's changes are dropped
         return Plan(destroy=_stored(s.retired_ids, facts), cache_headers=s.accessed)
 
-    is_new, modified = s.is_new, s.modified
+    stored_id = s.stored_id
+    is_new = stored_id is None or stored_id != s.session_id  # Snapshot.is_new and .modified, inline
+    modified = bool(s.changed or s.removed or s.intent_modified or s.cookie_changed)
     saving = should_save(
         is_new=is_new, modified=modified, accessed=s.accessed, settings=settings, force=facts.force
     )
-    touching = should_touch(
-        is_new=is_new, saving=saving, explicit=s.touch, meta=s.meta, now=facts.now, settings=settings
+    touching = (
+        False
+        if saving or is_new
+        else should_touch(
+            is_new=is_new, saving=saving, explicit=s.touch, meta=s.meta, now=facts.now, settings=settings
+        )
     )
     id_changed = s.client_id is None or s.client_id != s.session_id
     send = should_set_cookie(
@@ -222,24 +234,26 @@ def decide(snapshot: Snapshot, settings: Settings, facts: Facts) -> Plan:
     if facts.self_contained:
         return _self_contained(s, settings, facts, send=send or saving or touching, id_changed=id_changed)
 
-    write: Write = "none"
-    record = None
+    cookie: CookieAction = "send" if send else "none"
+    cache = s.accessed or send
     if saving:
-        write = "patch" if facts.can_patch and not is_new else "set"
-        record = Record(data={} if write == "patch" else dict(s.data), meta=new_meta(s, facts, settings))
-    elif touching:
-        write = "touch"
-        record = Record(data={}, meta=new_meta(s, facts, settings))
+        if facts.can_patch and not is_new:
+            record = Record({}, new_meta(s, facts, settings))
+            return Plan(s.retired_ids, "patch", s.session_id, record, s.changed, s.removed,
+                        cookie, s.max_age, cache)  # fmt: skip
+        record = Record(dict(s.data), new_meta(s, facts, settings))
+        return Plan(s.retired_ids, "set", s.session_id, record, _EMPTY, frozenset(),
+                    cookie, s.max_age, cache)  # fmt: skip
+    if touching:
+        record = Record({}, new_meta(s, facts, settings))
+        return Plan(s.retired_ids, "touch", s.session_id, record, _EMPTY, frozenset(),
+                    cookie, s.max_age, cache)  # fmt: skip
     return Plan(
         destroy=s.retired_ids,
-        write=write,
-        session_id=s.session_id if write != "none" or send else None,
-        record=record,
-        changed=s.changed if write == "patch" else _EMPTY,
-        removed=s.removed if write == "patch" else frozenset(),
-        cookie="send" if send else "none",
+        session_id=s.session_id if send else None,
+        cookie=cookie,
         max_age=s.max_age,
-        cache_headers=s.accessed or send,
+        cache_headers=cache,
     )
 
 

@@ -178,7 +178,7 @@ class RuntimeBase:
         plan = self.prepare(session, request, unset=unset)
         if plan is engine.NOTHING:
             return NO_HEADERS
-        if plan.store_work:
+        if plan.destroy or plan.write != "none":  # plan.store_work, without a property call
             plan = await self.apply(session, request, plan)
         return self.finish(session, request, plan)
 

@@ -85,9 +85,9 @@ class ServerSideRuntime(RuntimeBase):
         verified = None if value is None else self._verify(value)
         if verified is not None:
             session_id, current_key = verified
-            record = await self.bounded(
-                "loading a session", self._store.get(self._key(session_id)), self._store
-            )
+            key = self._key(session_id)
+            request.storage_key = (session_id, key)
+            record = await self.bounded("loading a session", self._store.get(key), self._store)
             if record is not None and engine.is_live(record.meta, now):
                 return self.new_session(
                     request,
@@ -127,16 +127,18 @@ class ServerSideRuntime(RuntimeBase):
         record, session_id = plan.record, plan.session_id
         if record is None or session_id is None:
             return plan
+        loaded = request.storage_key  # the id's key, hashed at load: not hashed again
+        stored_as = loaded[1] if loaded is not None and loaded[0] == session_id else key(session_id)
         if plan.write == "set":
-            await self.bounded("saving a session", store.set(key(session_id), record), store)
+            await self.bounded("saving a session", store.set(stored_as, record), store)
         elif plan.write == "patch":
             patching = cast(PatchingStore, store)  # can_patch was checked once, at start-up
-            call = patching.patch(key(session_id), dict(plan.changed), plan.removed, record.meta)
+            call = patching.patch(stored_as, dict(plan.changed), plan.removed, record.meta)
             if not await self.bounded("saving a session", call, store):
                 session.after_commit(plan, record_gone=True)
                 return engine.decide(session.snapshot(), self.settings, self.facts(request, record_gone=True))
         elif plan.write == "touch":
-            await self.bounded("touching a session", store.touch(key(session_id), record.meta), store)
+            await self.bounded("touching a session", store.touch(stored_as, record.meta), store)
         return plan
 
     def finish(self, session: Session, request: RequestInfo, plan: engine.Plan) -> SessionHeaders:
@@ -210,7 +212,9 @@ class ServerSideRuntime(RuntimeBase):
         verified = None if value is None else self._verify(value)
         if verified is not None:
             session_id, current_key = verified
-            record = self._direct("loading a session", twin.get, self._key(session_id))
+            key = self._key(session_id)
+            request.storage_key = (session_id, key)
+            record = self._direct("loading a session", twin.get, key)
             if record is not None and engine.is_live(record.meta, now):
                 return self.new_session(
                     request,
@@ -234,16 +238,18 @@ class ServerSideRuntime(RuntimeBase):
         record, session_id = plan.record, plan.session_id
         if record is None or session_id is None:
             return plan
+        loaded = request.storage_key  # the id's key, hashed at load: not hashed again
+        stored_as = loaded[1] if loaded is not None and loaded[0] == session_id else key(session_id)
         if plan.write == "set":
-            direct("saving a session", twin.set, key(session_id), record)
+            direct("saving a session", twin.set, stored_as, record)
         elif plan.write == "patch":
             if not direct(
-                "saving a session", twin.patch, key(session_id), dict(plan.changed), plan.removed, record.meta
+                "saving a session", twin.patch, stored_as, dict(plan.changed), plan.removed, record.meta
             ):
                 session.after_commit(plan, record_gone=True)
                 return engine.decide(session.snapshot(), self.settings, self.facts(request, record_gone=True))
         elif plan.write == "touch":
-            direct("touching a session", twin.touch, key(session_id), record.meta)
+            direct("touching a session", twin.touch, stored_as, record.meta)
         return plan
 
     def _direct(self, what: str, call: Callable[..., T], *args: Any) -> T:

@@ -318,7 +318,7 @@ class Session(TrackedDict):
                 stale_signature=self._stale_signature,
                 meta=self._meta,
             )
-        if self.unchanged and not self._owes():  # read, not written: nothing to compare or freeze
+        if not (self._written or self._baseline or self._owes()):  # read only: nothing to compare
             overrides = self._cookie_overrides
             snapshot = Snapshot(
                 session_id=self.id,
@@ -335,7 +335,7 @@ class Session(TrackedDict):
             return snapshot._replace(cookie_overrides=dict(overrides)) if overrides else snapshot
         changed, removed = self.changes()
         return Snapshot(
-            session_id=self.id,
+            session_id=self._id if self._id is not None else self.id,
             client_id=self._client_id,
             stored_id=self._stored_id,
             accessed=self._accessed,

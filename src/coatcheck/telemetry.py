@@ -87,7 +87,12 @@ _configured = _Configured()
 
 def counting() -> bool:
     """True if an SDK's MeterProvider would receive the counters (audit events feed them)."""
-    return ENABLED and _configured.now()[1]
+    if not ENABLED:
+        return False
+    configured = _configured
+    if not configured.metrics and time.monotonic() < configured.next_check:
+        return False  # `now()`'s cached "no", without its call: asked on every commit
+    return configured.now()[1]
 
 
 def instrumented() -> bool:
@@ -104,7 +109,10 @@ def wrap(what: str, call: Awaitable[T], target: object) -> Awaitable[T]:
     """`call` inside a span and timed, if an SDK is configured; else `call` itself, so an app
     that installs the API but sets up no SDK pays one check per store call (an SDK set up
     after the first requests is noticed within a second)."""
-    tracing, metering = _configured.now()
+    configured = _configured
+    if not (configured.tracing or configured.metrics) and time.monotonic() < configured.next_check:
+        return call  # `now()`'s cached "no", without its call: asked on every store call
+    tracing, metering = configured.now()
     if not (tracing or metering):
         return call
     return traced(what, call, target, span=tracing)

@@ -203,7 +203,7 @@ class TrackedDict(dict[str, Any]):
 
     def changes(self) -> tuple[dict[str, Any], set[str]]:
         """(changed or added keys with their values, removed keys) since load."""
-        if self.unchanged:
+        if not (self._written or self._baseline):  # `unchanged`, without a property call
             return {}, set()
         dumps = self._serializer.dumps
         loaded, baseline, kept = self._loaded_keys, self._baseline, self._before
@@ -217,7 +217,13 @@ class TrackedDict(dict[str, Any]):
                 if key not in kept:
                     continue  # never handed out nor overwritten: cannot have changed
                 old = kept[key]
-                if value is old or (type(value) is type(old) and type(old) in _EQUAL_ALIKE and value == old):
+                if value is old:
+                    continue
+                if type(value) is type(old) and type(old) in _EQUAL_ALIKE:
+                    # Equal values of these types serialize alike: an unequal one is reported
+                    # changed without serializing either (at worst a write of the same bytes).
+                    if value != old:
+                        changed[key] = value
                     continue
                 before = dumps(old)
             try:
@@ -226,5 +232,6 @@ class TrackedDict(dict[str, Any]):
                 raise TypeError(f"session[{key!r}] cannot be serialized: {exc}") from None
             if after != before:
                 changed[key] = value
-        removed = {key for key in loaded if not dict.__contains__(self, key)}
+        # The loaded keys no longer held (a set difference: no comprehension frame).
+        removed = set(loaded - dict.keys(self)) if loaded else set()
         return changed, removed

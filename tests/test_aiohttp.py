@@ -137,7 +137,7 @@ async def test_session_persists_in_redis_across_requests(
     assert await second.json() == {"n": 2, "new": False}
     raw = redis.Redis.from_url(redis_url)
     try:
-        assert len(list(raw.scan_iter(match=prefix + "*"))) == 1
+        assert len(list(raw.scan_iter(match=prefix + "s:*"))) == 1
     finally:
         raw.close()
 

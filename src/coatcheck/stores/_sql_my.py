@@ -19,10 +19,8 @@ migrates the table, and runs the flash claim and the operations view.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import asyncmy
@@ -30,6 +28,7 @@ from asyncmy import errors as my_errors
 
 from ..errors import SessionStoreError
 from ._sql_dialect import Dialect
+from ._sql_pool import LoopPool
 
 ERRORS = (my_errors.Error,)
 FOUND_ROWS = 2  # CLIENT.FOUND_ROWS: an UPDATE's count is the rows it matched, changed or not
@@ -38,16 +37,11 @@ MAX_ATTEMPTS = 50
 # a load's data text, kept for the request's delta commit to compare-and-set against without
 # reading it again (a stale one only costs that read): the most recent loads, small ones
 RECENT, RECENT_CHARS = 256, 16384
-_FORKS = [0]  # bumped in a forked child: cheaper than os.getpid() (a system call) per statement
-os.register_at_fork(after_in_child=lambda: _FORKS.__setitem__(0, _FORKS[0] + 1))
 _LOST = (my_errors.OperationalError, my_errors.InterfaceError)  # e.g. closed by the server
 
 
-class MyDirect:
-    """At most `size` asyncmy connections per event loop (and per process: a forked child
-    opens its own), reused LIFO. A connection the server closed while it sat idle is
-    replaced and the statement retried once on a new one: every statement here is
-    idempotent (an upsert, an update to given values or a compare-and-set, a delete)."""
+class MyDirect(LoopPool["_Held"]):
+    """The statements on asyncmy connections, pooled per event loop and process (LoopPool)."""
 
     def __init__(
         self,
@@ -62,13 +56,9 @@ class MyDirect:
         self._connect_args["client_flag"] = self._connect_args.get("client_flag", 0) | FOUND_ROWS
         self._connect_args["connect_timeout"] = connect_timeout
         self._connect_args["autocommit"] = True
-        self._size = size
+        super().__init__(size, _LOST)
         self._when = dialect.when  # UTC deadlines as naive DATETIME values
         self._label = label
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._forks = -1
-        self._idle: list[_Held] = []
-        self._slots = asyncio.Semaphore(size)
         self._recent: dict[str, str] = {}  # key -> data text its last load read
         t = f"`{table}`"  # the name matched SQLStore's pattern
         live = "(expires_at IS NULL OR expires_at > ?)"
@@ -142,52 +132,25 @@ class MyDirect:
         self._recent.pop(key, None)
         await self._execute("destroy", (key,))
 
-    async def _execute(self, name: str, params: Sequence[Any]) -> Any:
-        self._bind()
-        async with self._slots:
-            for attempt in (1, 2):
-                held = None
-                while self._idle and held is None:
-                    held = self._idle.pop()
-                    if not held.conn.connected:  # the loop saw the server close it while idle
-                        _discard(held.conn)
-                        held = None
-                reused = held is not None
-                if held is None:
-                    held = _Held(await asyncmy.connect(**self._connect_args))
-                try:
-                    statement = held.statements.get(name)
-                    if statement is None:
-                        statement = await held.conn.prepare(self._statements[name])
-                        held.statements[name] = statement
-                    result = await statement.execute(params)
-                except _LOST:
-                    _discard(held.conn)
-                    if reused and attempt == 1:
-                        continue  # closed by the server while idle (a restart): once more, fresh
-                    raise
-                except BaseException:  # cancelled or timed out mid-statement: its state is unknown
-                    _discard(held.conn)
-                    raise
-                self._idle.append(held)
-                return result
-        raise AssertionError("unreachable")  # pragma: no cover
+    def _execute(self, name: str, params: Sequence[Any]) -> Awaitable[Any]:
+        return self._run(lambda held: self._prepared(held, name, params))
 
-    def _bind(self) -> None:
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop or self._forks != _FORKS[0]:
-            # connections belong to one loop and one process: another loop or a forked child
-            # opens its own (the old ones are left to their loop, or to the parent process)
-            self._loop, self._forks = loop, _FORKS[0]
-            self._idle = []
-            self._slots = asyncio.Semaphore(self._size)
+    async def _prepared(self, held: _Held, name: str, params: Sequence[Any]) -> Any:
+        statement = held.statements.get(name)
+        if statement is None:
+            statement = await held.conn.prepare(self._statements[name])
+            held.statements[name] = statement
+        return await statement.execute(params)
 
-    async def close(self) -> None:
-        if self._loop is not asyncio.get_running_loop() or self._forks != _FORKS[0]:
-            return
-        idle, self._idle = self._idle, []
-        for held in idle:
-            _discard(held.conn)
+    async def _open(self) -> _Held:
+        return _Held(await asyncmy.connect(**self._connect_args))
+
+    def _usable(self, held: _Held) -> bool:
+        return bool(held.conn.connected)  # False if the loop saw the server close it while idle
+
+    async def _discard(self, held: _Held) -> None:
+        with contextlib.suppress(Exception):  # already closed: nothing left to release
+            held.conn.close()
 
 
 class _Held:
@@ -208,8 +171,3 @@ def _meta(columns: dict[str, Any]) -> tuple[Any, ...]:
         columns["expires_at"],
         columns["last_seen"],
     )
-
-
-def _discard(conn: Any) -> None:
-    with contextlib.suppress(Exception):  # already closed: nothing left to release
-        conn.close()

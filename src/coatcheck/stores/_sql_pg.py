@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -28,11 +27,10 @@ from psycopg.errors import error_from_result
 from psycopg.waiting import Ready, Wait
 
 from ._sql_dialect import Dialect, escape_key
+from ._sql_pool import LoopPool
 
 ERRORS = (psycopg.Error,)
 TZ = 1184  # timestamptz
-_FORKS = [0]  # bumped in a forked child: cheaper than os.getpid() (a system call) per statement
-os.register_at_fork(after_in_child=lambda: _FORKS.__setitem__(0, _FORKS[0] + 1))
 T = TypeVar("T")
 
 
@@ -163,11 +161,8 @@ def _resume(first: Wait, gen: PQGen[T]) -> PQGen[T]:
         ready = yield state
 
 
-class PgDirect:
-    """At most `size` psycopg connections per event loop (and per process: a forked child
-    opens its own), reused LIFO. A connection the server closed while it sat idle is
-    replaced and the statement retried once on a new one: every statement here is
-    idempotent (an upsert, an update to given values, a delete), so a retry is safe."""
+class PgDirect(LoopPool[_Connection]):
+    """The statements on psycopg connections, pooled per event loop and process (LoopPool)."""
 
     def __init__(
         self, connect: dict[str, Any], connect_timeout: float, table: str, size: int, dialect: Dialect
@@ -175,12 +170,8 @@ class PgDirect:
         self._connect_args = {k: v for k, v in connect.items() if k != "context"}
         self._connect_args["connect_timeout"] = max(2, round(connect_timeout))  # libpq: whole seconds
         self._connect_args["client_encoding"] = "utf8"  # the text parameters and results
-        self._size = size
+        super().__init__(size, (psycopg.OperationalError,))
         self._dialect = dialect
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._forks = -1
-        self._idle: list[_Connection] = []
-        self._slots = asyncio.Semaphore(size)
         t = f'"{table}"'  # the name matched SQLStore's pattern; quoted as SQLAlchemy creates it
         live = "(expires_at IS NULL OR expires_at > %s)"
         columns = "meta = %s, user_id = %s, expires_at = %s, last_seen = %s"
@@ -246,7 +237,7 @@ class PgDirect:
             await cursor.execute(sql, params, prepare=True)
             return await cursor.fetchone()
 
-        return await self._run(run)  # type: ignore[no-any-return]
+        return await self._run(run)
 
     def _fast(self, name: bytes, params: tuple[bytes | None, ...]) -> Awaitable[pq.abc.PGresult]:
         sql, types = self._statements[name]
@@ -265,46 +256,14 @@ class PgDirect:
             _iso(columns["last_seen"]),
         )
 
-    async def _run(self, work: Callable[[_Connection], Awaitable[Any]]) -> Any:
-        self._bind()
-        async with self._slots:
-            for attempt in (1, 2):
-                reused = bool(self._idle)
-                conn = self._idle.pop() if reused else await self._open()
-                try:
-                    result = await work(conn)
-                except psycopg.OperationalError:
-                    await _discard(conn)
-                    if reused and attempt == 1:
-                        continue  # closed by the server while idle (a restart): once more, fresh
-                    raise
-                except BaseException:  # cancelled or timed out mid-statement: its state is unknown
-                    await _discard(conn)
-                    raise
-                self._idle.append(conn)
-                return result
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _bind(self) -> None:
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop or self._forks != _FORKS[0]:
-            # connections belong to one loop and one process: another loop or a forked child
-            # opens its own (the old ones are left to their loop, or to the parent process)
-            self._loop, self._forks = loop, _FORKS[0]
-            self._idle = []
-            self._slots = asyncio.Semaphore(self._size)
-
     async def _open(self) -> _Connection:
         conn = await _Connection.connect(autocommit=True, **self._connect_args)
         conn.home, conn.names = self._loop, set()
         return conn
 
-    async def close(self) -> None:
-        if self._loop is not asyncio.get_running_loop() or self._forks != _FORKS[0]:
-            return
-        idle, self._idle = self._idle, []
-        for conn in idle:
-            await _discard(conn)
+    async def _discard(self, conn: _Connection) -> None:
+        with contextlib.suppress(psycopg.Error):
+            await conn.close()
 
 
 def _numbered(sql: str, types: tuple[int, ...]) -> tuple[bytes, tuple[int, ...]]:
@@ -338,8 +297,3 @@ def _array(names: list[str]) -> bytes:
 def _str(value: bytes | None) -> str:
     assert value is not None  # the columns are NOT NULL
     return value.decode()
-
-
-async def _discard(conn: psycopg.AsyncConnection[Any]) -> None:
-    with contextlib.suppress(psycopg.Error):
-        await conn.close()

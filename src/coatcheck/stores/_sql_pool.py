@@ -1,0 +1,83 @@
+"""The driver connections behind SQLStore's direct statements (`_sql_pg`, `_sql_my`): at most
+`size` per event loop and per process, reused LIFO, with the one retry rule both share."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+C = TypeVar("C")
+R = TypeVar("R")
+
+_FORKS = [0]  # bumped in a forked child: cheaper than os.getpid() (a system call) per statement
+os.register_at_fork(after_in_child=lambda: _FORKS.__setitem__(0, _FORKS[0] + 1))
+
+
+class LoopPool(Generic[C]):
+    """Connections of one driver, for one event loop and one process at a time: another loop
+    or a forked child opens its own (the old ones are left to their loop, or to the parent).
+    A connection the server closed while it sat idle (one of `lost`) is replaced and the
+    work retried once on a new one: every statement run here is idempotent (an upsert, an
+    update to given values or a compare-and-set, a delete)."""
+
+    def __init__(self, size: int, lost: tuple[type[BaseException], ...]) -> None:
+        self._size = size
+        self._lost = lost
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._forks = -1
+        self._idle: list[C] = []
+        self._slots = asyncio.Semaphore(size)
+
+    async def _open(self) -> C:
+        raise NotImplementedError
+
+    async def _discard(self, conn: C) -> None:
+        """Close `conn`, which is broken or in an unknown state; errors are ignored."""
+        raise NotImplementedError
+
+    def _usable(self, conn: C) -> bool:
+        """False for an idle connection the driver already knows is closed."""
+        return True
+
+    async def _run(self, work: Callable[[C], Awaitable[R]]) -> R:
+        self._bind()
+        async with self._slots:
+            for attempt in (1, 2):
+                conn: C | None = None
+                while self._idle and conn is None:
+                    conn = self._idle.pop()
+                    if not self._usable(conn):
+                        await self._discard(conn)
+                        conn = None
+                reused = conn is not None
+                if conn is None:
+                    conn = await self._open()
+                try:
+                    result = await work(conn)
+                except self._lost:
+                    await self._discard(conn)
+                    if reused and attempt == 1:
+                        continue  # closed by the server while idle (a restart): once more, fresh
+                    raise
+                except BaseException:  # cancelled or timed out mid-statement: its state is unknown
+                    await self._discard(conn)
+                    raise
+                self._idle.append(conn)
+                return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _bind(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop or self._forks != _FORKS[0]:
+            self._loop, self._forks = loop, _FORKS[0]
+            self._idle = []
+            self._slots = asyncio.Semaphore(self._size)
+
+    async def close(self) -> None:
+        if self._loop is not asyncio.get_running_loop() or self._forks != _FORKS[0]:
+            return
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await self._discard(conn)

@@ -18,6 +18,7 @@ from .stores.base import FlashClaiming, PatchingStore, Store, SyncTwin
 
 if TYPE_CHECKING:
     from .layout import Layout
+    from .record import Record
 
 logger = logging.getLogger("coatcheck")
 T = TypeVar("T")
@@ -81,25 +82,56 @@ class ServerSideRuntime(RuntimeBase):
     async def load(self, request: RequestInfo, *, read_only: bool = False) -> Session:
         """Loaded if the cookie verifies and the record is live; otherwise a new session."""
         now = self.clock()
+        located = self._locate(request)
+        if located is None:
+            return self.new_session(request, now, read_only)
+        record = await self.bounded("loading a session", self._store.get(located[2]), self._store)
+        return self._loaded(request, now, read_only, located, record)
+
+    def _locate(self, request: RequestInfo) -> tuple[str, bool, str] | None:
+        """(id, signed with the current secret?, storage key) of the request's verified
+        cookie, or None; the key is remembered on `request` for the commit."""
         value = first_cookie(request.cookie, self.cookie_name) if request.cookie else None
         verified = None if value is None else self._verify(value)
-        if verified is not None:
-            session_id, current_key = verified
-            key = self._key(session_id)
-            request.storage_key = (session_id, key)
-            record = await self.bounded("loading a session", self._store.get(key), self._store)
-            if record is not None and engine.is_live(record.meta, now):
-                return self.new_session(
-                    request,
-                    now,
-                    read_only,
-                    session_id=session_id,
-                    data=record.data,
-                    meta=record.meta,
-                    stale_signature=not current_key,
-                )
-            self.audit.expired(session_id, "gone" if record is None else "deadline", request.path)
+        if verified is None:
+            return None
+        session_id, current_key = verified
+        key = self._key(session_id)
+        request.storage_key = (session_id, key)
+        return session_id, current_key, key
+
+    def _loaded(
+        self,
+        request: RequestInfo,
+        now: float,
+        read_only: bool,
+        located: tuple[str, bool, str],
+        record: Record | None,
+    ) -> Session:
+        """The session for what the store gave for a verified cookie: it, if live; else new."""
+        session_id, current_key, _ = located
+        if record is not None and engine.is_live(record.meta, now):
+            return self.new_session(
+                request,
+                now,
+                read_only,
+                session_id=session_id,
+                data=record.data,
+                meta=record.meta,
+                stale_signature=not current_key,
+            )
+        self.audit.expired(session_id, "gone" if record is None else "deadline", request.path)
         return self.new_session(request, now, read_only)
+
+    def _stored_as(self, request: RequestInfo, session_id: str) -> str:
+        """The storage key of `session_id`: the one hashed at load, if it is that id's."""
+        loaded = request.storage_key
+        return loaded[1] if loaded is not None and loaded[0] == session_id else self._key(session_id)
+
+    def _record_gone(self, session: Session, request: RequestInfo, plan: engine.Plan) -> engine.Plan:
+        """The plan after a patch found its record gone (destroyed or expired meanwhile)."""
+        session.after_commit(plan, record_gone=True)
+        return engine.decide(session.snapshot(), self.settings, self.facts(request, record_gone=True))
 
     # ---- request end --------------------------------------------------------------------
     def prepare(
@@ -127,16 +159,14 @@ class ServerSideRuntime(RuntimeBase):
         record, session_id = plan.record, plan.session_id
         if record is None or session_id is None:
             return plan
-        loaded = request.storage_key  # the id's key, hashed at load: not hashed again
-        stored_as = loaded[1] if loaded is not None and loaded[0] == session_id else key(session_id)
+        stored_as = self._stored_as(request, session_id)
         if plan.write == "set":
             await self.bounded("saving a session", store.set(stored_as, record), store)
         elif plan.write == "patch":
             patching = cast(PatchingStore, store)  # can_patch was checked once, at start-up
             call = patching.patch(stored_as, dict(plan.changed), plan.removed, record.meta)
             if not await self.bounded("saving a session", call, store):
-                session.after_commit(plan, record_gone=True)
-                return engine.decide(session.snapshot(), self.settings, self.facts(request, record_gone=True))
+                return self._record_gone(session, request, plan)
         elif plan.write == "touch":
             await self.bounded("touching a session", store.touch(stored_as, record.meta), store)
         return plan
@@ -208,25 +238,11 @@ class ServerSideRuntime(RuntimeBase):
     def load_direct(self, request: RequestInfo, twin: SyncTwin, *, read_only: bool = False) -> Session:
         """`load`, blocking, through `twin`."""
         now = self.clock()
-        value = first_cookie(request.cookie, self.cookie_name) if request.cookie else None
-        verified = None if value is None else self._verify(value)
-        if verified is not None:
-            session_id, current_key = verified
-            key = self._key(session_id)
-            request.storage_key = (session_id, key)
-            record = self._direct("loading a session", twin.get, key)
-            if record is not None and engine.is_live(record.meta, now):
-                return self.new_session(
-                    request,
-                    now,
-                    read_only,
-                    session_id=session_id,
-                    data=record.data,
-                    meta=record.meta,
-                    stale_signature=not current_key,
-                )
-            self.audit.expired(session_id, "gone" if record is None else "deadline", request.path)
-        return self.new_session(request, now, read_only)
+        located = self._locate(request)
+        if located is None:
+            return self.new_session(request, now, read_only)
+        record = self._direct("loading a session", twin.get, located[2])
+        return self._loaded(request, now, read_only, located, record)
 
     def apply_direct(
         self, session: Session, request: RequestInfo, plan: engine.Plan, twin: SyncTwin
@@ -238,16 +254,14 @@ class ServerSideRuntime(RuntimeBase):
         record, session_id = plan.record, plan.session_id
         if record is None or session_id is None:
             return plan
-        loaded = request.storage_key  # the id's key, hashed at load: not hashed again
-        stored_as = loaded[1] if loaded is not None and loaded[0] == session_id else key(session_id)
+        stored_as = self._stored_as(request, session_id)
         if plan.write == "set":
             direct("saving a session", twin.set, stored_as, record)
         elif plan.write == "patch":
             if not direct(
                 "saving a session", twin.patch, stored_as, dict(plan.changed), plan.removed, record.meta
             ):
-                session.after_commit(plan, record_gone=True)
-                return engine.decide(session.snapshot(), self.settings, self.facts(request, record_gone=True))
+                return self._record_gone(session, request, plan)
         elif plan.write == "touch":
             direct("touching a session", twin.touch, stored_as, record.meta)
         return plan

@@ -33,13 +33,13 @@ def request_info(scope: Scope) -> RequestInfo:
         elif name == b"user-agent":
             agent = value
     client = scope.get("client")
-    return RequestInfo(
-        path=scope.get("path", "/"),  # the full path, root_path included (ASGI spec)
-        scheme=scope.get("scheme", "http"),
-        cookie=b"; ".join(cookies) if cookies else None,
-        forwarded_proto=forwarded,
-        user_agent=agent,
-        client_ip=client[0] if client else None,
+    return RequestInfo(  # positional: this runs for every request, anonymous ones included
+        scope.get("path", "/"),  # path: the full path, root_path included (ASGI spec)
+        scope.get("scheme", "http"),  # scheme
+        b"; ".join(cookies) if cookies else None,  # cookie
+        forwarded,  # forwarded_proto
+        agent,  # user_agent
+        client[0] if client else None,  # client_ip
     )
 
 
@@ -86,25 +86,7 @@ class SessionMiddleware(SessionOptions):
         if scope["type"] != "http":
             await self._not_http(scope, receive, send)
             return
-        # request_info(scope), inlined: this runs for every request, anonymous ones included
-        cookies: list[bytes] = []
-        forwarded = agent = None
-        for name, value in scope.get("headers", ()):
-            if name == b"cookie":
-                cookies.append(value)
-            elif name == b"x-forwarded-proto":
-                forwarded = forwarded or value
-            elif name == b"user-agent":
-                agent = value
-        client = scope.get("client")
-        request = RequestInfo(
-            scope.get("path", "/"),  # the full path, root_path included (ASGI spec)
-            scope.get("scheme", "http"),
-            b"; ".join(cookies) if cookies else None,
-            forwarded,
-            agent,
-            client[0] if client else None,
-        )
+        request = request_info(scope)
         runtime = self.manager
         if not (self._every_path or runtime.in_scope(request.path)):
             await self._outside_path(scope, receive, send)

@@ -159,9 +159,9 @@ def test_a_request_that_never_uses_the_session_costs_no_store_call_and_no_header
     assert "Cache-Control" not in response.headers and sum(store.calls.values()) == 0
 
 
-def test_store_failure_while_loading_is_a_503(
-    secret: str, tmp_path: Any, caplog: pytest.LogCaptureFixture
-) -> None:
+def corrupted_after_one_session(secret: str, tmp_path: Any) -> tuple[Any, str | None]:
+    """A SQLite database that held one session, then overwritten with garbage: its path and
+    that session's cookie (every load of it fails)."""
     db = tmp_path / "s.db"
     client = make_app(SECRET_KEY=secret, SESSION_STORE=f"sqlite:///{db}").test_client()
     client.get("/incr")
@@ -169,6 +169,13 @@ def test_store_failure_while_loading_is_a_503(
     db.write_bytes(b"not a database" * 500)
     for suffix in ("-wal", "-shm"):
         (tmp_path / f"s.db{suffix}").unlink(missing_ok=True)
+    return db, cookie
+
+
+def test_store_failure_while_loading_is_a_503(
+    secret: str, tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    db, cookie = corrupted_after_one_session(secret, tmp_path)
     broken = make_app(SECRET_KEY=secret, SESSION_STORE=SQLiteStore(db)).test_client()
     broken.set_cookie("session", cookie or "")
     with caplog.at_level(logging.ERROR, logger="coatcheck"):
@@ -184,13 +191,7 @@ def test_after_a_failed_load_the_apps_before_request_functions_skip_the_503_only
     secret: str, tmp_path: Any
 ) -> None:
     # The 503 check is installed by the first failed load, ahead of the app's own functions.
-    db = tmp_path / "s.db"
-    client = make_app(SECRET_KEY=secret, SESSION_STORE=f"sqlite:///{db}").test_client()
-    client.get("/incr")
-    cookie = session_cookie(client)
-    db.write_bytes(b"not a database" * 500)
-    for suffix in ("-wal", "-shm"):
-        (tmp_path / f"s.db{suffix}").unlink(missing_ok=True)
+    db, cookie = corrupted_after_one_session(secret, tmp_path)
     app = make_app(SECRET_KEY=secret, SESSION_STORE=SQLiteStore(db))
     ran: list[str] = []
 

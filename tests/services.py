@@ -137,3 +137,16 @@ def silent_server() -> Iterator[int]:
         for conn in accepted:
             conn.close()
         listener.close()
+
+
+def delete_prefixed(redis_url: str, prefix: str) -> None:
+    """Delete the keys under `prefix` (a test's own) on the Redis at `redis_url`, only those."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=5000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()

@@ -48,7 +48,15 @@ from coatcheck.record import Meta, Record
 from coatcheck.stores import CookieStore, MemoryStore, RedisStore
 from coatcheck.stores.express_redis import ExpressRedisStore
 from tests.helpers import Clock, make_settings
-from tests.services import MONGODB_URL, REDIS_URL, free_port, redis_server, unavailable, wait_for_port
+from tests.services import (
+    MONGODB_URL,
+    REDIS_URL,
+    delete_prefixed,
+    free_port,
+    redis_server,
+    unavailable,
+    wait_for_port,
+)
 
 NODE_DIR = Path(__file__).resolve().parent / "interop" / "node"
 NODE_PACKAGES = ("express", "express-session", "connect-redis", "redis", "cookie-session")
@@ -199,13 +207,7 @@ def prefix(redis_url: str) -> Iterator[str]:
     """A key prefix of this test's own on the shared Redis (connect-redis's `prefix`), cleaned up."""
     value = f"cctest-express-{secrets.token_hex(4)}:"
     yield value
-    client = redis.Redis.from_url(redis_url)
-    try:
-        keys = list(client.scan_iter(match=value + "*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    delete_prefixed(redis_url, value)
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ import redis
 from coatcheck.record import Meta
 from coatcheck.stores import RedisStore
 from coatcheck.testing import make_record, new_key
+from tests.services import delete_prefixed
 from tests.test_cli import cli
 
 pytestmark = pytest.mark.redis
@@ -26,13 +27,7 @@ def prefix(redis_url: str) -> Iterator[str]:
     """A key prefix of this test's own on the shared Redis; its keys (only) are deleted after."""
     tag = f"cchint{secrets.token_hex(4)}:"
     yield tag
-    client = redis.Redis.from_url(redis_url)
-    try:
-        keys = list(client.scan_iter(match=f"{tag}*", count=5000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    delete_prefixed(redis_url, tag)
 
 
 @pytest.fixture

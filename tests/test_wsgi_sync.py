@@ -6,10 +6,13 @@ replaced once; a forked child opens its own connection and leaves the parent's a
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import secrets
 import subprocess
 import sys
+import threading
+import warnings
 from collections.abc import Iterator
 
 import pytest
@@ -184,3 +187,21 @@ def test_flask_answers_503_when_the_server_is_unreachable() -> None:
 
     client = app.test_client()
     assert client.get("/incr").status_code == 503
+
+
+def test_connections_left_behind_close_their_sockets(store: RedisStore) -> None:
+    """A thread that ends, or a store that is let go, leaves its connection to garbage
+    collection: the socket is closed then, never reported unclosed (a ResourceWarning, an
+    error under `-W error`, as Flask-Login's own suite runs)."""
+    twin = store.sync_twin(None)
+    assert twin is not None
+    gc.collect()  # what earlier tests left behind is theirs: collected (and reported) first
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        worker = threading.Thread(target=twin.get, args=("k",))
+        worker.start()
+        worker.join()
+        assert twin.get("k") is None  # and one on this thread, dropped with the twin
+        del twin, worker
+        gc.collect()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []

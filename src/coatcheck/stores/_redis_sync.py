@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import weakref
 from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +42,7 @@ _RECV = 65536
 class BlockingConnection:
     """One blocking RESP2 connection to one standalone server; not shared between threads."""
 
-    __slots__ = ("_reader", "_sock", "endpoint", "timeout")
+    __slots__ = ("__weakref__", "_reader", "_sock", "endpoint", "timeout")
 
     def __init__(self, endpoint: Endpoint, timeout: float | None, connect_timeout: float | None) -> None:
         self.endpoint = endpoint
@@ -63,6 +64,9 @@ class BlockingConnection:
                 sock = endpoint.ssl_context.wrap_socket(sock, server_hostname=endpoint.host)
             sock.settimeout(timeout)
             self._sock = sock
+            # closed when this connection is dropped unclosed (its thread ended, or the store
+            # was let go), as a socket must be: never left to warn from garbage collection
+            weakref.finalize(self, sock.close)
             if endpoint.password is not None:
                 if endpoint.username is not None:
                     self.execute("AUTH", endpoint.username, endpoint.password)

@@ -126,7 +126,7 @@ def render(
         "",
         *results_table(rows, failed),
         "",
-        "## Headline ratios (targets from issue 13)",
+        "## Headline ratios (targets from issues 13 and 18)",
         "",
         "Status is judged on median req/s. The last column is the ratio the server CPU time per",
         "request implies (inverse CPU us/req): if the two disagree, other load on the machine",

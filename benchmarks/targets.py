@@ -51,6 +51,14 @@ RATIOS: tuple[RatioTarget, ...] = (
                 ("coatcheck-redis", "/plain"), ("starlette-bare", "/plain"), 0.97),
     RatioTarget("coatcheck Flask /plain (anonymous) vs bare Flask /plain",
                 ("coatcheck-flask", "/plain"), ("flask-bare", "/plain"), 0.97),
+    RatioTarget("coatcheck PostgreSQL /read vs coatcheck Redis /read (issue 18)",
+                ("coatcheck-postgresql", "/read"), ("coatcheck-redis", "/read"), 0.5),
+    RatioTarget("coatcheck PostgreSQL /incr vs coatcheck Redis /incr (issue 18)",
+                ("coatcheck-postgresql", "/incr"), ("coatcheck-redis", "/incr"), 0.5),
+    RatioTarget("coatcheck MariaDB /read vs coatcheck Redis /read",
+                ("coatcheck-mariadb", "/read"), ("coatcheck-redis", "/read"), None, "no target"),
+    RatioTarget("coatcheck MariaDB /incr vs coatcheck Redis /incr",
+                ("coatcheck-mariadb", "/incr"), ("coatcheck-redis", "/incr"), None, "no target"),
     RatioTarget("coatcheck Redis /read vs express-session /read",
                 ("coatcheck-redis", "/read"), ("express-session-redis", "/read"), None, "no target"),
     RatioTarget("pipelined Redis connection vs ?connection=pool, /read",
@@ -71,6 +79,19 @@ COMMANDS: tuple[CommandTarget, ...] = (
                   ("coatcheck-redis", "/incr"), 2),
     CommandTarget("coatcheck Redis /first: one command", ("coatcheck-redis", "/first"), 1),
 )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TailTarget:
+    label: str
+    case: Case
+    maximum: float  # p99 / p50
+
+
+TAILS: tuple[TailTarget, ...] = tuple(
+    TailTarget(f"{impl} /read latency tail, p99 / p50 (issue 18)", (impl, "/read"), 3.0)
+    for impl in ("coatcheck-redis", "coatcheck-sqlite", "coatcheck-postgresql", "coatcheck-mariadb")
+)
 
 
 @dataclass(frozen=True)
@@ -120,8 +141,22 @@ def judge_commands(rows: list[Row], t: CommandTarget) -> Verdict:
     return Verdict(t.label, measured, target, "met" if ok else "NOT met")
 
 
+def judge_tail(rows: list[Row], t: TailTarget) -> Verdict:
+    target = f"<= {t.maximum:g}x"
+    row = find(rows, *t.case)
+    if row is None or row.p50_ms <= 0:
+        return Verdict(t.label, "-", target, _missing(t.case))
+    ratio = row.p99_ms / row.p50_ms
+    measured = f"{ratio:.2f}x (p99 {row.p99_ms:.2f} / p50 {row.p50_ms:.2f} ms)"
+    return Verdict(t.label, measured, target, "met" if ratio <= t.maximum else "NOT met")
+
+
 def verdicts(rows: list[Row]) -> list[Verdict]:
-    return [judge_ratio(rows, t) for t in RATIOS] + [judge_commands(rows, t) for t in COMMANDS]
+    return (
+        [judge_ratio(rows, t) for t in RATIOS]
+        + [judge_tail(rows, t) for t in TAILS]
+        + [judge_commands(rows, t) for t in COMMANDS]
+    )
 
 
 def format_sent(commands: dict[str, float]) -> str:

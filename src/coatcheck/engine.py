@@ -257,6 +257,44 @@ def decide(snapshot: Snapshot, settings: Settings, facts: Facts) -> Plan:
     )
 
 
+def data_plan(
+    session_id: str,
+    meta: Meta,
+    user_id: str | None,
+    cookie_overrides: Mapping[str, Any],
+    changed: Mapping[str, Any],
+    removed: set[str] | frozenset[str],
+    data: dict[str, Any] | None,
+    settings: Settings,
+    now: float,
+    cookie_defaults: Mapping[str, Any],
+) -> Plan:
+    """`decide`'s plan, without building its inputs, for the commit of a loaded session whose
+    request changed its data and nothing else (`Session.data_plan` checks: same id as loaded,
+    no intent, no cookie owed, not read-only, some key `changed` or `removed`), neither unset
+    nor forced, on a server-side runtime allowed to send the cookie (not `secure=True` over
+    plain HTTP). `data`: a copy of the session's data for a whole-record write, or None when
+    the store patches. tests/test_engine.py checks it against `decide`."""
+    # `new_meta` for a loaded session (it keeps its creation time and hints)
+    idle, absolute, created = settings.idle_seconds, settings.absolute_seconds, meta.created
+    record_meta = Meta(
+        created,
+        now,
+        None if idle is None else now + idle,
+        None if absolute is None else created + absolute,
+        user_id,
+        {**cookie_defaults, **cookie_overrides} if cookie_defaults or cookie_overrides else {},
+        dict(meta.hints),
+    )
+    # `should_set_cookie` for the same id, modified: rolling, or a persistent cookie's new Expires
+    max_age = cookie_overrides.get("max_age", settings.cookie_max_age)
+    cookie: CookieAction = "send" if settings.rolling or max_age is not None else "none"
+    if data is None:
+        return Plan((), "patch", session_id, Record({}, record_meta), changed, frozenset(removed),
+                    cookie, max_age, True)  # fmt: skip
+    return Plan((), "set", session_id, Record(data, record_meta), _EMPTY, frozenset(), cookie, max_age, True)
+
+
 def _stored(ids: tuple[str, ...], facts: Facts) -> tuple[str, ...]:
     """Ids whose records must be deleted: none when the cookie is the record."""
     return () if facts.self_contained else ids

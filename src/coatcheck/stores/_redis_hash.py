@@ -88,9 +88,10 @@ def decode_hash(reply: Any, loads: Callable[[bytes], Any], where: str, now: floa
         meta = Meta.from_dict(loads(meta_blob))
     except _CORRUPT as exc:
         raise SessionStoreError(f"corrupt session record in Redis ({where}): {exc}") from None
-    if meta.is_expired(now):
+    idle, absolute = meta.idle_deadline, meta.absolute_deadline  # `meta.is_expired(now)`, inline
+    if (idle is not None and now >= idle) or (absolute is not None and now >= absolute):
         return None
-    return Record(data=data, meta=meta)
+    return Record(data, meta)
 
 
 def failure(where: str, action: str, exc: BaseException, key: str | None) -> SessionStoreError:

@@ -10,6 +10,7 @@ pure half (`prepare`, `finish`) and its I/O half (`apply`).
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable
@@ -141,7 +142,33 @@ class RuntimeBase:
         try:
             loop = running_asyncio_loop()
             if loop is not None:
-                return await self._deadlines.run(call, loop)  # one timer per loop, not one per call
+                # `Deadlines.run(call, loop)` (one timer per loop, not one per call), written
+                # out: one coroutine fewer on every store call. tests/test_deadline.py checks both.
+                deadlines, task = self._deadlines, asyncio.current_task(loop)
+                if deadlines.seconds is None or task is None:
+                    return await call
+                watch = deadlines.watch
+                if watch is None or watch.loop is not loop:
+                    watch = deadlines.watch_for(loop)
+                token = next(deadlines.tokens)
+                deadline = loop.time() + deadlines.seconds
+                watch.pending[token] = (task, deadline)
+                if watch.timer is None:
+                    watch.timer = loop.call_at(deadline, watch.fire)
+                cancelling = task.cancelling()
+                try:
+                    return await call
+                except asyncio.CancelledError:
+                    if token in watch.expired:
+                        watch.expired.discard(token)
+                        if task.uncancel() <= cancelling:
+                            raise TimeoutError from None  # mapped below, as a timeout
+                    raise
+                finally:
+                    watch.pending.pop(token, None)
+                    if token in watch.expired:  # fired as the call finished: withdraw our cancel
+                        watch.expired.discard(token)
+                        task.uncancel()
             if not getattr(target, "anyio_compatible", False):
                 if inspect.iscoroutine(call):
                     call.close()  # never awaited: closing it avoids a RuntimeWarning

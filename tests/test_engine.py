@@ -544,10 +544,10 @@ def test_data_plan_agrees_with_decide(
     assert fast.write == ("patch" if can_patch else "set")
 
 
-def test_data_plan_declines_new_read_only_and_stale_sessions() -> None:
+def test_data_plan_declines_read_only_and_stale_sessions() -> None:
     settings = make_settings()
     for session in (
-        session_for(settings, loaded=False),
+        session_for(settings, loaded=False, read_only=True),
         session_for(settings, loaded=True, read_only=True),
         session_for(settings, loaded=True, stale_signature=True),
     ):
@@ -556,3 +556,53 @@ def test_data_plan_declines_new_read_only_and_stale_sessions() -> None:
         except RuntimeError:  # read-only
             session.get("n")
         assert session.data_plan(NOW, {}, True) is None
+
+
+NEW_ACTS = {
+    "write": lambda s: s.__setitem__("n", s.get("n", 0) + 1),
+    "add-two": lambda s: s.update({"user": "bench", "cart": [1]}),
+    "id-read-then-write": lambda s: (s.id, s.__setitem__("n", 1)),
+    "destroy-then-write": lambda s: (s.destroy(), s.__setitem__("n", 2)),
+    "add-then-delete": lambda s: (s.__setitem__("n", 1), s.__delitem__("n")),  # no change: declines
+    "touch": lambda s: (s.__setitem__("n", 1), s.touch()),  # declines
+    "login": lambda s: (s.__setitem__("n", 1), s.login("7")),  # declines
+    "cookie-max-age": lambda s: (s.__setitem__("n", 1), setattr(s.cookie, "max_age", 60)),  # declines
+    "regenerate": lambda s: (s.__setitem__("n", 1), s.regenerate(keep_data=True)),  # declines
+}
+NEW_DECLINED = {"add-then-delete", "touch", "login", "cookie-max-age", "regenerate"}
+
+
+@pytest.mark.parametrize("act", list(NEW_ACTS))
+@pytest.mark.parametrize(("rolling", "save_uninitialized"), [(False, False), (True, True)])
+@pytest.mark.parametrize("max_age", [None, 3600])
+@pytest.mark.parametrize("secure", [False, True])
+@pytest.mark.parametrize("defaults", [{}, {"express": True}])
+@pytest.mark.parametrize("hints", [None, {"ua": "wrk", "ip": "127.0.0.1"}])
+def test_data_plan_of_a_new_session_agrees_with_decide(
+    act: str,
+    rolling: bool,
+    save_uninitialized: bool,
+    max_age: int | None,
+    secure: bool,
+    defaults: dict[str, Any],
+    hints: dict[str, str] | None,
+) -> None:
+    """A new session's first write (a first visit): `Session.data_plan` answers `decide`'s
+    plan, hints and all, and declines whenever the request did more than write data."""
+    settings = make_settings(
+        rolling=rolling, save_uninitialized=save_uninitialized, cookie=Cookie(max_age=max_age)
+    )
+    session = session_for(settings, loaded=False)
+    NEW_ACTS[act](session)
+    fast = session.data_plan(NOW, defaults, True, hints)
+    general = decide(
+        session.snapshot(),
+        settings,
+        Facts(now=NOW, secure=secure, can_patch=True, cookie_defaults=defaults, hints=hints),
+    )
+    if act in NEW_DECLINED:
+        assert fast is None
+        return
+    assert fast is not None
+    assert fast == general
+    assert (fast.write, fast.cookie) == ("set", "send")

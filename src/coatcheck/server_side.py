@@ -142,8 +142,9 @@ class ServerSideRuntime(RuntimeBase):
     ) -> engine.Plan:
         secure = self.is_secure(request)
         if not (unset or force) and (secure or self.settings.cookie.secure is not True):
-            # a loaded session of which only data changed: `decide`'s plan without its inputs
-            plan = session.data_plan(self.clock(), self._cookie_defaults[secure], self.can_patch)
+            # a session of which only data changed: `decide`'s plan without its inputs
+            new_hints = self._hints(request) if self.settings.client_hints and session.meta is None else None
+            plan = session.data_plan(self.clock(), self._cookie_defaults[secure], self.can_patch, new_hints)
             if plan is not None:
                 return plan
         snapshot = session.snapshot()

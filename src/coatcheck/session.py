@@ -376,24 +376,33 @@ class Session(FlashingDict):
             user_id=self._user_id,
         )
 
-    def data_plan(self, now: float, cookie_defaults: Mapping[str, Any], can_patch: bool) -> Plan | None:
-        """`engine.data_plan` for this session if it was loaded and its request changed some
-        of its data and nothing else (same id, no intent, no cookie owed, not read-only);
-        else None: the runtime then asks `engine.decide` with a `snapshot()`."""
-        if not (self._written or self._baseline) or self._meta is None or self._read_only:
+    def data_plan(self, now: float, cookie_defaults: Mapping[str, Any], can_patch: bool,
+                  hints: Mapping[str, str] | None = None) -> Plan | None:  # fmt: skip
+        """`engine.data_plan` for this session if its request changed some of its data and
+        nothing else (no intent, no cookie owed, not read-only), and it is either loaded (under
+        the id it was loaded by) or new (never stored); else None: the runtime then asks
+        `engine.decide` with a `snapshot()`. `hints`: a new session's client hints."""
+        if not (self._written or self._baseline) or self._read_only or self._stale_signature:
             return None
-        session_id = self._id
-        if self._stale_signature or self._owes() or session_id is None:
+        if self._intent_modified or self._cookie_changed or self._cookie_pending:  # `_owes()`, inline
             return None
-        if not session_id == self._stored_id == self._client_id:
+        if self._destroyed or self._touch or self._retired_ids:
+            return None
+        meta, session_id = self._meta, self._id
+        if meta is None:  # new: never stored, no id from the client
+            if self._stored_id is not None or self._client_id is not None:
+                return None
+        elif session_id is None or not session_id == self._stored_id == self._client_id:
             return None
         changed, removed = self.changes()
         if not (changed or removed):
             return None
-        data = None if can_patch else dict(dict.items(self))
+        data = None if can_patch and meta is not None else dict(dict.items(self))
+        if session_id is None:
+            session_id = self.id  # a new session's id is made now
         overrides = self._cookie_overrides
-        return data_plan(session_id, self._meta, self._user_id, overrides, changed, removed, data,
-                         self._settings, now, cookie_defaults)  # fmt: skip
+        return data_plan(session_id, meta, self._user_id, overrides, changed, removed, data,
+                         self._settings, now, cookie_defaults, hints)  # fmt: skip
 
     def after_commit(self, plan: Plan, *, record_gone: bool = False) -> None:
         """The runtime performed `plan` (an explicit save(), or the end of the request): the

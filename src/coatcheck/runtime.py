@@ -17,7 +17,7 @@ from collections.abc import Awaitable
 from typing import Any, Protocol, TypeVar
 
 from . import engine, telemetry
-from ._anyloop import fail_after, needs_asyncio, running_asyncio_loop
+from ._anyloop import fail_after, needs_asyncio
 from ._deadline import Deadlines
 from ._http import CACHE_HEADERS, NO_HEADERS, RequestInfo, SessionHeaders
 from .audit import Auditor
@@ -143,7 +143,7 @@ class RuntimeBase:
         if telemetry.ENABLED:
             call = telemetry.wrap(what, call, target)
         try:
-            loop = running_asyncio_loop()
+            loop = asyncio._get_running_loop()  # `running_asyncio_loop()`: asyncio's C function, None if none
             if loop is not None:
                 # `Deadlines.run(call, loop)` (one timer per loop, not one per call), written
                 # out: one coroutine fewer on every store call. tests/test_deadline.py checks both.

@@ -168,7 +168,8 @@ class ServerSideRuntime(RuntimeBase):
         record, session_id = plan.record, plan.session_id
         if record is None or session_id is None:
             return plan
-        stored_as = self._stored_as(request, session_id)
+        loaded = request.storage_key  # `_stored_as`, inline: the key hashed at load, if it is this id's
+        stored_as = loaded[1] if loaded is not None and loaded[0] == session_id else key(session_id)
         if plan.write == "set":
             await self.bounded("saving a session", store.set(stored_as, record), store)
         elif plan.write == "patch":

@@ -252,7 +252,7 @@ class Session(FlashingDict):
         return bool(
             self._accessed
             and self._meta is not None
-            and self.unchanged
+            and not (self._written or self._baseline)  # `unchanged`, without a property call
             and not (self._owes() or self._stale_signature or self._read_only)
             and self._id is not None
             and self._id == self._stored_id == self._client_id

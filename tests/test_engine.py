@@ -467,6 +467,7 @@ DATA_ACTS = {
     "add": lambda s: s.__setitem__("new", {"a": 1}),
     "delete": lambda s: s.__delitem__("gone"),
     "mutate": lambda s: s["cart"].append(2),
+    "mutate-through-get": lambda s: s.get("cart").append(2),
     "write-and-delete": lambda s: (s.__setitem__("n", 5), s.pop("gone")),
     "write-same-value": lambda s: s.__setitem__("n", 1),  # no change: data_plan declines
     "hand-out-unchanged": lambda s: s.get("cart"),  # no change: data_plan declines

@@ -313,3 +313,45 @@ async def test_the_starlette_adapter_skips_its_wrapper_for_a_request_without_its
     assert middleware._fresh_app is app and middleware.app is not app
     sent, scope = await _call(middleware, "/plain")
     assert sent[0] is app.start and isinstance(scope["session"], Session)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        0,
+        -1,
+        2**63 - 1,
+        2**63,
+        -(2**64),
+        10**30,
+        True,
+        False,
+        None,
+        "",
+        "bench",
+        "é✓",
+        "\ud800",
+        1.5,
+        1e-7,
+        [1, "a"],
+        {"a": [None]},
+        float("nan"),
+    ],
+)
+def test_redis_value_encoding_is_the_serializers(value: Any) -> None:
+    """RedisStore encodes plain values without `_json.check` (`_dumps_plain_first`): the same
+    bytes, or the same error, as the default serializer."""
+    from coatcheck import _json
+    from coatcheck.codec import DEFAULT_SERIALIZER
+    from coatcheck.stores._redis_hash import codec_of
+
+    dumps, _ = codec_of(DEFAULT_SERIALIZER)
+    try:
+        expected: bytes | type[Exception] = _json.dumps(value)
+    except (TypeError, ValueError, UnicodeError) as exc:
+        expected = type(exc)
+    if isinstance(expected, bytes):
+        assert dumps(value) == expected
+    else:
+        with pytest.raises(expected):
+            dumps(value)

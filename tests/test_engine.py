@@ -439,3 +439,171 @@ def test_only_read_is_false_for_sessions_that_owe_more_than_a_read(how: str) -> 
     )
     session.get("n")
     assert not session.only_read
+
+
+# ---- the data-only commit: `engine.data_plan` (through `Session.data_plan`) against `decide` ----
+def _loaded_for_data_plan(settings: Settings, meta_kind: str) -> Session:
+    meta = Meta(created=NOW - 100, last_seen=NOW - 30, idle_deadline=NOW + 3600)
+    if meta_kind == "user":
+        meta = Meta(
+            created=NOW - 100, last_seen=NOW - 30, idle_deadline=None, user_id="42", hints={"ua": "x"}
+        )
+    elif meta_kind == "max-age":
+        meta = Meta(
+            created=NOW - 100, last_seen=NOW - 30, absolute_deadline=NOW + 9, cookie={"max_age": 60.0}
+        )
+    return Session(
+        settings=settings,
+        serializer=DEFAULT_SERIALIZER,
+        now=NOW,
+        session_id="sid",
+        data={"n": 1, "cart": [1], "gone": "x"},
+        meta=meta,
+    )
+
+
+DATA_ACTS = {
+    "write": lambda s: s.__setitem__("n", s.get("n", 0) + 1),
+    "add": lambda s: s.__setitem__("new", {"a": 1}),
+    "delete": lambda s: s.__delitem__("gone"),
+    "mutate": lambda s: s["cart"].append(2),
+    "mutate-through-get": lambda s: s.get("cart").append(2),
+    "write-and-delete": lambda s: (s.__setitem__("n", 5), s.pop("gone")),
+    "write-same-value": lambda s: s.__setitem__("n", 1),  # no change: data_plan declines
+    "hand-out-unchanged": lambda s: s.get("cart"),  # no change: data_plan declines
+}
+NOT_DATA_ONLY = {
+    "touch": lambda s: (s.__setitem__("n", 2), s.touch()),
+    "regenerate": lambda s: (s.__setitem__("n", 2), s.regenerate(keep_data=True)),
+    "login": lambda s: (s.__setitem__("n", 2), s.login("7")),
+    "destroy": lambda s: s.destroy(),
+    "destroy-then-write": lambda s: (s.destroy(), s.__setitem__("n", 2)),
+    "cookie-max-age": lambda s: (s.__setitem__("n", 2), setattr(s.cookie, "max_age", 60)),
+    "mark-modified": lambda s: (s.__setitem__("n", 2), s.mark_modified()),
+}
+
+
+@pytest.mark.parametrize("act", [*DATA_ACTS, *NOT_DATA_ONLY])
+@pytest.mark.parametrize("meta_kind", ["plain", "user", "max-age"])
+@pytest.mark.parametrize(
+    ("rolling", "resave", "max_age", "secure_only", "timeouts"),
+    [
+        (False, False, None, False, "default"),
+        (True, False, None, False, "default"),
+        (False, True, 3600, False, "none"),
+        (True, True, 3600, True, "absolute"),
+        (False, False, 3600, True, "none"),
+    ],
+)
+@pytest.mark.parametrize("can_patch", [False, True])
+@pytest.mark.parametrize("secure", [False, True])
+@pytest.mark.parametrize("defaults", [{}, {"express": True}])
+def test_data_plan_agrees_with_decide(
+    act: str,
+    meta_kind: str,
+    rolling: bool,
+    resave: bool,
+    max_age: int | None,
+    secure_only: bool,
+    timeouts: str,
+    can_patch: bool,
+    secure: bool,
+    defaults: dict[str, Any],
+) -> None:
+    """The server-side runtime skips `snapshot()` and `decide()` when `Session.data_plan`
+    answers a plan: it must be the very plan `decide` makes, and it answers only for a loaded
+    session whose request changed some data and nothing else."""
+    from datetime import timedelta
+
+    extra: dict[str, Any] = {}
+    if timeouts == "none":
+        extra = {"idle_timeout": None, "absolute_timeout": None}
+    elif timeouts == "absolute":
+        extra = {"idle_timeout": timedelta(minutes=5), "absolute_timeout": timedelta(hours=1)}
+    settings = make_settings(
+        rolling=rolling,
+        resave=resave,
+        cookie=Cookie(secure=True if secure_only else "auto", max_age=max_age),
+        **extra,
+    )
+    session = _loaded_for_data_plan(settings, meta_kind)
+    (DATA_ACTS | NOT_DATA_ONLY)[act](session)
+    fast = session.data_plan(NOW, defaults, can_patch)
+    general = decide(
+        session.snapshot(),
+        settings,
+        Facts(now=NOW, secure=secure, can_patch=can_patch, cookie_defaults=defaults),
+    )
+    if act in NOT_DATA_ONLY or act in ("write-same-value", "hand-out-unchanged"):
+        assert fast is None
+        return
+    assert fast is not None
+    if secure_only and not secure:  # the runtime asks data_plan only when the cookie may be sent
+        assert general == Plan(cache_headers=True)
+        return
+    assert fast == general
+    assert fast.write == ("patch" if can_patch else "set")
+
+
+def test_data_plan_declines_read_only_and_stale_sessions() -> None:
+    settings = make_settings()
+    for session in (
+        session_for(settings, loaded=False, read_only=True),
+        session_for(settings, loaded=True, read_only=True),
+        session_for(settings, loaded=True, stale_signature=True),
+    ):
+        try:
+            session["n"] = 5
+        except RuntimeError:  # read-only
+            session.get("n")
+        assert session.data_plan(NOW, {}, True) is None
+
+
+NEW_ACTS = {
+    "write": lambda s: s.__setitem__("n", s.get("n", 0) + 1),
+    "add-two": lambda s: s.update({"user": "bench", "cart": [1]}),
+    "id-read-then-write": lambda s: (s.id, s.__setitem__("n", 1)),
+    "destroy-then-write": lambda s: (s.destroy(), s.__setitem__("n", 2)),
+    "add-then-delete": lambda s: (s.__setitem__("n", 1), s.__delitem__("n")),  # no change: declines
+    "touch": lambda s: (s.__setitem__("n", 1), s.touch()),  # declines
+    "login": lambda s: (s.__setitem__("n", 1), s.login("7")),  # declines
+    "cookie-max-age": lambda s: (s.__setitem__("n", 1), setattr(s.cookie, "max_age", 60)),  # declines
+    "regenerate": lambda s: (s.__setitem__("n", 1), s.regenerate(keep_data=True)),  # declines
+}
+NEW_DECLINED = {"add-then-delete", "touch", "login", "cookie-max-age", "regenerate"}
+
+
+@pytest.mark.parametrize("act", list(NEW_ACTS))
+@pytest.mark.parametrize(("rolling", "save_uninitialized"), [(False, False), (True, True)])
+@pytest.mark.parametrize("max_age", [None, 3600])
+@pytest.mark.parametrize("secure", [False, True])
+@pytest.mark.parametrize("defaults", [{}, {"express": True}])
+@pytest.mark.parametrize("hints", [None, {"ua": "wrk", "ip": "127.0.0.1"}])
+def test_data_plan_of_a_new_session_agrees_with_decide(
+    act: str,
+    rolling: bool,
+    save_uninitialized: bool,
+    max_age: int | None,
+    secure: bool,
+    defaults: dict[str, Any],
+    hints: dict[str, str] | None,
+) -> None:
+    """A new session's first write (a first visit): `Session.data_plan` answers `decide`'s
+    plan, hints and all, and declines whenever the request did more than write data."""
+    settings = make_settings(
+        rolling=rolling, save_uninitialized=save_uninitialized, cookie=Cookie(max_age=max_age)
+    )
+    session = session_for(settings, loaded=False)
+    NEW_ACTS[act](session)
+    fast = session.data_plan(NOW, defaults, True, hints)
+    general = decide(
+        session.snapshot(),
+        settings,
+        Facts(now=NOW, secure=secure, can_patch=True, cookie_defaults=defaults, hints=hints),
+    )
+    if act in NEW_DECLINED:
+        assert fast is None
+        return
+    assert fast is not None
+    assert fast == general
+    assert (fast.write, fast.cookie) == ("set", "send")

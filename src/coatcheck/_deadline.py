@@ -46,17 +46,19 @@ class _LoopWatch:
 
 class Deadlines:
     """Run awaits under one fixed timeout (seconds; None: no limit). `run` raises TimeoutError
-    for a call that outlives it, exactly as `asyncio.timeout(seconds)` around it would."""
+    for a call that outlives it, exactly as `asyncio.timeout(seconds)` around it would.
+    (`RuntimeBase.bounded` has `run`'s body written out, on these same attributes.)"""
 
     def __init__(self, seconds: float | None) -> None:
         self.seconds = seconds
-        self._watch: _LoopWatch | None = None
-        self._tokens = count()
+        self.watch: _LoopWatch | None = None  # the watch of the loop last used
+        self.tokens = count()  # one per call, in the order calls start
 
-    def _watch_for(self, loop: asyncio.AbstractEventLoop) -> _LoopWatch:
-        watch = self._watch
+    def watch_for(self, loop: asyncio.AbstractEventLoop) -> _LoopWatch:
+        """The watch of `loop` (a new one when the loop changed)."""
+        watch = self.watch
         if watch is None or watch.loop is not loop:
-            watch = self._watch = _LoopWatch(loop)
+            watch = self.watch = _LoopWatch(loop)
         return watch
 
     async def run(self, call: Awaitable[T], loop: asyncio.AbstractEventLoop | None = None) -> T:
@@ -67,10 +69,10 @@ class Deadlines:
         task = asyncio.current_task(loop)
         if seconds is None or task is None:
             return await call
-        watch = self._watch
+        watch = self.watch
         if watch is None or watch.loop is not loop:
-            watch = self._watch_for(loop)
-        token = next(self._tokens)
+            watch = self.watch_for(loop)
+        token = next(self.tokens)
         deadline = loop.time() + seconds
         watch.pending[token] = (task, deadline)
         if watch.timer is None:

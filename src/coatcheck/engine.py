@@ -32,11 +32,14 @@ def path_in_scope(request_path: str, cookie_path: str) -> bool:
     return request_path.startswith(prefix)
 
 
+SECURE_SCHEMES = ("https", "wss")
+
+
 def is_secure(scheme: str, forwarded_proto: bytes | None, trust_proxy: bool) -> bool:
     """HTTPS as the client saw it; X-Forwarded-Proto (first value) only when the proxy is trusted."""
     if trust_proxy and forwarded_proto:
         return forwarded_proto.split(b",", 1)[0].strip().lower() == b"https"
-    return scheme in ("https", "wss")
+    return scheme in SECURE_SCHEMES
 
 
 def is_live(meta: Meta, now: float) -> bool:
@@ -255,6 +258,50 @@ def decide(snapshot: Snapshot, settings: Settings, facts: Facts) -> Plan:
         max_age=s.max_age,
         cache_headers=cache,
     )
+
+
+def data_plan(
+    session_id: str,
+    meta: Meta | None,
+    user_id: str | None,
+    cookie_overrides: Mapping[str, Any],
+    changed: Mapping[str, Any],
+    removed: set[str] | frozenset[str],
+    data: dict[str, Any] | None,
+    settings: Settings,
+    now: float,
+    cookie_defaults: Mapping[str, Any],
+    hints: Mapping[str, str] | None = None,
+) -> Plan:
+    """`decide`'s plan, without building its inputs, for the commit of a session whose
+    request changed its data and nothing else (`Session.data_plan` checks: no intent, no
+    cookie owed, not read-only, some key `changed` or `removed`; loaded under the same id, or
+    new with `meta` None), neither unset nor forced, on a server-side runtime allowed to send
+    the cookie (not `secure=True` over plain HTTP). `data`: a copy of the session's data for
+    a whole-record write, or None when the store patches a loaded one; `hints`: a new
+    session's client hints. tests/test_engine.py checks it against `decide`."""
+    # `new_meta`: a loaded session keeps its creation time and hints
+    idle, absolute = settings.idle_seconds, settings.absolute_seconds
+    created = now if meta is None else meta.created
+    record_meta = Meta(
+        created,
+        now,
+        None if idle is None else now + idle,
+        None if absolute is None else created + absolute,
+        user_id,
+        {**cookie_defaults, **cookie_overrides} if cookie_defaults or cookie_overrides else {},
+        dict(hints or {}) if meta is None else dict(meta.hints),
+    )
+    max_age = cookie_overrides.get("max_age", settings.cookie_max_age)
+    if meta is None or data is not None:
+        # `should_set_cookie`: a new id is sent once stored; a known one when rolling, or for
+        # a persistent cookie's new Expires (the session was modified)
+        send = meta is None or settings.rolling or max_age is not None
+        return Plan((), "set", session_id, Record(data or {}, record_meta), _EMPTY, frozenset(),
+                    "send" if send else "none", max_age, True)  # fmt: skip
+    cookie: CookieAction = "send" if settings.rolling or max_age is not None else "none"
+    return Plan((), "patch", session_id, Record({}, record_meta), changed, frozenset(removed),
+                cookie, max_age, True)  # fmt: skip
 
 
 def _stored(ids: tuple[str, ...], facts: Facts) -> tuple[str, ...]:

@@ -51,19 +51,18 @@ class Meta:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Meta:
-        return cls(
-            created=float(raw["created"]),
-            last_seen=float(raw["last_seen"]),
-            idle_deadline=_opt_float(raw.get("idle_deadline")),
-            absolute_deadline=_opt_float(raw.get("absolute_deadline")),
-            user_id=None if raw.get("user_id") is None else str(raw["user_id"]),
-            cookie=dict(cookie) if (cookie := raw.get("cookie")) else {},
-            hints={str(k): str(v) for k, v in hints.items()} if (hints := raw.get("hints")) else {},
+        created, last_seen = float(raw["created"]), float(raw["last_seen"])
+        idle, absolute, user = raw.get("idle_deadline"), raw.get("absolute_deadline"), raw.get("user_id")
+        cookie, hints = raw.get("cookie"), raw.get("hints")
+        return cls(  # positional, no helper calls: every load of every store decodes one
+            created,
+            last_seen,
+            None if idle is None else float(idle),
+            None if absolute is None else float(absolute),
+            None if user is None else str(user),
+            dict(cookie) if cookie else {},
+            {str(k): str(v) for k, v in hints.items()} if hints else {},
         )
-
-
-def _opt_float(value: Any) -> float | None:
-    return None if value is None else float(value)
 
 
 @dataclass(slots=True)

@@ -111,14 +111,17 @@ class ServerSideRuntime(RuntimeBase):
         """The session for what the store gave for a verified cookie: it, if live; else new."""
         session_id, current_key, _ = located
         if record is not None and engine.is_live(record.meta, now):
-            return self.new_session(
-                request,
+            return self.session_class.loaded(
+                self.settings,
+                self.serializer,
                 now,
+                self,
+                request,
                 read_only,
-                session_id=session_id,
-                data=record.data,
-                meta=record.meta,
-                stale_signature=not current_key,
+                session_id,
+                record.data,
+                record.meta,
+                not current_key,  # stale_signature: re-issued under the current secret
             )
         self.audit.expired(session_id, "gone" if record is None else "deadline", request.path)
         return self.new_session(request, now, read_only)
@@ -137,8 +140,14 @@ class ServerSideRuntime(RuntimeBase):
     def prepare(
         self, session: Session, request: RequestInfo, *, unset: bool = False, force: bool = False
     ) -> engine.Plan:
-        snapshot = session.snapshot()
         secure = self.is_secure(request)
+        if not (unset or force) and (secure or self.settings.cookie.secure is not True):
+            # a session of which only data changed: `decide`'s plan without its inputs
+            new_hints = self._hints(request) if self.settings.client_hints and session.meta is None else None
+            plan = session.data_plan(self.clock(), self._cookie_defaults[secure], self.can_patch, new_hints)
+            if plan is not None:
+                return plan
+        snapshot = session.snapshot()
         # Client hints only ever go into a new session's metadata: not parsed for loaded ones.
         hints = self._hints(request) if self.settings.client_hints and snapshot.meta is None else None
         facts = engine.Facts(
@@ -159,7 +168,8 @@ class ServerSideRuntime(RuntimeBase):
         record, session_id = plan.record, plan.session_id
         if record is None or session_id is None:
             return plan
-        stored_as = self._stored_as(request, session_id)
+        loaded = request.storage_key  # `_stored_as`, inline: the key hashed at load, if it is this id's
+        stored_as = loaded[1] if loaded is not None and loaded[0] == session_id else key(session_id)
         if plan.write == "set":
             await self.bounded("saving a session", store.set(stored_as, record), store)
         elif plan.write == "patch":

@@ -7,22 +7,20 @@ through `Session.snapshot()`; the runtime reports back through `after_commit()` 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from . import flash as flashing
 from ._http import RequestInfo
-from .engine import Plan, Snapshot
+from ._session_flash import CSRF_KEY, FlashingDict
+from .engine import Plan, Snapshot, data_plan
 from .flash import FLASH_PREFIX, Flash, FlashClaims
-from .masking import mask_token, new_secret
-from .tracked import TrackedDict
 
 if TYPE_CHECKING:
     from .codec import Serializer
     from .config import Settings
     from .record import Meta
 
-CSRF_KEY = "_csrf"
 _READ_ONLY = "this session is read-only (WebSocket scopes cannot change the session)"
 
 __all__ = ["CSRF_KEY", "FLASH_PREFIX", "Flash", "FlashClaims", "Session", "SessionCookie", "SessionHost"]
@@ -107,7 +105,7 @@ class SessionCookie:
         return self._session._settings.cookie.domain
 
 
-class Session(TrackedDict):
+class Session(FlashingDict):
     """One request's session: a `dict` of JSON-able (or, with the tagged serializer, richer)
     values that knows what changed.
 
@@ -139,6 +137,7 @@ class Session(TrackedDict):
         "_touch",
         "_user_id",
     )
+    _host: SessionHost | None
 
     def __init__(
         self,
@@ -181,6 +180,27 @@ class Session(TrackedDict):
         self._cookie_changed = self._cookie_pending = self._destroyed = self._touch = False
         self._intent_modified = self._stale_signature = False
         self._original_max_age = settings.cookie_max_age
+        return self
+
+    @classmethod
+    def loaded(cls, settings: Settings, serializer: Serializer, now: float, host: SessionHost | None,
+               request: RequestInfo | None, read_only: bool, session_id: str, data: dict[str, Any],
+               meta: Meta, stale_signature: bool = False) -> Session:  # fmt: skip
+        """What `Session(settings=..., serializer=..., now=..., host=..., request=...,
+        read_only=..., session_id=..., data=..., meta=..., stale_signature=...)` builds for a
+        record just loaded, by plain slot stores: every request with a live session gets one."""
+        self = dict.__new__(cls)
+        self._serializer = serializer
+        self.track(data)
+        self._settings, self._now, self._host, self._request = settings, now, host, request
+        self._read_only, self._meta, self._retired_ids = read_only, meta, []
+        self._client_id = self._id = self._stored_id = session_id
+        overrides = self._cookie_overrides = dict(meta.cookie)
+        self._original_max_age = overrides.get("max_age", settings.cookie_max_age)
+        self._cookie_changed = self._cookie_pending = self._destroyed = self._touch = False
+        self._intent_modified = False
+        self._user_id = self._loaded_user_id = meta.user_id
+        self._stale_signature = self._accessed = stale_signature  # a stale signature is re-issued
         return self
 
     def _reset(self, session_id: str | None, data: dict[str, Any], meta: Meta | None) -> None:
@@ -232,7 +252,7 @@ class Session(TrackedDict):
         return bool(
             self._accessed
             and self._meta is not None
-            and self.unchanged
+            and not (self._written or self._baseline)  # `unchanged`, without a property call
             and not (self._owes() or self._stale_signature or self._read_only)
             and self._id is not None
             and self._id == self._stored_id == self._client_id
@@ -356,6 +376,34 @@ class Session(TrackedDict):
             user_id=self._user_id,
         )
 
+    def data_plan(self, now: float, cookie_defaults: Mapping[str, Any], can_patch: bool,
+                  hints: Mapping[str, str] | None = None) -> Plan | None:  # fmt: skip
+        """`engine.data_plan` for this session if its request changed some of its data and
+        nothing else (no intent, no cookie owed, not read-only), and it is either loaded (under
+        the id it was loaded by) or new (never stored); else None: the runtime then asks
+        `engine.decide` with a `snapshot()`. `hints`: a new session's client hints."""
+        if not (self._written or self._baseline) or self._read_only or self._stale_signature:
+            return None
+        if self._intent_modified or self._cookie_changed or self._cookie_pending:  # `_owes()`, inline
+            return None
+        if self._destroyed or self._touch or self._retired_ids:
+            return None
+        meta, session_id = self._meta, self._id
+        if meta is None:  # new: never stored, no id from the client
+            if self._stored_id is not None or self._client_id is not None:
+                return None
+        elif session_id is None or not session_id == self._stored_id == self._client_id:
+            return None
+        changed, removed = self.changes()
+        if not (changed or removed):
+            return None
+        data = None if can_patch and meta is not None else dict(dict.items(self))
+        if session_id is None:
+            session_id = self.id  # a new session's id is made now
+        overrides = self._cookie_overrides
+        return data_plan(session_id, meta, self._user_id, overrides, changed, removed, data,
+                         self._settings, now, cookie_defaults, hints)  # fmt: skip
+
     def after_commit(self, plan: Plan, *, record_gone: bool = False) -> None:
         """The runtime performed `plan` (an explicit save(), or the end of the request): the
         session continues from what was written, owing the cookie the plan decided to send."""
@@ -445,56 +493,3 @@ class Session(TrackedDict):
         if self._host is None:
             raise RuntimeError("this session is not attached to a middleware")
         return self._host
-
-    # ---- flash and CSRF ------------------------------------------------------------------
-    def flash(self, message: Any, category: str = "info") -> None:
-        """Queue a message for the next page that calls `flashes()`."""
-        if not isinstance(category, str):
-            raise TypeError(f"flash category must be a string, got {type(category).__name__}")
-        self[flashing.new_flash_key()] = [category, message]
-
-    def flashes(self, category: str | None = None) -> list[Flash]:
-        """Return and clear queued messages (only `category`'s, if given), oldest first.
-
-        Each message is shown once: with a store that claims (SQLite, Redis) across
-        processes, the store deciding atomically (this call then waits for one store round
-        trip; async code can `await take_flashes()` instead); otherwise once per process
-        (`FLASH_CLAIMS`). Either way, never again after the taking request has committed.
-        """
-        self._accessed = True
-        keys = flashing.to_take(self, category)
-        stored = [key for key in keys if key in self._loaded_keys]
-        return self._took(keys, stored, flashing.claim_now(self._host, self, stored))
-
-    async def take_flashes(self, category: str | None = None) -> list[Flash]:
-        """`flashes()` for async code: the store's claim is awaited, never blocking the loop."""
-        self._accessed = True
-        keys = flashing.to_take(self, category)
-        stored = [key for key in keys if key in self._loaded_keys]
-        return self._took(keys, stored, await flashing.claim(self._host, self, stored))
-
-    def claim_stored(self, names: list[str]) -> tuple[flashing.Claim, list[str]]:
-        """(the store's claim, the names it was asked for) for taking the keys `names` out
-        of the stored record atomically (a message queue such as Flask's `_flashes`): only
-        names loaded from the store are asked for; see `coatcheck.flash.Claim`."""
-        stored = [name for name in names if name in self._loaded_keys]
-        return flashing.claim_now(self._host, self, stored), stored
-
-    def _took(self, keys: list[str], stored: list[str], claim: flashing.Claim) -> list[Flash]:
-        delete, taken = flashing.take_claimed(self, keys, stored, claim)
-        for key in delete:
-            del self[key]
-        return taken
-
-    @property
-    def csrf_token(self) -> str:
-        """A freshly masked CSRF token (a new mask on every access; all of them validate).
-
-        The synchronizer secret behind it is created on first use and rotated by
-        login/regenerate; it never leaves the session unmasked.
-        """
-        secret = self.get(CSRF_KEY)
-        if not isinstance(secret, str):
-            secret = new_secret()
-            self[CSRF_KEY] = secret
-        return mask_token(secret)

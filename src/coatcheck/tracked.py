@@ -101,9 +101,13 @@ class TrackedDict(dict[str, Any]):
 
     def get(self, key: str, default: Any = None) -> Any:
         self._accessed = True
-        if not dict.__contains__(self, key):
+        value = dict.get(self, key, _MISSING)
+        if value is _MISSING:
             return default
-        return self[key]
+        # `self[key]`, written out: `get` is how most handlers read
+        if type(value) not in _IMMUTABLE and key in self._loaded_keys and key not in self._baseline:
+            self._baseline[key] = self._serializer.dumps(value)
+        return value
 
     def __setitem__(self, key: str, value: Any) -> None:
         if not isinstance(key, str):

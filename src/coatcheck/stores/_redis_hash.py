@@ -21,6 +21,7 @@ from ..errors import SessionStoreError
 from ..record import Meta, Record
 from ._toolkit import describe_error
 
+_INF = math.inf
 _CORRUPT = (ValueError, TypeError, KeyError, AttributeError, IndexError)
 
 
@@ -28,36 +29,60 @@ def codec_of(serializer: Serializer) -> tuple[Callable[[Any], bytes], Callable[[
     """(dumps, loads) for `serializer`; for the default JSON one, the functions behind its
     methods (the same bytes and values, one call layer fewer per value)."""
     if type(serializer) is JSONSerializer:
-        return _json.dumps, _json.loads
+        return (_json.dumps if orjson is None else _dumps_plain_first), _json.loads
     return serializer.dumps, serializer.loads
 
 
-def _formatted_alike(moment: float | None) -> bool:
-    """True for a time orjson writes as `_json` does: None, or a finite float of at least
-    1e-3 (`_json` leaves smaller ones to the standard library, which formats them its way)."""
-    return moment is None or (type(moment) is float and 1e-3 <= moment < math.inf)
+_PLAIN = frozenset((str, int, bool, type(None)))
+
+
+def _dumps_plain_first(value: Any) -> bytes:
+    """`_json.dumps(value)`: a str, int, bool or None (a counter, a user name) goes to orjson
+    without `_json.check`'s two calls, which accept it as is; whatever orjson refuses (an
+    integer past 64 bits, a lone surrogate) and every other value takes `_json.dumps`."""
+    if type(value) in _PLAIN:
+        try:
+            return orjson.dumps(value)
+        except TypeError:
+            pass
+    return _json.dumps(value)
 
 
 def encode_meta(meta: Meta, dumps: Callable[[Any], bytes]) -> bytes:
     """`dumps(meta.to_dict())`. With the default JSON encoder and orjson, the usual metadata
     (float times, a str user id, no cookie overrides or hints) goes to orjson directly: the
     same bytes, without the value walk `_json.dumps` makes to find what orjson would write
-    differently (a write's metadata is encoded on every save and touch)."""
+    differently (a write's metadata is encoded on every save and touch). A time qualifies if
+    it is a finite float of at least 1e-3 (`_json` leaves smaller ones to the standard
+    library, which formats them its way); the checks and `Meta.to_dict` are written out."""
     user = meta.user_id
     if (
-        dumps is _json.dumps
+        (dumps is _dumps_plain_first or dumps is _json.dumps)
         and orjson is not None
         and not (meta.cookie or meta.hints)
-        and (user is None or type(user) is str)
-        and _formatted_alike(meta.created)
-        and _formatted_alike(meta.last_seen)
-        and _formatted_alike(meta.idle_deadline)
-        and _formatted_alike(meta.absolute_deadline)
     ):
-        try:
-            return orjson.dumps(meta.to_dict())
-        except TypeError:  # e.g. a lone surrogate in the user id: `_json` decides, as always
-            pass
+        created, last_seen = meta.created, meta.last_seen
+        idle, absolute = meta.idle_deadline, meta.absolute_deadline
+        if (
+            (user is None or type(user) is str)
+            and type(created) is float
+            and 1e-3 <= created < _INF
+            and type(last_seen) is float
+            and 1e-3 <= last_seen < _INF
+            and (idle is None or (type(idle) is float and 1e-3 <= idle < _INF))
+            and (absolute is None or (type(absolute) is float and 1e-3 <= absolute < _INF))
+        ):
+            out: dict[str, Any] = {"created": created, "last_seen": last_seen}
+            if idle is not None:
+                out["idle_deadline"] = idle
+            if absolute is not None:
+                out["absolute_deadline"] = absolute
+            if user is not None:
+                out["user_id"] = user
+            try:
+                return orjson.dumps(out)
+            except TypeError:  # e.g. a lone surrogate in the user id: `_json` decides, as always
+                pass
     return dumps(meta.to_dict())
 
 
@@ -82,9 +107,10 @@ def decode_hash(reply: Any, loads: Callable[[bytes], Any], where: str, now: floa
         meta = Meta.from_dict(loads(meta_blob))
     except _CORRUPT as exc:
         raise SessionStoreError(f"corrupt session record in Redis ({where}): {exc}") from None
-    if meta.is_expired(now):
+    idle, absolute = meta.idle_deadline, meta.absolute_deadline  # `meta.is_expired(now)`, inline
+    if (idle is not None and now >= idle) or (absolute is not None and now >= absolute):
         return None
-    return Record(data=data, meta=meta)
+    return Record(data, meta)
 
 
 def failure(where: str, action: str, exc: BaseException, key: str | None) -> SessionStoreError:

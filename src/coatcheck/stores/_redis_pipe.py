@@ -209,7 +209,7 @@ class PipelinedConnection:
         if protocol is None or protocol.closed:
             return await (await self._connect()).send(args)
         try:
-            if protocol.paused:
+            if protocol._writable is not None:  # `protocol.paused`, without a property call
                 await protocol.writable()
             return await protocol.send(args)
         except RedisConnectionError:

@@ -164,6 +164,13 @@ class RedisTwin:
         except self._store._no_script:  # first use on this server (or after SCRIPT FLUSH)
             return self._execute("EVAL", script.text, len(keys), *keys, *args)
 
+    def _script(self, script: Script, argv: list[Arg]) -> Any:
+        """Run `argv` (an EVALSHA command from `RedisStore._script_argv`)."""
+        try:
+            return self._execute(*argv)
+        except self._store._no_script:  # first use on this server (or after SCRIPT FLUSH)
+            return self._execute("EVAL", script.text, *argv[2:])
+
     def _failure(self, exc: BaseException, action: str, key: str) -> SessionStoreError:
         """The error `RedisStore._failing` raises (a try/except here: no context manager per call)."""
         return SessionStoreError(
@@ -180,37 +187,36 @@ class RedisTwin:
 
     def set(self, key: str, record: Record) -> None:
         store = self._store
-        meta = record.meta
-        args = store._write_args(key, meta, store._ttl(meta.expires))
+        argv, _ = store._script_argv(SET, key, record.meta)
         dumps = store._dumps
         for name, value in record.data.items():
-            args.append("." + name)
-            args.append(dumps(value))
+            argv.append("." + name)
+            argv.append(dumps(value))
         try:
-            self._eval(SET, store._write_keys(key, meta), args)
+            self._script(SET, argv)
         except self._errors as exc:
             raise self._failure(exc, "save a session", key) from None
 
     def patch(self, key: str, changed: dict[str, Any], removed: Collection[str], meta: Meta) -> bool:
         store = self._store
-        args = store._write_args(key, meta, store._ttl(meta.expires))
-        args.append(len(changed))
+        argv, _ = store._script_argv(PATCH, key, meta)
+        argv.append(len(changed))
         dumps = store._dumps
         for name, value in changed.items():
-            args.append("." + name)
-            args.append(dumps(value))
-        args.extend("." + name for name in removed)
+            argv.append("." + name)
+            argv.append(dumps(value))
+        if removed:
+            argv.extend("." + name for name in removed)
         try:
-            return self._eval(PATCH, store._write_keys(key, meta), args) is not None
+            return self._script(PATCH, argv) is not None
         except self._errors as exc:
             raise self._failure(exc, "save a session", key) from None
 
     def touch(self, key: str, meta: Meta) -> None:
-        store = self._store
-        args = store._write_args(key, meta, store._ttl(meta.expires))
-        args.append(0)
+        argv, _ = self._store._script_argv(PATCH, key, meta)
+        argv.append(0)
         try:
-            self._eval(PATCH, store._write_keys(key, meta), args)
+            self._script(PATCH, argv)
         except self._errors as exc:
             raise self._failure(exc, "touch a session", key) from None
 

@@ -25,6 +25,7 @@ unless the prefix itself carries a hash tag ("{app}:"), which puts everything in
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager
@@ -183,27 +184,45 @@ class RedisStore(RedisBrowsing, SerializerChoice):
         absolute = self._ttl(meta.absolute_deadline)
         return absolute if absolute > ttl else ttl
 
-    def _write_args(self, key: str, meta: Meta, ttl: int) -> list[Arg]:
+    def _script_argv(self, script: Script, key: str, meta: Meta) -> tuple[list[Arg], int]:
+        """(the EVALSHA command of a write script up to its shared ARGV, the record's TTL in ms):
+        ``EVALSHA sha numkeys KEYS... ARGV[1..8]`` (see `_redis_lua`); the caller appends the
+        script's own arguments. `_ttl`, `_index_ttl` and the KEYS in one call, on one clock
+        reading: this runs for every save and touch."""
+        now = self._clock()
+        idle, absolute = meta.idle_deadline, meta.absolute_deadline
+        # The record's deadline (`meta.expires`) and `ttl_ms` of it, inline.
+        deadline = absolute if idle is None or (absolute is not None and absolute < idle) else idle
+        if deadline is None:
+            ttl = index_ttl = -1
+        else:
+            ttl = math.ceil((deadline - now) * 1000)
+            if ttl <= 0:
+                ttl = 0
+            index_ttl = ttl
+            if absolute is not None:  # `_index_ttl`: the user's set lives as long as the longest member
+                until = math.ceil((absolute - now) * 1000)
+                if until > ttl:
+                    index_ttl = until
         user = meta.user_id
-        return [
+        session_key = self._session_prefix + key
+        if not self._index_in_script:
+            argv: list[Arg] = ["EVALSHA", script.sha, 1, session_key]
+        elif user is not None:
+            argv = ["EVALSHA", script.sha, 3, session_key, self._hints_key, self._user_prefix + user]
+        else:
+            argv = ["EVALSHA", script.sha, 2, session_key, self._hints_key]
+        argv += (
             self._index_flag,
             self._user_prefix,
             key,
             ttl,
-            self._index_ttl(meta, ttl),
+            index_ttl,
             encode_meta(meta, self._dumps),
             "0" if user is None else "1",
             "" if user is None else user,
-        ]
-
-    def _write_keys(self, key: str, meta: Meta) -> list[str]:
-        """The write scripts' KEYS: the hash, then the hint index and the user's set when the
-        scripts keep them (see `_redis_lua`)."""
-        if not self._index_in_script:
-            return [self._session_prefix + key]
-        if meta.user_id is not None:
-            return [self._session_prefix + key, self._hints_key, self._user_prefix + meta.user_id]
-        return [self._session_prefix + key, self._hints_key]
+        )
+        return argv, ttl
 
     def _destroy_keys(self, key: str) -> list[str]:
         """The destroy scripts' KEYS: the hash, and the hint index when the scripts keep it."""
@@ -248,32 +267,37 @@ class RedisStore(RedisBrowsing, SerializerChoice):
 
     async def set(self, key: str, record: Record) -> None:
         meta = record.meta
-        ttl = self._ttl(meta.expires)
-        args = self._write_args(key, meta, ttl)
+        argv, ttl = self._script_argv(SET, key, meta)
         dumps = self._dumps
         for name, value in record.data.items():
-            args.append("." + name)
-            args.append(dumps(value))
+            argv.append("." + name)
+            argv.append(dumps(value))
         try:
             commands = self._connections.current()
-            old = await self._eval(commands, SET, self._write_keys(key, meta), args)
+            try:  # not `_eval`: one coroutine fewer per save
+                old = await commands.execute(*argv)
+            except self._no_script:  # first use on this server (or after SCRIPT FLUSH)
+                old = await commands.execute("EVAL", SET.text, *argv[2:])
             if not self._index_in_script:
                 await self._reindex(commands, key, old, meta, ttl)
         except self._errors as exc:
             raise failure(self._where, "save a session", exc, key) from None
 
     async def patch(self, key: str, changed: dict[str, Any], removed: Collection[str], meta: Meta) -> bool:
-        ttl = self._ttl(meta.expires)
-        args = self._write_args(key, meta, ttl)
-        args.append(len(changed))
+        argv, ttl = self._script_argv(PATCH, key, meta)
+        argv.append(len(changed))
         dumps = self._dumps
         for name, value in changed.items():
-            args.append("." + name)
-            args.append(dumps(value))
-        args.extend("." + name for name in removed)
+            argv.append("." + name)
+            argv.append(dumps(value))
+        if removed:
+            argv.extend("." + name for name in removed)
         try:
             commands = self._connections.current()
-            old = await self._eval(commands, PATCH, self._write_keys(key, meta), args)
+            try:  # not `_eval`: one coroutine fewer per save
+                old = await commands.execute(*argv)
+            except self._no_script:  # first use on this server (or after SCRIPT FLUSH)
+                old = await commands.execute("EVAL", PATCH.text, *argv[2:])
             if old is None:
                 return False
             if not self._index_in_script:
@@ -283,12 +307,14 @@ class RedisStore(RedisBrowsing, SerializerChoice):
         return True
 
     async def touch(self, key: str, meta: Meta) -> None:
-        ttl = self._ttl(meta.expires)
-        args = self._write_args(key, meta, ttl)
-        args.append(0)
+        argv, ttl = self._script_argv(PATCH, key, meta)
+        argv.append(0)
         try:
             commands = self._connections.current()
-            old = await self._eval(commands, PATCH, self._write_keys(key, meta), args)
+            try:
+                old = await commands.execute(*argv)
+            except self._no_script:
+                old = await commands.execute("EVAL", PATCH.text, *argv[2:])
             if old is not None and not self._index_in_script:
                 await self._reindex(commands, key, old, meta, ttl)
         except self._errors as exc:

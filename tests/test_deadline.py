@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from coatcheck._deadline import Deadlines
 from coatcheck.errors import SessionStoreError
 
 
@@ -16,78 +15,7 @@ async def _answer(value: int) -> int:
     return value
 
 
-def test_calls_within_the_deadline_return_their_result() -> None:
-    async def main() -> list[int]:
-        deadlines = Deadlines(5.0)
-        return [await deadlines.run(_answer(i)) for i in range(100)]
-
-    assert asyncio.run(main()) == list(range(100))
-
-
-def test_a_call_past_the_deadline_raises_timeout_and_leaves_the_task_uncancelled() -> None:
-    async def main() -> tuple[int, int]:
-        deadlines = Deadlines(0.01)
-        never = asyncio.get_running_loop().create_future()
-        with pytest.raises(TimeoutError):
-            await deadlines.run(never)
-        task = asyncio.current_task()
-        assert task is not None
-        return task.cancelling(), await deadlines.run(_answer(7))
-
-    assert asyncio.run(main()) == (0, 7)
-
-
-def test_only_the_overdue_call_of_concurrent_calls_times_out() -> None:
-    async def main() -> list[object]:
-        deadlines = Deadlines(0.05)
-        release = asyncio.Event()
-
-        async def stuck() -> str:
-            await deadlines.run(asyncio.get_running_loop().create_future())
-            return "unreachable"
-
-        async def late_but_quick() -> str:
-            await release.wait()  # starts after the first timed out: its own deadline is later
-            return await deadlines.run(_answer(1)) and "done"
-
-        first = asyncio.create_task(stuck())
-        second = asyncio.create_task(late_but_quick())
-        with pytest.raises(TimeoutError):
-            await first
-        release.set()
-        return [await second]
-
-    assert asyncio.run(main()) == ["done"]
-
-
-def test_a_cancel_from_outside_is_not_turned_into_a_timeout() -> None:
-    async def main() -> None:
-        deadlines = Deadlines(5.0)
-        task = asyncio.create_task(deadlines.run(asyncio.get_running_loop().create_future()))
-        await asyncio.sleep(0)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-    asyncio.run(main())
-
-
-def test_no_timeout_means_the_call_is_awaited_as_is() -> None:
-    assert asyncio.run(Deadlines(None).run(_answer(3))) == 3
-
-
-def test_each_event_loop_gets_its_own_watch() -> None:
-    deadlines = Deadlines(0.01)
-
-    async def times_out() -> None:
-        with pytest.raises(TimeoutError):
-            await deadlines.run(asyncio.get_running_loop().create_future())
-
-    asyncio.run(times_out())
-    asyncio.run(times_out())
-
-
-# ---- RuntimeBase.bounded: the same deadline, written out, with store errors ---------------------
+# RuntimeBase.bounded holds the deadline's body; store errors come out as SessionStoreError
 def _runtime(seconds: float | None) -> Any:
     from coatcheck.runtime import RuntimeBase
     from tests.helpers import make_settings
@@ -155,3 +83,14 @@ def test_a_cancel_from_outside_a_bounded_call_is_not_turned_into_a_store_error()
             await task
 
     asyncio.run(main())
+
+
+def test_each_event_loop_gets_its_own_watch() -> None:
+    runtime = _runtime(0.01)
+
+    async def times_out() -> None:
+        with pytest.raises(SessionStoreError):
+            await runtime.bounded("loading a session", asyncio.get_running_loop().create_future(), "s")
+
+    asyncio.run(times_out())
+    asyncio.run(times_out())  # a watch bound to the first (closed) loop would never fire here

@@ -10,11 +10,7 @@ fires, is enough. A call then costs a clock read and a dict insert and delete.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
 from itertools import count
-from typing import TypeVar
-
-T = TypeVar("T")
 
 
 class _LoopWatch:
@@ -45,9 +41,10 @@ class _LoopWatch:
 
 
 class Deadlines:
-    """Run awaits under one fixed timeout (seconds; None: no limit). `run` raises TimeoutError
-    for a call that outlives it, exactly as `asyncio.timeout(seconds)` around it would.
-    (`RuntimeBase.bounded` has `run`'s body written out, on these same attributes.)"""
+    """The state of one fixed timeout (seconds; None: no limit) over many awaits.
+    `RuntimeBase.bounded` runs each store call under it (the body lives there, inline: a
+    coroutine of its own here cost every store call one more layer) and raises TimeoutError
+    for a call that outlives it, exactly as `asyncio.timeout(seconds)` around it would."""
 
     def __init__(self, seconds: float | None) -> None:
         self.seconds = seconds
@@ -60,34 +57,3 @@ class Deadlines:
         if watch is None or watch.loop is not loop:
             watch = self.watch = _LoopWatch(loop)
         return watch
-
-    async def run(self, call: Awaitable[T], loop: asyncio.AbstractEventLoop | None = None) -> T:
-        """`loop`: the running loop, if the caller has it at hand."""
-        seconds = self.seconds
-        if loop is None:
-            loop = asyncio.get_running_loop()
-        task = asyncio.current_task(loop)
-        if seconds is None or task is None:
-            return await call
-        watch = self.watch
-        if watch is None or watch.loop is not loop:
-            watch = self.watch_for(loop)
-        token = next(self.tokens)
-        deadline = loop.time() + seconds
-        watch.pending[token] = (task, deadline)
-        if watch.timer is None:
-            watch.timer = loop.call_at(deadline, watch.fire)
-        cancelling = task.cancelling()
-        try:
-            return await call
-        except asyncio.CancelledError:
-            if token in watch.expired:
-                watch.expired.discard(token)
-                if task.uncancel() <= cancelling:
-                    raise TimeoutError from None
-            raise
-        finally:
-            watch.pending.pop(token, None)
-            if token in watch.expired:  # fired as the call finished: withdraw our cancel
-                watch.expired.discard(token)
-                task.uncancel()

@@ -145,8 +145,7 @@ class RuntimeBase:
         try:
             loop = asyncio._get_running_loop()  # `running_asyncio_loop()`: asyncio's C function, None if none
             if loop is not None:
-                # `Deadlines.run(call, loop)` (one timer per loop, not one per call), written
-                # out: one coroutine fewer on every store call. tests/test_deadline.py checks both.
+                # the runtime's Deadlines: one timer per loop, not one per call (_deadline.py)
                 deadlines, task = self._deadlines, asyncio.current_task(loop)
                 if deadlines.seconds is None or task is None:
                     return await call

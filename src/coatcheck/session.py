@@ -384,9 +384,7 @@ class Session(FlashingDict):
         `engine.decide` with a `snapshot()`. `hints`: a new session's client hints."""
         if not (self._written or self._baseline) or self._read_only or self._stale_signature:
             return None
-        if self._intent_modified or self._cookie_changed or self._cookie_pending:  # `_owes()`, inline
-            return None
-        if self._destroyed or self._touch or self._retired_ids:
+        if self._owes():  # one list of intents, shared with the general path
             return None
         meta, session_id = self._meta, self._id
         if meta is None:  # new: never stored, no id from the client

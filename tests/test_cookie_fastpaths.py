@@ -262,3 +262,25 @@ def test_sealing_clears_the_same_stale_chunks_as_a_full_scan(parts: list[bytes],
     header = b"; ".join(parts) or None
     got = store.seal("sid", record, name="session", cookie_header=header, max_age=None, render=render)
     assert got == reference_seal(store, record, header)
+
+
+@settings(max_examples=200)
+@given(parts=cookie_parts, chunked=st.booleans(), mode=st.sampled_from(["sealed", "signed"]))
+async def test_opening_finds_the_same_session_as_a_full_scan(
+    parts: list[bytes], chunked: bool, mode: str
+) -> None:
+    store = CookieStore(mode=mode)  # type: ignore[arg-type]
+    store.bind(Keyring(secrets.token_urlsafe(32)), DEFAULT_SERIALIZER)
+    record = Record({"x": "y" * (9000 if chunked else 10)}, Meta(NOW, NOW, NOW + 60))
+    sealed = store.seal("sid", record, name="session", cookie_header=None, max_age=None, render=render)
+    ours = [c.split(b";", 1)[0] for c in sealed]
+    header = b"; ".join(parts + ours + parts) or None
+    found = store._find(header, "session")
+    expected = None
+    for value in (found.single, store._joined_chunks(found.chunks)):
+        if value is not None and expected is None:
+            expected = store._open_frame(value, "session", NOW, DEFAULT_SERIALIZER)
+    opened = await store.open(header, "session", NOW)
+    assert (opened is None) == (expected is None)
+    if opened is not None and expected is not None:
+        assert (opened.session_id, opened.record) == (expected.session_id, expected.record)

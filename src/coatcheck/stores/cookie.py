@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..cookies import MAX_COOKIE_BYTES, parse_cookie_header
+from ..cookies import MAX_COOKIE_BYTES, first_cookie, parse_cookie_header
 from ..errors import ConfigurationError, SessionStoreError, SessionTooLarge
 from ..record import Meta, Record
 from ..sealing import FrameCodec, Opened, Sealer, Signer, keygrip_index, keygrip_sign
@@ -198,11 +198,23 @@ class CookieStore:
     async def open(self, cookie_header: bytes | None, name: str, now: float) -> OpenedSession | None:
         """The session in the request's cookies, or None (absent, forged, moved from another
         cookie name, expired, revoked). Never raises on hostile input."""
-        serializer = self._need_serializer()
-        found = self._find(cookie_header, name)
+        serializer = self._serializer
+        if serializer is None:
+            serializer = self._need_serializer()
         if self.mode == "cookie-session":
-            opened = self._open_compat(found, name, now, serializer)
+            opened = self._open_compat(self._find(cookie_header, name), name, now, serializer)
+        elif not cookie_header:
+            opened = None
+        elif (dotted := self._dotted(name)) not in cookie_header:
+            # No "<name>.<n>" chunk can be in the header: only the single cookie may hold the
+            # session, and `first_cookie` finds what `_find` would, without a pass over it all.
+            value = first_cookie(cookie_header, dotted[:-1])
+            if value is None or len(value) > self.max_chunks * MAX_COOKIE_BYTES:
+                opened = None
+            else:
+                opened = self._open_frame(value, name, now, serializer)
         else:
+            found = self._find(cookie_header, name)
             opened = None
             limit = self.max_chunks * MAX_COOKIE_BYTES
             joined = self._joined_chunks(found.chunks) if found.chunks else None

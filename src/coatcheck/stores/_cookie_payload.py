@@ -116,7 +116,14 @@ def is_flat(record: Record) -> bool:
 def fresh(record: Record) -> Record:
     """A copy of a flat record that shares nothing mutable with it."""
     m = record.meta
+    cookie, hints = m.cookie, m.hints  # mostly empty: a literal {} is cheaper than dict({})
     meta = Meta(
-        m.created, m.last_seen, m.idle_deadline, m.absolute_deadline, m.user_id, dict(m.cookie), dict(m.hints)
+        m.created,
+        m.last_seen,
+        m.idle_deadline,
+        m.absolute_deadline,
+        m.user_id,
+        dict(cookie) if cookie else {},
+        dict(hints) if hints else {},
     )
-    return Record(data=dict(record.data), meta=meta)
+    return Record(dict(record.data), meta)

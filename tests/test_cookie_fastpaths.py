@@ -247,6 +247,10 @@ cookie_parts = st.lists(
             b"xsession.0=a",
             b" session.2 =d",
             b"session.=e",
+            b"session=abc  ",
+            b" session=abc",
+            b"session",
+            b"session=",
         ]
     ),
     max_size=5,
@@ -265,9 +269,14 @@ def test_sealing_clears_the_same_stale_chunks_as_a_full_scan(parts: list[bytes],
 
 
 @settings(max_examples=200)
-@given(parts=cookie_parts, chunked=st.booleans(), mode=st.sampled_from(["sealed", "signed"]))
+@given(
+    parts=cookie_parts,
+    chunked=st.booleans(),
+    mode=st.sampled_from(["sealed", "signed"]),
+    trailer=st.sampled_from([b"", b" ", b"\t ", b"x", b"=", b";"]),
+)
 async def test_opening_finds_the_same_session_as_a_full_scan(
-    parts: list[bytes], chunked: bool, mode: str
+    parts: list[bytes], chunked: bool, mode: str, trailer: bytes
 ) -> None:
     store = CookieStore(mode=mode)  # type: ignore[arg-type]
     store.bind(Keyring(secrets.token_urlsafe(32)), DEFAULT_SERIALIZER)
@@ -275,6 +284,8 @@ async def test_opening_finds_the_same_session_as_a_full_scan(
     sealed = store.seal("sid", record, name="session", cookie_header=None, max_age=None, render=render)
     ours = [c.split(b";", 1)[0] for c in sealed]
     header = b"; ".join(parts + ours + parts) or None
+    if header is not None and trailer:
+        header += trailer
     found = store._find(header, "session")
     expected = None
     for value in (found.single, store._joined_chunks(found.chunks)):

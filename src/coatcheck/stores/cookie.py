@@ -140,6 +140,7 @@ class CookieStore:
         self._keys: list[bytes] = []
         self._serializer: Serializer | None = None
         self._dotted_names: dict[str, bytes] = {}
+        self._assign: dict[str, bytes] = {}  # b"<name>=" for the names `open` may look up directly
 
     def __repr__(self) -> str:
         return f"CookieStore(mode={self.mode!r}, max_chunks={self.max_chunks})"
@@ -207,8 +208,14 @@ class CookieStore:
             opened = None
         elif (dotted := self._dotted(name)) not in cookie_header:
             # No "<name>.<n>" chunk can be in the header: only the single cookie may hold the
-            # session, and `first_cookie` finds what `_find` would, without a pass over it all.
-            value = first_cookie(cookie_header, dotted[:-1])
+            # session, and `first_cookie` finds what `_find` would, without a pass over it all;
+            # a header of that one cookie alone (most API clients) needs no split at all.
+            value: bytes | None
+            assign = self._assign.get(name)
+            if assign is not None and b";" not in cookie_header and cookie_header.startswith(assign):
+                value = cookie_header[len(assign) :].strip(b" \t")
+            else:
+                value = first_cookie(cookie_header, dotted[:-1])
             if value is None or len(value) > self.max_chunks * MAX_COOKIE_BYTES:
                 opened = None
             else:
@@ -342,7 +349,12 @@ class CookieStore:
         if dotted is None:
             if len(self._dotted_names) >= 64:
                 self._dotted_names.clear()
-            dotted = self._dotted_names[name] = name.encode("latin-1") + b"."
+            base = name.encode("latin-1")
+            dotted = self._dotted_names[name] = base + b"."
+            if len(self._assign) >= 64:
+                self._assign.clear()
+            if base and b"=" not in base and base.strip(b" \t") == base:  # first_cookie's key
+                self._assign[name] = base + b"="
         return dotted
 
     def _lay_out(

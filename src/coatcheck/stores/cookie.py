@@ -206,7 +206,7 @@ class CookieStore:
             opened = self._open_compat(self._find(cookie_header, name), name, now, serializer)
         elif not cookie_header:
             opened = None
-        elif (dotted := self._dotted(name)) not in cookie_header:
+        elif (dotted := self._dotted_names.get(name) or self._dotted(name)) not in cookie_header:
             # No "<name>.<n>" chunk can be in the header: only the single cookie may hold the
             # session, and `first_cookie` finds what `_find` would, without a pass over it all;
             # a header of that one cookie alone (most API clients) needs no split at all.
@@ -246,7 +246,18 @@ class CookieStore:
                 return None
             if flat is not None:  # only immutable values: a shallow copy is this request's own
                 session_id, record = flat
-                return OpenedSession(session_id, fresh(record), reseal=opened.key_index > 0)
+                m = record.meta  # `fresh(record)`, inline: this is every cached read
+                cookie, hints = m.cookie, m.hints
+                meta = Meta(
+                    m.created,
+                    m.last_seen,
+                    m.idle_deadline,
+                    m.absolute_deadline,
+                    m.user_id,
+                    dict(cookie) if cookie else {},
+                    dict(hints) if hints else {},
+                )
+                return OpenedSession(session_id, Record(dict(record.data), meta), opened.key_index > 0)
         else:
             assert self._codec is not None
             opened_or_none = self._codec.open(value, name=name, now=now)
@@ -335,7 +346,9 @@ class CookieStore:
         single = render(name, value, max_age)
         # Only a cookie "<name>.<n>" can be stale next to a single cookie, and none is when
         # "<name>." appears nowhere in the header: then there is nothing to scan for.
-        if len(single) <= MAX_COOKIE_BYTES and (not cookie_header or self._dotted(name) not in cookie_header):
+        if len(single) <= MAX_COOKIE_BYTES and (
+            not cookie_header or (self._dotted_names.get(name) or self._dotted(name)) not in cookie_header
+        ):
             return [single]
         found = self._find(cookie_header, name)
         out, written = self._lay_out(value, name, max_age, render, single)

@@ -56,6 +56,9 @@ MIN_DEFLATE = 192
 _CONTEXT = b"coatcheck/cookie\x00"
 _B64URL = re.compile(rb"^[A-Za-z0-9_-]*\Z")
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
+_PACK = HEADER.pack
+_b2a = binascii.b2a_base64
+_urandom = os.urandom
 
 
 class Opened(NamedTuple):
@@ -127,8 +130,16 @@ def expiry_field(expires: float | None) -> int:
     return min(max(math.ceil(expires), 1), MAX_EXPIRY)
 
 
-def _context(name: str, header: bytes) -> bytes:
-    return _CONTEXT + name.encode("latin-1") + b"\x00" + header
+class _Prefixes(dict[str, bytes]):
+    """The authenticated context before the header (`_CONTEXT + name + b"\\x00"`), per cookie
+    name: built once per name (a middleware uses one or two), not per seal or open.
+    Bounded: cleared when it grows past 64 names."""
+
+    def __missing__(self, name: str) -> bytes:
+        if len(self) >= 64:
+            self.clear()
+        prefix = self[name] = _CONTEXT + name.encode("latin-1") + b"\x00"
+        return prefix
 
 
 def _frame_header(version: int, payload: bytes, expires: float | None, compress: bool) -> tuple[bytes, bytes]:
@@ -174,13 +185,25 @@ class Sealer:
         if not keys or any(len(k) != 32 for k in keys):
             raise ValueError("Sealer needs one or more 32-byte keys")
         self._ciphers = [AESGCM(k) for k in keys]
+        self._encrypt = self._ciphers[0].encrypt
+        self._prefixes = _Prefixes()
         self.compress = compress
 
     def seal(self, payload: bytes, *, name: str, expires: float | None) -> str:
-        header, body = _frame_header(SEALED, payload, expires, self.compress)
-        nonce = os.urandom(NONCE_BYTES)
-        sealed = self._ciphers[0].encrypt(nonce, body, _context(name, header))
-        return b64url_encode(header + nonce + sealed)
+        # `_frame_header`, `expiry_field` and `b64url_encode` inline for a payload
+        # deflate would not try (the common small session): the same bytes, fewer calls.
+        if len(payload) < MIN_DEFLATE:
+            if expires is None:
+                expiry = 0
+            else:
+                expiry = math.ceil(expires)
+                expiry = 1 if expiry < 1 else MAX_EXPIRY if expiry > MAX_EXPIRY else expiry
+            header, body = _PACK(SEALED, 0, expiry), payload
+        else:
+            header, body = _frame_header(SEALED, payload, expires, self.compress)
+        nonce = _urandom(NONCE_BYTES)
+        sealed = self._encrypt(nonce, body, self._prefixes[name] + header)
+        return _b2a(header + nonce + sealed, newline=False).translate(_URLSAFE).rstrip(b"=").decode("ascii")
 
     def open(self, value: bytes, *, name: str, now: float) -> Opened | None:
         parsed = _parse_frame(value, SEALED, NONCE_BYTES + TAG_BYTES, now)
@@ -188,7 +211,7 @@ class Sealer:
             return None
         header, flags, body, expiry = parsed
         nonce, sealed = body[:NONCE_BYTES], body[NONCE_BYTES:]
-        aad = _context(name, header)
+        aad = self._prefixes[name] + header
         for index, cipher in enumerate(self._ciphers):
             try:
                 plain = cipher.decrypt(nonce, sealed, aad)
@@ -207,15 +230,27 @@ class Signer:
         if not keys or any(len(k) < 32 for k in keys):
             raise ValueError("Signer needs one or more keys of at least 32 bytes")
         self._macs = [HmacSha256(k) for k in keys]
+        self._sign = self._macs[0].digest
+        self._prefixes = _Prefixes()
         self.compress = compress
 
-    @staticmethod
-    def _mac(mac: HmacSha256, name: str, header: bytes, body: bytes) -> bytes:
-        return mac.digest(_context(name, header) + body)
+    def _mac(self, mac: HmacSha256, name: str, header: bytes, body: bytes) -> bytes:
+        return mac.digest(self._prefixes[name] + header + body)
 
     def seal(self, payload: bytes, *, name: str, expires: float | None) -> str:
-        header, body = _frame_header(SIGNED, payload, expires, self.compress)
-        return b64url_encode(header + body + self._mac(self._macs[0], name, header, body))
+        # As Sealer.seal: `_frame_header` and the rest inline for a payload deflate would not try.
+        if len(payload) < MIN_DEFLATE:
+            if expires is None:
+                expiry = 0
+            else:
+                expiry = math.ceil(expires)
+                expiry = 1 if expiry < 1 else MAX_EXPIRY if expiry > MAX_EXPIRY else expiry
+            header, body = _PACK(SIGNED, 0, expiry), payload
+        else:
+            header, body = _frame_header(SIGNED, payload, expires, self.compress)
+        frame = header + body
+        frame += self._sign(self._prefixes[name] + frame)
+        return _b2a(frame, newline=False).translate(_URLSAFE).rstrip(b"=").decode("ascii")
 
     def open(self, value: bytes, *, name: str, now: float) -> Opened | None:
         parsed = _parse_frame(value, SIGNED, MAC_BYTES, now)

@@ -28,10 +28,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..cookies import MAX_COOKIE_BYTES, parse_cookie_header
+from ..cookies import MAX_COOKIE_BYTES, first_cookie, parse_cookie_header
 from ..errors import ConfigurationError, SessionStoreError, SessionTooLarge
 from ..record import Meta, Record
 from ..sealing import FrameCodec, Opened, Sealer, Signer, keygrip_index, keygrip_sign
+from ._cookie_payload import decode_payload, encode_payload, fresh, is_flat
 from .base import OpenedSession, RenderCookie
 from .url import query_options, register_scheme
 
@@ -43,7 +44,7 @@ Mode = Literal["sealed", "signed", "cookie-session"]
 MODES: tuple[Mode, ...] = ("sealed", "signed", "cookie-session")
 DEFAULT_MAX_CHUNKS = 4
 MAX_CHUNKS_LIMIT = 50  # browsers keep ~180 cookies per site; more chunks would evict others
-MAX_ID = 128
+
 _CHUNK_SUFFIX = re.compile(rb"^(?:0|[1-9][0-9]?)\Z")  # name.0 ... name.99, canonical digits
 _STD_B64 = re.compile(rb"^[A-Za-z0-9+/_-]*={0,2}\Z")
 # Opened frames are kept by their exact cookie value: a browser sends the same value until
@@ -138,6 +139,8 @@ class CookieStore:
         self._opened: dict[bytes, tuple[str, Opened, tuple[str, Record] | None]] = {}
         self._keys: list[bytes] = []
         self._serializer: Serializer | None = None
+        self._dotted_names: dict[str, bytes] = {}
+        self._assign: dict[str, bytes] = {}  # b"<name>=" for the names `open` may look up directly
 
     def __repr__(self) -> str:
         return f"CookieStore(mode={self.mode!r}, max_chunks={self.max_chunks})"
@@ -196,11 +199,29 @@ class CookieStore:
     async def open(self, cookie_header: bytes | None, name: str, now: float) -> OpenedSession | None:
         """The session in the request's cookies, or None (absent, forged, moved from another
         cookie name, expired, revoked). Never raises on hostile input."""
-        serializer = self._need_serializer()
-        found = self._find(cookie_header, name)
+        serializer = self._serializer
+        if serializer is None:
+            serializer = self._need_serializer()
         if self.mode == "cookie-session":
-            opened = self._open_compat(found, name, now, serializer)
+            opened = self._open_compat(self._find(cookie_header, name), name, now, serializer)
+        elif not cookie_header:
+            opened = None
+        elif (dotted := self._dotted_names.get(name) or self._dotted(name)) not in cookie_header:
+            # No "<name>.<n>" chunk can be in the header: only the single cookie may hold the
+            # session, and `first_cookie` finds what `_find` would, without a pass over it all;
+            # a header of that one cookie alone (most API clients) needs no split at all.
+            value: bytes | None
+            assign = self._assign.get(name)
+            if assign is not None and b";" not in cookie_header and cookie_header.startswith(assign):
+                value = cookie_header[len(assign) :].strip(b" \t")
+            else:
+                value = first_cookie(cookie_header, dotted[:-1])
+            if value is None or len(value) > self.max_chunks * MAX_COOKIE_BYTES:
+                opened = None
+            else:
+                opened = self._open_frame(value, name, now, serializer)
         else:
+            found = self._find(cookie_header, name)
             opened = None
             limit = self.max_chunks * MAX_COOKIE_BYTES
             joined = self._joined_chunks(found.chunks) if found.chunks else None
@@ -225,19 +246,30 @@ class CookieStore:
                 return None
             if flat is not None:  # only immutable values: a shallow copy is this request's own
                 session_id, record = flat
-                return OpenedSession(session_id, _fresh(record), reseal=opened.key_index > 0)
+                m = record.meta  # `fresh(record)`, inline: this is every cached read
+                cookie, hints = m.cookie, m.hints
+                meta = Meta(
+                    m.created,
+                    m.last_seen,
+                    m.idle_deadline,
+                    m.absolute_deadline,
+                    m.user_id,
+                    dict(cookie) if cookie else {},
+                    dict(hints) if hints else {},
+                )
+                return OpenedSession(session_id, Record(dict(record.data), meta), opened.key_index > 0)
         else:
             assert self._codec is not None
             opened_or_none = self._codec.open(value, name=name, now=now)
             if opened_or_none is None:
                 return None
             opened = opened_or_none
-        decoded = _decode_payload(opened.payload, serializer)
+        decoded = decode_payload(opened.payload, serializer)
         if hit is None and len(opened.payload) <= OPENED_CACHE_MAX_PAYLOAD:
             if len(cache) >= OPENED_CACHE_ENTRIES:
                 cache.clear()  # no LRU bookkeeping per hit; safe under threads
-            flat = decoded if decoded is not None and _is_flat(decoded[1]) else None
-            cache[value] = (name, opened, None if flat is None else (flat[0], _fresh(flat[1])))
+            flat = decoded if decoded is not None and is_flat(decoded[1]) else None
+            cache[value] = (name, opened, None if flat is None else (flat[0], fresh(flat[1])))
         if decoded is None:
             return None
         session_id, record = decoded
@@ -300,23 +332,47 @@ class CookieStore:
         """Set-Cookie values carrying `record`, and expirations of this session's cookies the
         browser has but no longer needs. Raises SessionTooLarge above `max_chunks` cookies
         or when the serialized record is over 1 MiB (more than opening inflates)."""
-        serializer = self._need_serializer()
-        found = self._find(cookie_header, name)
+        serializer = self._serializer
+        if serializer is None:
+            serializer = self._need_serializer()
         if self.mode == "cookie-session":
             return self._seal_compat(record, name, max_age, render, serializer)
-        assert self._codec is not None
-        value = self._codec.seal(
-            _encode_payload(session_id, record, serializer), name=name, expires=record.meta.expires
-        )
-        out, written = self._lay_out(value, name, max_age, render)
+        codec = self._codec
+        assert codec is not None
+        meta = record.meta
+        idle, absolute = meta.idle_deadline, meta.absolute_deadline  # Meta.expires, inline
+        expires = absolute if idle is None or (absolute is not None and absolute < idle) else idle
+        value = codec.seal(encode_payload(session_id, record, serializer), name=name, expires=expires)
+        single = render(name, value, max_age)
+        # Only a cookie "<name>.<n>" can be stale next to a single cookie, and none is when
+        # "<name>." appears nowhere in the header: then there is nothing to scan for.
+        if len(single) <= MAX_COOKIE_BYTES and (
+            not cookie_header or (self._dotted_names.get(name) or self._dotted(name)) not in cookie_header
+        ):
+            return [single]
+        found = self._find(cookie_header, name)
+        out, written = self._lay_out(value, name, max_age, render, single)
         stale = sorted(found.names - written, key=_chunk_order)
         out.extend(render(stale_name, "", 0) for stale_name in stale)
         return out
 
+    def _dotted(self, name: str) -> bytes:
+        """`name` + "." as bytes: what every chunk's (and the `.sig`) cookie name starts with."""
+        dotted = self._dotted_names.get(name)
+        if dotted is None:
+            if len(self._dotted_names) >= 64:
+                self._dotted_names.clear()
+            base = name.encode("latin-1")
+            dotted = self._dotted_names[name] = base + b"."
+            if len(self._assign) >= 64:
+                self._assign.clear()
+            if base and b"=" not in base and base.strip(b" \t") == base:  # first_cookie's key
+                self._assign[name] = base + b"="
+        return dotted
+
     def _lay_out(
-        self, value: str, name: str, max_age: float | None, render: RenderCookie
+        self, value: str, name: str, max_age: float | None, render: RenderCookie, single: bytes
     ) -> tuple[list[bytes], set[str]]:
-        single = render(name, value, max_age)
         if len(single) <= MAX_COOKIE_BYTES:
             return [single], {name}
         out: list[bytes] = []
@@ -363,66 +419,6 @@ class CookieStore:
 
     async def close(self) -> None:
         """Nothing to release: the browser holds every session."""
-
-
-# ---- payload ------------------------------------------------------------------------------------
-# Short keys keep the cookie small: id, data, and meta as created/last seen/idle/absolute/user/cookie.
-_META_KEYS = (
-    ("c", "created"),
-    ("l", "last_seen"),
-    ("x", "idle_deadline"),
-    ("a", "absolute_deadline"),
-    ("u", "user_id"),
-    ("k", "cookie"),
-)
-
-
-def _encode_payload(session_id: str, record: Record, serializer: Serializer) -> bytes:
-    meta = record.meta.to_dict()
-    compact = {short: meta[long] for short, long in _META_KEYS if long in meta}
-    return serializer.dumps({"i": session_id, "m": compact, "d": record.data})
-
-
-def _decode_payload(payload: bytes, serializer: Serializer) -> tuple[str, Record] | None:
-    """(session id, record) from an authenticated payload; None if it is not one of ours."""
-    try:
-        raw = serializer.loads(payload)
-        if not isinstance(raw, dict):
-            return None
-        session_id, data, compact = raw.get("i"), raw.get("d"), raw.get("m")
-        if not isinstance(session_id, str) or not 0 < len(session_id) <= MAX_ID:
-            return None
-        if not isinstance(data, dict) or not isinstance(compact, dict):
-            return None
-        for short, _ in _META_KEYS[:4]:
-            if isinstance(compact.get(short), bool):
-                return None
-        meta = Meta.from_dict({long: compact[short] for short, long in _META_KEYS if short in compact})
-    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
-        return None
-    return session_id, Record(data=data, meta=meta)
-
-
-_FLAT = frozenset((str, int, float, bool, type(None)))
-
-
-def _is_flat(record: Record) -> bool:
-    """True if the data and metadata hold nothing a handler could change in place."""
-    meta = record.meta
-    return (
-        all(type(v) in _FLAT for v in record.data.values())
-        and all(type(v) in _FLAT for v in meta.cookie.values())
-        and all(type(v) in _FLAT for v in meta.hints.values())
-    )
-
-
-def _fresh(record: Record) -> Record:
-    """A copy of a flat record that shares nothing mutable with it."""
-    m = record.meta
-    meta = Meta(
-        m.created, m.last_seen, m.idle_deadline, m.absolute_deadline, m.user_id, dict(m.cookie), dict(m.hints)
-    )
-    return Record(data=dict(record.data), meta=meta)
 
 
 def _chunk_order(cookie_name: str) -> tuple[int, int]:

@@ -1,5 +1,6 @@
 """SQLStore's direct asyncmy path (stores/_sql_my.py) against the real MariaDB server:
-overlapping delta commits of one session lose nothing, a connection the server closed while
+overlapping delta commits of one session lose nothing (by compare-and-set, and under the
+row's lock once compare-and-set keeps losing), a connection the server closed while
 idle is replaced, and a forked child opens connections of its own.
 
 The store connects as a user made for the test, so its connections can be found (and
@@ -16,7 +17,7 @@ import pymysql
 import pytest
 import sqlalchemy as sa
 
-from coatcheck.stores import SQLStore
+from coatcheck.stores import SQLStore, _sql_my
 from coatcheck.testing import make_record, new_key
 
 
@@ -66,7 +67,34 @@ def _kill(mysql_url: str, ids: list[int]) -> None:
             cursor.execute(f"KILL {int(connection_id)}")
 
 
-async def test_overlapping_patches_of_one_session_all_land(mysql_url: str) -> None:
+@pytest.fixture(params=["compare-and-set", "row lock"])
+def merge(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test on each way a delta commit merges: "row lock" skips compare-and-set."""
+    if request.param == "row lock":
+        monkeypatch.setattr(_sql_my, "OPTIMISTIC_ATTEMPTS", 0)
+    return str(request.param)
+
+
+async def test_many_requests_writing_one_session_at_once_all_land(mysql_url: str) -> None:
+    """96 overlapping delta commits over 32 connections: compare-and-set keeps losing, and
+    the merges that lose 3 times take the row's lock instead of failing the request."""
+    table = _table()
+    stores = [SQLStore(mysql_url, table=table, pool_size=16) for _ in range(2)]
+    try:
+        key = new_key()
+        record = make_record({"keep": 1})
+        await stores[0].set(key, record)
+        patches = [stores[n % 2].patch(key, {f"k{n}": n}, (), record.meta) for n in range(96)]
+        assert all(await asyncio.gather(*patches))
+        got = await stores[1].get(key)
+        assert got is not None and got.data == {"keep": 1, **{f"k{n}": n for n in range(96)}}
+    finally:
+        await stores[0].drop_table()
+        for store in stores:
+            await store.close()
+
+
+async def test_overlapping_patches_of_one_session_all_land(mysql_url: str, merge: str) -> None:
     table = _table()
     stores = [SQLStore(mysql_url, table=table, pool_size=5) for _ in range(2)]  # two pools
     try:
@@ -91,7 +119,7 @@ async def test_overlapping_patches_of_one_session_all_land(mysql_url: str) -> No
             await store.close()
 
 
-async def test_a_patch_never_writes_back_a_destroyed_or_expired_session(mysql_url: str) -> None:
+async def test_a_patch_never_writes_back_a_destroyed_or_expired_session(mysql_url: str, merge: str) -> None:
     now = [1_000_000.0]
     store = SQLStore(mysql_url, table=_table(), clock=lambda: now[0])
     try:
@@ -112,7 +140,7 @@ async def test_a_patch_never_writes_back_a_destroyed_or_expired_session(mysql_ur
         await store.close()
 
 
-async def test_a_patch_after_a_load_merges_into_what_another_writer_left(mysql_url: str) -> None:
+async def test_a_patch_after_a_load_merges_into_what_another_writer_left(mysql_url: str, merge: str) -> None:
     table = _table()
     mine, other = SQLStore(mysql_url, table=table), SQLStore(mysql_url, table=table)
     try:

@@ -8,7 +8,9 @@ prepared statement (binary protocol: no client-side escaping), prepared once per
 
 A delta commit merges without a lock held across round trips: read the data column, merge
 in Python, then a compare-and-set UPDATE (`WHERE data = <what was read>`) that a concurrent
-writer makes match nothing, so the merge is retried on what that writer left. The request's
+writer makes match nothing, so the merge is retried on what that writer left; a session
+that keeps losing (many requests writing it at once) merges under the row's lock instead
+(`SELECT ... FOR UPDATE` in a transaction), so no request gives up. The request's
 own load usually read the column a moment before: its text is kept (the last few hundred
 small ones) and the first compare-and-set goes without the read. A one-statement
 JSON_SET merge would save the read, but MySQL re-serializes the document (a 20-digit integer
@@ -32,8 +34,9 @@ from ._sql_pool import LoopPool
 
 ERRORS = (my_errors.Error,)
 FOUND_ROWS = 2  # CLIENT.FOUND_ROWS: an UPDATE's count is the rows it matched, changed or not
-# each failed compare-and-set means another write to this session committed in between
-MAX_ATTEMPTS = 50
+# each failed compare-and-set means another write to this session committed in between;
+# after this many the merge waits for the row's lock rather than retrying without end
+OPTIMISTIC_ATTEMPTS = 3
 # a load's data text, kept for the request's delta commit to compare-and-set against without
 # reading it again (a stale one only costs that read): the most recent loads, small ones
 RECENT, RECENT_CHARS = 256, 16384
@@ -74,6 +77,8 @@ class MyDirect(LoopPool["_Held"]):
             "read": f"SELECT data FROM {t} WHERE `key` = ? AND {live}",
             # the table's binary collation compares the text byte for byte
             "swap": f"UPDATE {t} SET data = ?, {columns} WHERE `key` = ? AND data = ? AND {live}",
+            "lock": f"SELECT data FROM {t} WHERE `key` = ? AND {live} FOR UPDATE",
+            "write": f"UPDATE {t} SET data = ?, {columns} WHERE `key` = ?",
             "touch": f"UPDATE {t} SET {columns} WHERE `key` = ? AND {live}",
             "destroy": f"DELETE FROM {t} WHERE `key` = ?",
         }
@@ -106,24 +111,50 @@ class MyDirect(LoopPool["_Held"]):
         live = self._when(now)
         meta = _meta(columns)
         old = self._recent.pop(key, None)  # what this request's load read, if it was here
-        for _ in range(MAX_ATTEMPTS):
+        for _ in range(OPTIMISTIC_ATTEMPTS):
             if old is None:
                 rows = (await self._execute("read", (key, live))).rows
                 if not rows:
                     return False  # missing, expired or destroyed: never written back
                 old = rows[0][0]
-            try:
-                data = dialect.decode_data(old)
-            except (ValueError, TypeError) as exc:
-                raise SessionStoreError(f"corrupt session record in {self._label}: {exc}") from None
-            for name in removed:
-                data.pop(name, None)
-            data.update(changed)
-            swap = (dialect.data_text(data), *meta, key, old, live)
+            swap = (self._merged(old, changed, removed, dialect), *meta, key, old, live)
             if (await self._execute("swap", swap)).affected_rows == 1:
                 return True
             old = None  # changed since (or gone): read it again
-        raise SessionStoreError(f"saving gave up after {MAX_ATTEMPTS} concurrent writes to one session")
+        return await self._run(
+            lambda held: self._locked_patch(held, key, changed, removed, meta, live, dialect)
+        )
+
+    async def _locked_patch(
+        self,
+        held: _Held,
+        key: str,
+        changed: dict[str, Any],
+        removed: list[str],
+        meta: tuple[Any, ...],
+        live: Any,
+        dialect: Dialect,
+    ) -> bool:
+        """The merge under the row's lock, in one transaction. On any error the pool closes
+        the connection, which rolls the transaction back."""
+        await held.conn.begin()
+        rows = (await self._prepared(held, "lock", (key, live))).rows
+        if rows:
+            data = self._merged(rows[0][0], changed, removed, dialect)
+            await self._prepared(held, "write", (data, *meta, key))
+        await held.conn.commit()
+        return bool(rows)
+
+    def _merged(self, old: str, changed: dict[str, Any], removed: list[str], dialect: Dialect) -> str:
+        """The data text `old` becomes with the request's changes."""
+        try:
+            data = dialect.decode_data(old)
+        except (ValueError, TypeError) as exc:
+            raise SessionStoreError(f"corrupt session record in {self._label}: {exc}") from None
+        for name in removed:
+            data.pop(name, None)
+        data.update(changed)
+        return dialect.data_text(data)
 
     async def touch(self, key: str, columns: dict[str, Any], now: float) -> None:
         await self._execute("touch", (*_meta(columns), key, self._when(now)))

@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 ROUTES: tuple[str, ...] = ("/plain", "/read", "/incr", "/first")
+# GET /incr with one session per wrk connection (round-robin over as many cookies), where
+# /incr sends one cookie from every connection: writers of one session contend in the store
+SPREAD = "/incr-spread"
 PLAIN_ONLY: tuple[str, ...] = ("/plain",)
 SESSION_ROUTES: tuple[str, ...] = ("/read", "/incr", "/first")  # anonymous cost: see coatcheck-redis
 
@@ -36,19 +39,19 @@ IMPLS: tuple[Impl, ...] = (
     Impl("starlette-bare", "Starlette, no middleware", "Starlette", "uvicorn",
          f"{APPS}.starlette_bare:app", PLAIN_ONLY, baseline=True),
     Impl("coatcheck-redis", "coatcheck SessionMiddleware, store redis://", "Starlette",
-         "uvicorn", f"{APPS}.coatcheck_asgi:app", store="Redis",
+         "uvicorn", f"{APPS}.coatcheck_asgi:app", (*ROUTES, SPREAD), store="Redis",
          env={"BENCH_COATCHECK_STORE": "redis"}),
     Impl("coatcheck-redis-pool", "coatcheck, store redis://...?connection=pool (redis-py pool)",
          "Starlette", "uvicorn", f"{APPS}.coatcheck_asgi:app", SESSION_ROUTES, store="Redis",
          env={"BENCH_COATCHECK_STORE": "redis-pool"}),
     Impl("coatcheck-sqlite", "coatcheck SessionMiddleware, SQLiteStore", "Starlette",
-         "uvicorn", f"{APPS}.coatcheck_asgi:app", SESSION_ROUTES, store="SQLite",
+         "uvicorn", f"{APPS}.coatcheck_asgi:app", (*SESSION_ROUTES, SPREAD), store="SQLite",
          env={"BENCH_COATCHECK_STORE": "sqlite"}),
     Impl("coatcheck-postgresql", "coatcheck SessionMiddleware, store postgresql://",
-         "Starlette", "uvicorn", f"{APPS}.coatcheck_asgi:app", store="PostgreSQL",
+         "Starlette", "uvicorn", f"{APPS}.coatcheck_asgi:app", (*ROUTES, SPREAD), store="PostgreSQL",
          env={"BENCH_COATCHECK_STORE": "postgresql"}),
     Impl("coatcheck-mariadb", "coatcheck SessionMiddleware, store mariadb://", "Starlette",
-         "uvicorn", f"{APPS}.coatcheck_asgi:app", store="MariaDB",
+         "uvicorn", f"{APPS}.coatcheck_asgi:app", (*ROUTES, SPREAD), store="MariaDB",
          env={"BENCH_COATCHECK_STORE": "mariadb"}),
     Impl("coatcheck-cookie", "coatcheck SessionMiddleware, store cookie://", "Starlette",
          "uvicorn", f"{APPS}.coatcheck_asgi:app", SESSION_ROUTES, store="cookie",

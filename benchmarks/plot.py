@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.cases import ROUTES
+from benchmarks.cases import ROUTES, SPREAD
 from benchmarks.stats import Row
 
 
@@ -18,15 +18,16 @@ def plot(rows: list[Row], path: Path, title: str) -> None:
     for row in rows:
         if row.impl.name not in impls:
             impls.append(row.impl.name)
-    width = 0.8 / len(ROUTES)
+    routes = (*ROUTES, SPREAD)
+    width = 0.8 / len(routes)
     fig, ax = plt.subplots(figsize=(max(8.0, 1.1 * len(impls) + 2), 6))
-    for k, route in enumerate(ROUTES):
+    for k, route in enumerate(routes):
         xs: list[float] = []
         ys: list[float] = []
         for i, name in enumerate(impls):
             found = next((r for r in rows if r.impl.name == name and r.route == route), None)
             if found is not None:
-                xs.append(i + (k - (len(ROUTES) - 1) / 2) * width)
+                xs.append(i + (k - (len(routes) - 1) / 2) * width)
                 ys.append(found.rps)
         ax.bar(xs, ys, width=width, label=route)
     ax.set_xticks(range(len(impls)))

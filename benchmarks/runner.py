@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from benchmarks.cases import SPREAD
 from benchmarks.cpu import core_busy_seconds, session_cpu_seconds
 from benchmarks.probe import create_session, get
 from benchmarks.procs import Children
@@ -54,7 +55,12 @@ class Outcome:
 
 
 def needs_session(route: str) -> bool:
-    return route in ("/read", "/incr")
+    return route in ("/read", "/incr", SPREAD)
+
+
+def path_of(route: str) -> str:
+    """The URL path a route label requests (`/incr-spread` is /incr with many sessions)."""
+    return "/incr" if route == SPREAD else route
 
 
 MONITOR_REQUESTS = 20
@@ -91,24 +97,29 @@ def measure_once(
     redis.wait_quiet()  # the previous case's in-flight requests are done
     redis.flush()
     cookie = create_session(server.port) if needs_session(route) else None
-    probe = get(server.port, route, cookie)
+    spread = None
+    if route == SPREAD and cookie is not None:  # one session per connection
+        spread = [cookie] + [create_session(server.port) for _ in range(opts.connections - 1)]
+    path = path_of(route)
+    probe = get(server.port, path, cookie)
     if probe.status != 200:
         raise RuntimeError(f"GET {route} returned {probe.status}: {probe.body[:200]}")
-    url = f"http://127.0.0.1:{server.port}{route}"
+    url = f"http://127.0.0.1:{server.port}{path}"
+    one = None if spread else cookie  # wrk's single Cookie header, or `spread` in turn
     client_commands = None
     if round_no == 0 and first_attempt:
         if opts.warmup > 0:
             run_wrk(children, url, duration=opts.warmup, connections=opts.connections,
-                    cpu=opts.cpu, cookie=cookie)  # fmt: skip
+                    cpu=opts.cpu, cookie=one, cookies=spread)  # fmt: skip
             redis.wait_quiet()
-        client_commands = count_client_commands(redis, server.port, route, cookie)
+        client_commands = count_client_commands(redis, server.port, path, cookie)
     before = redis.commandstats()
     cpu_before = session_cpu_seconds(server.proc.pid)
     core = int(opts.server_cpu) if opts.server_cpu is not None else None
     core_before = core_busy_seconds(core) if core is not None else 0.0
     result = run_wrk(
         children, url, duration=opts.duration, connections=opts.connections,
-        cpu=opts.cpu, cookie=cookie,
+        cpu=opts.cpu, cookie=one, cookies=spread,
     )  # fmt: skip
     cpu_used = session_cpu_seconds(server.proc.pid) - cpu_before
     core_used = core_busy_seconds(core) - core_before if core is not None else 0.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from benchmarks.cases import SPREAD
 from benchmarks.stats import Row, find
 
 Case = tuple[str, str]  # (implementation name, route)
@@ -53,12 +54,18 @@ RATIOS: tuple[RatioTarget, ...] = (
                 ("coatcheck-flask", "/plain"), ("flask-bare", "/plain"), 0.97),
     RatioTarget("coatcheck PostgreSQL /read vs coatcheck Redis /read (issue 18)",
                 ("coatcheck-postgresql", "/read"), ("coatcheck-redis", "/read"), 0.5),
-    RatioTarget("coatcheck PostgreSQL /incr vs coatcheck Redis /incr (issue 18)",
-                ("coatcheck-postgresql", "/incr"), ("coatcheck-redis", "/incr"), 0.5),
+    RatioTarget("coatcheck PostgreSQL /incr vs coatcheck Redis /incr, one session per connection (issue 18)",
+                ("coatcheck-postgresql", SPREAD), ("coatcheck-redis", SPREAD), 0.5),
+    RatioTarget("coatcheck PostgreSQL /incr vs coatcheck Redis /incr, one session for all 32 connections",
+                ("coatcheck-postgresql", "/incr"), ("coatcheck-redis", "/incr"), None, "row contention"),
     RatioTarget("coatcheck MariaDB /read vs coatcheck Redis /read",
                 ("coatcheck-mariadb", "/read"), ("coatcheck-redis", "/read"), None, "no target"),
-    RatioTarget("coatcheck MariaDB /incr vs coatcheck Redis /incr",
-                ("coatcheck-mariadb", "/incr"), ("coatcheck-redis", "/incr"), None, "no target"),
+    RatioTarget("coatcheck MariaDB /incr vs coatcheck Redis /incr, one session per connection",
+                ("coatcheck-mariadb", SPREAD), ("coatcheck-redis", SPREAD), None, "no target"),
+    RatioTarget("coatcheck MariaDB /incr vs coatcheck Redis /incr, one session for all 32 connections",
+                ("coatcheck-mariadb", "/incr"), ("coatcheck-redis", "/incr"), None, "row contention"),
+    RatioTarget("coatcheck SQLite /incr vs coatcheck Redis /incr, one session per connection",
+                ("coatcheck-sqlite", SPREAD), ("coatcheck-redis", SPREAD), None, "no target"),
     RatioTarget("coatcheck Redis /read vs express-session /read",
                 ("coatcheck-redis", "/read"), ("express-session-redis", "/read"), None, "no target"),
     RatioTarget("pipelined Redis connection vs ?connection=pool, /read",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,8 +49,10 @@ def run_wrk(
     connections: int,
     cpu: str | None,
     cookie: str | None = None,
+    cookies: list[str] | None = None,
 ) -> WrkResult:
-    """``wrk -t1 -cN -dD --latency`` against ``url``, optionally sending one Cookie header."""
+    """``wrk -t1 -cN -dD --latency`` against ``url``, optionally sending one Cookie header, or
+    `cookies` in turn (one per request, round-robin)."""
     argv = [
         wrk_binary(),
         "-t1",
@@ -59,12 +62,16 @@ def run_wrk(
         "--timeout",
         "5s",
         "-s",
-        str(LUA),
+        str(script := _rotating(cookies) if cookies else LUA),
     ]
     if cookie:
         argv += ["-H", f"Cookie: {cookie}"]
     argv.append(url)
-    done = children.run(pinned(cpu, argv), timeout=duration + 30)
+    try:
+        done = children.run(pinned(cpu, argv), timeout=duration + 30)
+    finally:
+        if script != LUA:
+            script.unlink(missing_ok=True)
     stdout = done.stdout.decode(errors="replace")
     for line in stdout.splitlines():
         if line.startswith(MARKER):
@@ -82,3 +89,19 @@ def run_wrk(
             )
     stderr = done.stderr.decode(errors="replace").strip()
     raise RuntimeError(f"wrk failed (exit {done.returncode}): {stderr or stdout[-500:]}")
+
+
+def _rotating(cookies: list[str]) -> Path:
+    """A wrk script that sends `cookies` in turn, plus wrk_report.lua's report."""
+    listed = ", ".join(json.dumps(c) for c in cookies)  # ASCII cookie values: valid Lua strings
+    script = (
+        f"local cookies = {{{listed}}}\n"
+        "local turn = 0\n"
+        "request = function()\n"
+        "  turn = turn % #cookies + 1\n"
+        '  return wrk.format(nil, nil, {["Cookie"] = cookies[turn]})\n'
+        "end\n" + LUA.read_text()
+    )
+    path = Path(tempfile.mkstemp(prefix="coatcheck-wrk-", suffix=".lua")[1])
+    path.write_text(script)
+    return path

@@ -92,8 +92,12 @@ async def guarded(
         # the deadline outside the error mapping: a driver's own TimeoutError is an OSError
         # and reads "failed", only this deadline reads "timed out"
         async with asyncio.timeout(time_limit):
-            with store_errors(errors, f"{label}: {what} failed", key=key, describe=describe):
+            try:  # `store_errors`, inline: its message is built only for a failure
                 return await work()
+            except SessionStoreError:
+                raise
+            except errors as exc:
+                raise SessionStoreError(f"{label}: {what} failed: {describe(exc, key)}") from None
     except TimeoutError:
         if on_abort is not None:
             await on_abort()

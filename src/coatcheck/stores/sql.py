@@ -143,6 +143,7 @@ class SQLStore(SerializerChoice):
         self._where = (
             f"{'PostgreSQL' if self._pg else 'MySQL'} {url.host or 'localhost'}/{url.database or ''}"
         )
+        self._label = f"SQL store ({self._where})"  # the start of every error message
         self._direct: Direct | None = None
         self._errors: tuple[type[BaseException], ...] = ERRORS
         if self._owns_engine:  # our own engine: the hot statements skip SQLAlchemy (_sql_direct)
@@ -172,14 +173,14 @@ class SQLStore(SerializerChoice):
         so `timeout` bounds the whole call here (a silent server would hang a script or the CLI)."""
 
         async def ensure_then_work() -> T:
-            if ensure and not self._ready and self._auto_create:
-                await self._create(ensure_only=True)
+            await self._create(ensure_only=True)
             return await work()
 
+        first = ensure and not self._ready and self._auto_create  # the table may not exist yet
         return await guarded(
-            f"SQL store ({self._where})",
+            self._label,
             what,
-            ensure_then_work,
+            ensure_then_work if first else work,
             errors=self._errors,
             key=key,
             time_limit=self._timeout,

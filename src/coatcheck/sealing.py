@@ -143,6 +143,14 @@ class _Prefixes(dict[str, bytes]):
 
 
 def _frame_header(version: int, payload: bytes, expires: float | None, compress: bool) -> tuple[bytes, bytes]:
+    """(header, body) of a frame of `payload`: deflated if that is worth it."""
+    if len(payload) < MIN_DEFLATE:  # the common small session: `expiry_field` inline, no deflate
+        if expires is None:
+            expiry = 0
+        else:
+            expiry = math.ceil(expires)
+            expiry = 1 if expiry < 1 else MAX_EXPIRY if expiry > MAX_EXPIRY else expiry
+        return _PACK(version, 0, expiry), payload
     if len(payload) > MAX_PAYLOAD:
         raise SessionTooLarge(
             f"the client-side session is {len(payload)} bytes serialized, above the 1 MiB "
@@ -190,17 +198,7 @@ class Sealer:
         self.compress = compress
 
     def seal(self, payload: bytes, *, name: str, expires: float | None) -> str:
-        # `_frame_header`, `expiry_field` and `b64url_encode` inline for a payload
-        # deflate would not try (the common small session): the same bytes, fewer calls.
-        if len(payload) < MIN_DEFLATE:
-            if expires is None:
-                expiry = 0
-            else:
-                expiry = math.ceil(expires)
-                expiry = 1 if expiry < 1 else MAX_EXPIRY if expiry > MAX_EXPIRY else expiry
-            header, body = _PACK(SEALED, 0, expiry), payload
-        else:
-            header, body = _frame_header(SEALED, payload, expires, self.compress)
+        header, body = _frame_header(SEALED, payload, expires, self.compress)
         nonce = _urandom(NONCE_BYTES)
         sealed = self._encrypt(nonce, body, self._prefixes[name] + header)
         return _b2a(header + nonce + sealed, newline=False).translate(_URLSAFE).rstrip(b"=").decode("ascii")
@@ -238,16 +236,7 @@ class Signer:
         return mac.digest(self._prefixes[name] + header + body)
 
     def seal(self, payload: bytes, *, name: str, expires: float | None) -> str:
-        # As Sealer.seal: `_frame_header` and the rest inline for a payload deflate would not try.
-        if len(payload) < MIN_DEFLATE:
-            if expires is None:
-                expiry = 0
-            else:
-                expiry = math.ceil(expires)
-                expiry = 1 if expiry < 1 else MAX_EXPIRY if expiry > MAX_EXPIRY else expiry
-            header, body = _PACK(SIGNED, 0, expiry), payload
-        else:
-            header, body = _frame_header(SIGNED, payload, expires, self.compress)
+        header, body = _frame_header(SIGNED, payload, expires, self.compress)
         frame = header + body
         frame += self._sign(self._prefixes[name] + frame)
         return _b2a(frame, newline=False).translate(_URLSAFE).rstrip(b"=").decode("ascii")

@@ -246,18 +246,7 @@ class CookieStore:
                 return None
             if flat is not None:  # only immutable values: a shallow copy is this request's own
                 session_id, record = flat
-                m = record.meta  # `fresh(record)`, inline: this is every cached read
-                cookie, hints = m.cookie, m.hints
-                meta = Meta(
-                    m.created,
-                    m.last_seen,
-                    m.idle_deadline,
-                    m.absolute_deadline,
-                    m.user_id,
-                    dict(cookie) if cookie else {},
-                    dict(hints) if hints else {},
-                )
-                return OpenedSession(session_id, Record(dict(record.data), meta), opened.key_index > 0)
+                return OpenedSession(session_id, fresh(record), opened.key_index > 0)
         else:
             assert self._codec is not None
             opened_or_none = self._codec.open(value, name=name, now=now)

@@ -96,19 +96,7 @@ class SessionMiddleware(SessionOptions):
             await self._loaded(scope, receive, send, request)
             return
         scope["session"] = session
-
-        # A plain function returning `send`'s own awaitable: an untouched session costs no
-        # coroutine of ours per message; only a session that owes a commit gets one.
-        # (the same as _session_sender's, written out here for the requests that carry no cookie)
-        def send_with_session(message: Message) -> Awaitable[None]:
-            if message["type"] != "http.response.start":
-                return _sent() if failed else send(message)  # after an error response: dropped
-            if session.untouched and scope.get("session") is session:
-                return send(message)  # owes nothing: the app's message as it is
-            return self._commit_then_start(session, request, scope, send, message, failed)
-
-        failed: list[bool] = []  # non-empty once an error response replaced the app's
-        await self._fresh_app(scope, receive, send_with_session)
+        await self._fresh_app(scope, receive, self._session_sender(session, request, scope, send))
 
     async def _not_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -155,6 +143,8 @@ class SessionMiddleware(SessionOptions):
         """`send` for the app: commits `session` before the response starts."""
         failed: list[bool] = []  # non-empty once an error response replaced the app's
 
+        # A plain function returning `send`'s own awaitable: an untouched session costs no
+        # coroutine of ours per message; only a session that owes a commit gets one.
         def send_with_session(message: Message) -> Awaitable[None]:
             if message["type"] != "http.response.start":
                 return _sent() if failed else send(message)  # after an error response: dropped

@@ -24,12 +24,9 @@ T = TypeVar("T")
 ANYIO_STORES = "MemoryStore, SQLiteStore or CookieStore"
 
 
-def running_asyncio_loop() -> asyncio.AbstractEventLoop | None:
-    """The running asyncio event loop, or None (under trio, or outside any loop)."""
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
+# The running asyncio event loop, or None (under trio, or outside any loop): asyncio's own C
+# function, which answers None instead of raising; every store call asks it.
+running_asyncio_loop: Callable[[], asyncio.AbstractEventLoop | None] = asyncio._get_running_loop
 
 
 def on_asyncio() -> bool:

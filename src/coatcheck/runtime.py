@@ -17,7 +17,7 @@ from collections.abc import Awaitable
 from typing import Any, Protocol, TypeVar
 
 from . import engine, telemetry
-from ._anyloop import fail_after, needs_asyncio
+from ._anyloop import fail_after, needs_asyncio, running_asyncio_loop
 from ._deadline import Deadlines
 from ._http import CACHE_HEADERS, NO_HEADERS, RequestInfo, SessionHeaders
 from .audit import Auditor
@@ -143,7 +143,7 @@ class RuntimeBase:
         if telemetry.ENABLED:
             call = telemetry.wrap(what, call, target)
         try:
-            loop = asyncio._get_running_loop()  # `running_asyncio_loop()`: asyncio's C function, None if none
+            loop = running_asyncio_loop()
             if loop is not None:
                 # the runtime's Deadlines: one timer per loop, not one per call (_deadline.py)
                 deadlines, task = self._deadlines, asyncio.current_task(loop)

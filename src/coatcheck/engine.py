@@ -32,14 +32,11 @@ def path_in_scope(request_path: str, cookie_path: str) -> bool:
     return request_path.startswith(prefix)
 
 
-SECURE_SCHEMES = ("https", "wss")
-
-
 def is_secure(scheme: str, forwarded_proto: bytes | None, trust_proxy: bool) -> bool:
     """HTTPS as the client saw it; X-Forwarded-Proto (first value) only when the proxy is trusted."""
     if trust_proxy and forwarded_proto:
         return forwarded_proto.split(b",", 1)[0].strip().lower() == b"https"
-    return scheme in SECURE_SCHEMES
+    return scheme in ("https", "wss")
 
 
 def is_live(meta: Meta, now: float) -> bool:

@@ -94,10 +94,7 @@ class RuntimeBase:
         return engine.path_in_scope(path, self.settings.cookie.path)
 
     def is_secure(self, request: RequestInfo) -> bool:
-        forwarded = request.forwarded_proto
-        if not forwarded or not self.settings.trust_proxy:  # `engine.is_secure`'s answer, without its call
-            return request.scheme in engine.SECURE_SCHEMES
-        return engine.is_secure(request.scheme, forwarded, True)
+        return engine.is_secure(request.scheme, request.forwarded_proto, self.settings.trust_proxy)
 
     def new_session(
         self,

@@ -101,13 +101,9 @@ class TrackedDict(dict[str, Any]):
 
     def get(self, key: str, default: Any = None) -> Any:
         self._accessed = True
-        value = dict.get(self, key, _MISSING)
-        if value is _MISSING:
+        if not dict.__contains__(self, key):
             return default
-        # `self[key]`, written out: `get` is how most handlers read
-        if type(value) not in _IMMUTABLE and key in self._loaded_keys and key not in self._baseline:
-            self._baseline[key] = self._serializer.dumps(value)
-        return value
+        return self[key]  # one home for the read rule (the baseline of a mutable loaded value)
 
     def __setitem__(self, key: str, value: Any) -> None:
         if not isinstance(key, str):

@@ -174,6 +174,55 @@ def test_fresh_builds_what_the_constructor_builds(cls: type[Session], read_only:
     assert dict.items(fresh) == dict.items(built) and fresh.untouched
 
 
+@pytest.mark.parametrize("cls", [Session, WSGISession])
+@pytest.mark.parametrize("read_only", [False, True])
+@pytest.mark.parametrize("stale", [False, True])
+@pytest.mark.parametrize(
+    "meta",
+    [
+        Meta(1.0, 2.0, None, None, None, {}, {}),
+        Meta(1.0, 2.0, 900.0, 5000.0, "ada", {"max_age": 60.0}, {"ua": "x"}),
+    ],
+    ids=["plain", "user-and-cookie"],
+)
+def test_loaded_builds_what_the_constructor_builds(
+    cls: type[Session], read_only: bool, stale: bool, meta: Meta
+) -> None:
+    """`Session.loaded` skips `__init__` for a record just loaded: every slot must come out
+    the same as the constructor's (a slot it forgot to set raises AttributeError here)."""
+    settings = make_settings(cookie=Cookie(max_age=3600))
+    host, request = object(), object()
+    data = {"cart": [1, 2], "n": 3}
+    built = cls(
+        settings=settings,
+        serializer=DEFAULT_SERIALIZER,
+        now=5.0,
+        host=host,  # type: ignore[arg-type]
+        request=request,  # type: ignore[arg-type]
+        read_only=read_only,
+        session_id="sid",
+        data=dict(data),
+        meta=meta,
+        stale_signature=stale,
+    )
+    loaded = cls.loaded(
+        settings,
+        DEFAULT_SERIALIZER,
+        5.0,
+        host,
+        request,
+        read_only,
+        "sid",
+        dict(data),
+        meta,
+        stale,  # type: ignore[arg-type]
+    )
+    assert type(loaded) is cls
+    for name in sorted(_slots(cls)):
+        assert getattr(loaded, name) == getattr(built, name), name
+    assert dict.items(loaded) == dict.items(built)
+
+
 def test_a_fresh_session_behaves_as_a_new_one() -> None:
     settings = make_settings()
     session = Session.fresh(settings, DEFAULT_SERIALIZER, 5.0, None, None)

@@ -85,6 +85,36 @@ def test_orjson_and_stdlib_give_the_same_bytes_or_the_same_error(value: Any) -> 
     assert _outcome(_json.dumps_orjson, value) == _outcome(_json.dumps_stdlib, value)
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        0,
+        -1,
+        2**63 - 1,
+        2**63,
+        -(2**64),
+        10**30,
+        True,
+        False,
+        None,
+        "",
+        "bench",
+        "é✓",
+        "\ud800",
+        1.5,
+        1e-7,
+        [1, "a"],
+        {"a": [None]},
+        float("nan"),
+    ],
+    ids=repr,
+)
+def test_a_plain_value_takes_orjson_directly_with_the_same_bytes_or_error(value: Any) -> None:
+    """`dumps_orjson` hands a str, int, bool or None to orjson without `check`; what orjson
+    refuses (ints past 64 bits, lone surrogates) goes to the stdlib, as for anything else."""
+    assert _outcome(_json.dumps_orjson, value) == _outcome(_json.dumps_stdlib, value)
+
+
 @pytest.mark.parametrize("value", JSON_CORPUS, ids=repr)
 def test_orjson_and_stdlib_parse_the_same_values(value: Any) -> None:
     blob = _json.dumps_stdlib(value)

@@ -140,6 +140,11 @@ def _orjson_default(value: Any) -> Any:
 
 def dumps_orjson(value: Any) -> bytes:
     """Same bytes and errors as `dumps_stdlib`, faster. Needs orjson."""
+    if type(value) in _PLAIN:  # a counter, a user name: `check` would accept it as it is
+        try:
+            return orjson.dumps(value)
+        except TypeError:  # an integer past 64 bits, a lone surrogate: the stdlib decides
+            return _stdlib_encoder.encode(value).encode("utf-8")
     if check(value):
         return _stdlib_encoder.encode(value).encode("utf-8")
     try:

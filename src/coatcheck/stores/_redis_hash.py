@@ -29,23 +29,8 @@ def codec_of(serializer: Serializer) -> tuple[Callable[[Any], bytes], Callable[[
     """(dumps, loads) for `serializer`; for the default JSON one, the functions behind its
     methods (the same bytes and values, one call layer fewer per value)."""
     if type(serializer) is JSONSerializer:
-        return (_json.dumps if orjson is None else _dumps_plain_first), _json.loads
+        return _json.dumps, _json.loads
     return serializer.dumps, serializer.loads
-
-
-_PLAIN = frozenset((str, int, bool, type(None)))
-
-
-def _dumps_plain_first(value: Any) -> bytes:
-    """`_json.dumps(value)`: a str, int, bool or None (a counter, a user name) goes to orjson
-    without `_json.check`'s two calls, which accept it as is; whatever orjson refuses (an
-    integer past 64 bits, a lone surrogate) and every other value takes `_json.dumps`."""
-    if type(value) in _PLAIN:
-        try:
-            return orjson.dumps(value)
-        except TypeError:
-            pass
-    return _json.dumps(value)
 
 
 def encode_meta(meta: Meta, dumps: Callable[[Any], bytes]) -> bytes:
@@ -56,11 +41,7 @@ def encode_meta(meta: Meta, dumps: Callable[[Any], bytes]) -> bytes:
     it is a finite float of at least 1e-3 (`_json` leaves smaller ones to the standard
     library, which formats them its way); the checks and `Meta.to_dict` are written out."""
     user = meta.user_id
-    if (
-        (dumps is _dumps_plain_first or dumps is _json.dumps)
-        and orjson is not None
-        and not (meta.cookie or meta.hints)
-    ):
+    if dumps is _json.dumps and orjson is not None and not (meta.cookie or meta.hints):
         created, last_seen = meta.created, meta.last_seen
         idle, absolute = meta.idle_deadline, meta.absolute_deadline
         if (

@@ -23,8 +23,11 @@ runpy.run_module("coatcheck", run_name="__main__")
 """
 
 
-def run_cli(*args: str) -> tuple[subprocess.CompletedProcess[str], float, float, float]:
-    """(result, wall seconds, peak resident MiB, CPU seconds) of one `coatcheck` run, piped."""
+def run_cli(
+    *args: str, cpu: int | None = None
+) -> tuple[subprocess.CompletedProcess[str], float, float, float]:
+    """(result, wall seconds, peak resident MiB, CPU seconds) of one `coatcheck` run, piped;
+    on CPU `cpu` alone if given."""
     env = {**os.environ, "NO_COLOR": "1", "TERM": "dumb"}
     env.pop("COATCHECK_STORE", None)
     with tempfile.NamedTemporaryFile("r") as report:
@@ -35,6 +38,7 @@ def run_cli(*args: str) -> tuple[subprocess.CompletedProcess[str], float, float,
             text=True,
             env=env,
             timeout=600,
+            preexec_fn=None if cpu is None else lambda: os.sched_setaffinity(0, {cpu}),
         )
         elapsed = time.perf_counter() - start
         fields = report.read().split()

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -144,3 +146,25 @@ def test_commands_stay_within_their_bounds_at_100k_sessions(big_store: str) -> N
     over = {name: round(t - startup, 2) for name, t in took.items() if t - startup > bounds[name]}
     assert not over, f"beyond start-up ({startup:.2f}s): {over}, bounds {bounds}"
     assert max(rss, rss_list, rss_stats) < MAX_RSS_MIB, (rss, rss_list, rss_stats)
+
+
+def test_purge_report_has_its_control_and_keeps_the_live_sessions(tmp_path: Path) -> None:
+    """`python -m benchmarks scale --purge-only`: a control row (the CLI starting with nothing
+    to purge) beside the purge row, every live session kept, every expired one gone."""
+    out = tmp_path / "purge.md"
+    argv = ["--purge-only", "--sessions", "3000", "--live", "200", "--stores", "sqlite"]
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "scale", *argv, "--seconds", "0.3", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| SQLite |")]
+    assert len(rows) == 2, rows
+    assert rows[0].startswith("| SQLite | control: CLI start-up, no purge |")
+    cells = [cell.strip() for cell in rows[1].strip("|").split("|")]
+    assert cells[1] == "3,000" and cells[-1] == "200", rows[1]
+    if len(os.sched_getaffinity(0)) >= 2:
+        assert "the `coatcheck` CLI on CPU" in out.read_text()

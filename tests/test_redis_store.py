@@ -848,6 +848,26 @@ async def test_a_pipeline_on_a_connection_the_server_dropped_is_retried_once(pri
         await conn.close()
 
 
+async def test_commands_waiting_on_a_dropped_connection_get_their_own_replies(private_redis: int) -> None:
+    """The retry happens under the futures the callers already await: each gets its own reply."""
+    from coatcheck.stores._redis_io import Endpoint, PipelinedConnection
+
+    conn = PipelinedConnection(Endpoint("127.0.0.1", private_redis), socket_timeout=2, connect_timeout=2)
+    keys = [f"coatcheck-test:{secrets.token_hex(8)}" for _ in range(20)]
+    try:
+        await conn.pipeline([("SET", key, str(i)) for i, key in enumerate(keys)])
+        killer = redis.Redis(port=private_redis)
+        try:  # the loop does not run in between: the connection cannot know it is dead
+            assert killer.client_kill_filter(_type="normal", skipme=True) >= 1
+        finally:
+            killer.close()
+        replies = await asyncio.gather(*(conn.execute("GET", key) for key in keys))
+        assert replies == [str(i).encode() for i in range(len(keys))]
+        assert await conn.execute("DEL", *keys) == len(keys)
+    finally:
+        await conn.close()
+
+
 async def test_commands_wait_while_the_transport_is_paused(private_redis: int) -> None:
     from coatcheck.stores._redis_io import Endpoint, PipelinedConnection
 

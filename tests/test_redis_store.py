@@ -14,6 +14,8 @@ import subprocess
 import sys
 import threading
 import time
+import types
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -846,6 +848,89 @@ async def test_a_pipeline_on_a_connection_the_server_dropped_is_retried_once(pri
         assert await conn.pipeline([("SET", key, "1"), ("GET", key)]) == [b"OK", b"1"]
     finally:
         await conn.close()
+
+
+async def test_commands_waiting_on_a_dropped_connection_get_their_own_replies(private_redis: int) -> None:
+    """The retry happens under the futures the callers already await: each gets its own reply."""
+    from coatcheck.stores._redis_io import Endpoint, PipelinedConnection
+
+    conn = PipelinedConnection(Endpoint("127.0.0.1", private_redis), socket_timeout=2, connect_timeout=2)
+    keys = [f"coatcheck-test:{secrets.token_hex(8)}" for _ in range(20)]
+    try:
+        await conn.pipeline([("SET", key, str(i)) for i, key in enumerate(keys)])
+        killer = redis.Redis(port=private_redis)
+        try:  # the loop does not run in between: the connection cannot know it is dead
+            assert killer.client_kill_filter(_type="normal", skipme=True) >= 1
+        finally:
+            killer.close()
+        replies = await asyncio.gather(*(conn.execute("GET", key) for key in keys))
+        assert replies == [str(i).encode() for i in range(len(keys))]
+        assert await conn.execute("DEL", *keys) == len(keys)
+    finally:
+        await conn.close()
+
+
+def _ours(obj: object) -> str | None:
+    """What `obj` is, if coatcheck made it: a coroutine of one of its functions or an instance
+    of one of its classes."""
+    if isinstance(obj, types.CoroutineType):
+        code = obj.cr_code
+        return code.co_qualname if "coatcheck" in Path(code.co_filename).parts else None
+    kind = type(obj)
+    module = kind.__dict__.get("__module__")  # not a str for a few built-in types
+    return kind.__qualname__ if isinstance(module, str) and module.startswith("coatcheck.") else None
+
+
+async def test_a_request_waiting_on_redis_holds_few_objects_of_ours(private_redis: int, secret: str) -> None:
+    """What a request holds while it waits on Redis is alive at every young collection of the
+    garbage collector and gets promoted; with many requests in flight that ends in full
+    collections, the latency tail of benchmarks/SCALE.md. Ours, per waiting request: the
+    middleware's coroutine, the runtime's two, the store's, and the request's facts."""
+
+    async def inner(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        session = scope["session"]
+        if scope["path"] == "/incr":
+            session["n"] = session.get("n", 0) + 1
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": str(session.get("n", 0)).encode()})
+
+    app = SessionMiddleware(inner, secret=secret, store=f"redis://127.0.0.1:{private_redis}/0")
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    def call(path: str, cookie: bytes | None = None) -> Any:
+        headers = [(b"cookie", cookie)] if cookie else []
+        return app(
+            {"type": "http", "method": "GET", "scheme": "http", "path": path, "headers": headers},
+            receive,
+            send,
+        )
+
+    await call("/incr")
+    cookie = dict(sent[0]["headers"])[b"set-cookie"].split(b";")[0]
+    await call("/read", cookie)  # the connection is open: what follows only waits on replies
+    sent.clear()
+    before = {id(obj) for obj in gc.get_objects() if _ours(obj)}
+    waiting = 16
+    pid = _server_pid(private_redis)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        calls = [asyncio.ensure_future(call("/read", cookie)) for _ in range(waiting)]
+        for _ in range(5):  # a few turns of the loop: every request reaches its wait on Redis
+            await asyncio.sleep(0)
+        assert not any(c.done() for c in calls)
+        held = Counter(name for obj in gc.get_objects() if id(obj) not in before and (name := _ours(obj)))
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    await asyncio.gather(*calls)
+    assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [200] * waiting
+    assert sum(held.values()) <= 5 * waiting, held
+    await app.manager.close()
 
 
 async def test_commands_wait_while_the_transport_is_paused(private_redis: int) -> None:

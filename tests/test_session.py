@@ -86,7 +86,7 @@ def test_login_keeps_data_binds_user_and_rotates_csrf() -> None:
     s.login(7)
     assert s.id != "sid" and s.user_id == "7" and s["cart"] == [1] and s.is_new
     assert s.csrf_token != token
-    assert s._retired_ids == ["sid"]
+    assert s._retired_ids == ("sid",)
 
 
 def test_regenerate_without_keep_drops_data_and_user() -> None:
@@ -101,7 +101,7 @@ def test_destroy_then_write_starts_fresh() -> None:
     s.destroy()
     assert dict(s) == {} and s._destroyed
     s["flash"] = "bye"
-    assert not s._destroyed and s.id != "sid" and s.is_new and s._retired_ids == ["sid"]
+    assert not s._destroyed and s.id != "sid" and s.is_new and s._retired_ids == ("sid",)
 
 
 def test_cookie_max_age_is_per_session() -> None:

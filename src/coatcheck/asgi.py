@@ -92,11 +92,19 @@ class SessionMiddleware(SessionOptions):
             await self._outside_path(scope, receive, send)
             return
         session = runtime.load_without_io(request)
-        if session is None:  # the request carries our cookie: load it (I/O)
-            await self._loaded(scope, receive, send, request)
+        if session is None:  # the request carries our cookie: load it (I/O), here and not in
+            # a coroutine of its own: each layer is one more object alive while the load waits
+            try:
+                session = await runtime.load(request)
+            except SessionStoreError as exc:
+                log_store_error(exc, "loading a session")
+                await send_plain(send, _http.unavailable())
+                return
+            scope["session"] = session
+            await self.app(scope, receive, _SessionSender(self, session, request, scope, send))
             return
         scope["session"] = session
-        await self._fresh_app(scope, receive, self._session_sender(session, request, scope, send))
+        await self._fresh_app(scope, receive, _SessionSender(self, session, request, scope, send))
 
     async def _not_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -128,32 +136,6 @@ class SessionMiddleware(SessionOptions):
         scope["session"] = session
         await self.app(scope, receive, send)
 
-    async def _loaded(self, scope: Scope, receive: Receive, send: Send, request: RequestInfo) -> None:
-        """An HTTP request that carries a session cookie: load the session, then run the app."""
-        try:
-            session = await self.manager.load(request)
-        except SessionStoreError as exc:
-            log_store_error(exc, "loading a session")
-            await send_plain(send, _http.unavailable())
-            return
-        scope["session"] = session
-        await self.app(scope, receive, self._session_sender(session, request, scope, send))
-
-    def _session_sender(self, session: Session, request: RequestInfo, scope: Scope, send: Send) -> Send:
-        """`send` for the app: commits `session` before the response starts."""
-        failed: list[bool] = []  # non-empty once an error response replaced the app's
-
-        # A plain function returning `send`'s own awaitable: an untouched session costs no
-        # coroutine of ours per message; only a session that owes a commit gets one.
-        def send_with_session(message: Message) -> Awaitable[None]:
-            if message["type"] != "http.response.start":
-                return _sent() if failed else send(message)  # after an error response: dropped
-            if session.untouched and scope.get("session") is session:
-                return send(message)  # owes nothing: the app's message as it is
-            return self._commit_then_start(session, request, scope, send, message, failed)
-
-        return send_with_session
-
     async def _commit_then_start(
         self,
         session: Session,
@@ -161,7 +143,7 @@ class SessionMiddleware(SessionOptions):
         scope: Scope,
         send: Send,
         message: Message,
-        failed: list[bool],
+        sender: _SessionSender,
     ) -> None:
         """Commit the session, then send the app's start message with the session's headers
         (or, if the store failed, an error response in its place)."""
@@ -169,11 +151,11 @@ class SessionMiddleware(SessionOptions):
             added = await self.manager.commit(session, request, unset=scope.get("session") is not session)
         except SessionStoreError as exc:
             log_store_error(exc, "saving a session")
-            failed.append(True)
+            sender.failed = True
             await send_plain(send, _http.unavailable())
             return
         except SessionTooLarge as exc:  # only with CookieStore(debug=True)
-            failed.append(True)
+            sender.failed = True
             await send_plain(send, _http.too_large(exc))
             return
         if added:
@@ -195,3 +177,28 @@ class SessionMiddleware(SessionOptions):
             await send(message)
 
         await self.app(scope, receive, send_closing)
+
+
+class _SessionSender:
+    """`send` for the app: commits the session before the response starts. One object per
+    request: a closure cost a function, its tuple and a cell per captured name, all alive (and
+    tracked by the garbage collector) for as long as the app runs."""
+
+    __slots__ = ("failed", "middleware", "request", "scope", "send", "session")
+
+    def __init__(
+        self, middleware: SessionMiddleware, session: Session, request: RequestInfo, scope: Scope, send: Send
+    ) -> None:
+        self.middleware, self.session, self.request = middleware, session, request
+        self.scope, self.send = scope, send
+        self.failed = False  # True once an error response replaced the app's
+
+    # Returns `send`'s own awaitable: an untouched session costs no coroutine of ours per
+    # message; only a session that owes a commit gets one.
+    def __call__(self, message: Message) -> Awaitable[None]:
+        if message["type"] != "http.response.start":
+            return _sent() if self.failed else self.send(message)  # after an error response: dropped
+        session, scope = self.session, self.scope
+        if session.untouched and scope.get("session") is session:
+            return self.send(message)  # owes nothing: the app's message as it is
+        return self.middleware._commit_then_start(session, self.request, scope, self.send, message, self)

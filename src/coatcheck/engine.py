@@ -21,6 +21,8 @@ from .record import Meta, Record
 Write = Literal["none", "set", "patch", "touch"]
 CookieAction = Literal["none", "send", "expire"]
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+# One empty set for every plan that removes no key: `frozenset()` makes a new, GC-tracked object.
+_NO_KEYS: frozenset[str] = frozenset()
 
 
 # ---- request start ------------------------------------------------------------------------
@@ -242,11 +244,11 @@ def decide(snapshot: Snapshot, settings: Settings, facts: Facts) -> Plan:
             return Plan(s.retired_ids, "patch", s.session_id, record, s.changed, s.removed,
                         cookie, s.max_age, cache)  # fmt: skip
         record = Record(dict(s.data), new_meta(s, facts, settings))
-        return Plan(s.retired_ids, "set", s.session_id, record, _EMPTY, frozenset(),
+        return Plan(s.retired_ids, "set", s.session_id, record, _EMPTY, _NO_KEYS,
                     cookie, s.max_age, cache)  # fmt: skip
     if touching:
         record = Record({}, new_meta(s, facts, settings))
-        return Plan(s.retired_ids, "touch", s.session_id, record, _EMPTY, frozenset(),
+        return Plan(s.retired_ids, "touch", s.session_id, record, _EMPTY, _NO_KEYS,
                     cookie, s.max_age, cache)  # fmt: skip
     return Plan(
         destroy=s.retired_ids,
@@ -294,10 +296,10 @@ def data_plan(
         # `should_set_cookie`: a new id is sent once stored; a known one when rolling, or for
         # a persistent cookie's new Expires (the session was modified)
         send = meta is None or settings.rolling or max_age is not None
-        return Plan((), "set", session_id, Record(data or {}, record_meta), _EMPTY, frozenset(),
+        return Plan((), "set", session_id, Record(data or {}, record_meta), _EMPTY, _NO_KEYS,
                     "send" if send else "none", max_age, True)  # fmt: skip
     cookie: CookieAction = "send" if settings.rolling or max_age is not None else "none"
-    return Plan((), "patch", session_id, Record({}, record_meta), changed, frozenset(removed),
+    return Plan((), "patch", session_id, Record({}, record_meta), changed, frozenset(removed) if removed else _NO_KEYS,
                 cookie, max_age, True)  # fmt: skip
 
 

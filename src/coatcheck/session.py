@@ -176,7 +176,7 @@ class Session(FlashingDict):
         self._client_id = self._id = self._stored_id = self._meta = self._user_id = self._loaded_user_id = (
             None
         )
-        self._read_only, self._cookie_overrides, self._retired_ids = read_only, {}, []
+        self._read_only, self._cookie_overrides, self._retired_ids = read_only, {}, ()
         self._cookie_changed = self._cookie_pending = self._destroyed = self._touch = False
         self._intent_modified = self._stale_signature = False
         self._original_max_age = settings.cookie_max_age
@@ -193,7 +193,7 @@ class Session(FlashingDict):
         self._serializer = serializer
         self.track(data)
         self._settings, self._now, self._host, self._request = settings, now, host, request
-        self._read_only, self._meta, self._retired_ids = read_only, meta, []
+        self._read_only, self._meta, self._retired_ids = read_only, meta, ()
         self._client_id = self._id = self._stored_id = session_id
         overrides = self._cookie_overrides = dict(meta.cookie)
         self._original_max_age = overrides.get("max_age", settings.cookie_max_age)
@@ -209,7 +209,9 @@ class Session(FlashingDict):
         self._stored_id = session_id if meta is not None else None
         overrides = self._cookie_overrides = dict(meta.cookie) if meta else {}
         self._original_max_age = overrides.get("max_age", self._settings.cookie_max_age)
-        self._retired_ids: list[str] = []
+        # a tuple, not a list: nearly always empty, and the empty tuple is not an object of
+        # its own for the garbage collector to track
+        self._retired_ids: tuple[str, ...] = ()
         self._cookie_changed = self._cookie_pending = self._destroyed = self._touch = False
         self._intent_modified = self._stale_signature = False
         self._user_id = self._loaded_user_id = meta.user_id if meta else None
@@ -369,7 +371,7 @@ class Session(FlashingDict):
             destroyed=self._destroyed,
             touch=self._touch,
             stale_signature=self._stale_signature,
-            retired_ids=tuple(self._retired_ids),
+            retired_ids=self._retired_ids,
             max_age=self._cookie_overrides.get("max_age", self._settings.cookie_max_age),
             cookie_overrides=dict(self._cookie_overrides),
             meta=self._meta,
@@ -405,7 +407,7 @@ class Session(FlashingDict):
     def after_commit(self, plan: Plan, *, record_gone: bool = False) -> None:
         """The runtime performed `plan` (an explicit save(), or the end of the request): the
         session continues from what was written, owing the cookie the plan decided to send."""
-        self._retired_ids = []
+        self._retired_ids = ()
         if record_gone:
             self._reset(None, {}, None)
             return
@@ -438,7 +440,7 @@ class Session(FlashingDict):
         """Issue a new id; the old record is deleted at commit. Data is dropped unless kept."""
         self._before_write()
         if self._stored_id is not None:
-            self._retired_ids.append(self._stored_id)
+            self._retired_ids += (self._stored_id,)
         self._stored_id = None
         self._id = self._settings.new_id()
         self._meta = None
@@ -455,7 +457,7 @@ class Session(FlashingDict):
             raise RuntimeError(_READ_ONLY)
         self._accessed = True
         if self._stored_id is not None:
-            self._retired_ids.append(self._stored_id)
+            self._retired_ids += (self._stored_id,)
         self._stored_id = None
         self._id = None
         self._meta = None

@@ -32,8 +32,9 @@ __all__ = [
 class Commands(Protocol):
     """What RedisStore needs from a connection. Errors are redis-py exception types."""
 
-    async def execute(self, *args: Arg) -> Any:
-        """Run one command; returns the reply (HGETALL may come back as a list or a dict)."""
+    def execute(self, *args: Arg) -> Awaitable[Any]:
+        """Run one command; the awaitable gives the reply (HGETALL may come back as a list or a
+        dict). A coroutine or, on the pipelined connection, the reply's future itself."""
 
     async def pipeline(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
         """Run several independent commands in one round trip per node; replies in order."""

@@ -14,7 +14,7 @@ import asyncio
 import socket
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,9 @@ except ImportError:  # pragma: no cover - hiredis is part of the coatcheck[redis
     hiredis = None  # type: ignore[assignment]
 
 Arg = bytes | str | int | float
+# A command waiting for its reply: (future, deadline, the packed command to send again on a
+# fresh connection if this one is lost; None once it was, or for the handshake).
+_Entry = tuple["asyncio.Future[Any]", float, bytes | None]
 
 HIREDIS_AVAILABLE = hiredis is not None
 
@@ -62,15 +65,25 @@ def _reply_error(error: Exception) -> RedisError:
 class _Protocol(asyncio.Protocol):
     """Replies arrive in the order commands were written: one FIFO of futures is all the
     bookkeeping pipelining needs. A watchdog fails everything if the oldest command waits
-    longer than `timeout` (one timer per connection, not one per command)."""
+    longer than `timeout` (one timer per connection, not one per command). When the
+    connection is lost, the commands still waiting go to `on_lost` to be sent again, once,
+    on a fresh connection, with the futures their callers already await: the retry needs no
+    coroutine per command around the future."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float, where: str) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        timeout: float,
+        where: str,
+        on_lost: Callable[[list[_Entry], Exception], None] | None = None,
+    ) -> None:
         assert hiredis is not None
         self._loop = loop
         self._timeout = timeout
         self._where = where
+        self._on_lost = on_lost
         self._reader = hiredis.Reader()
-        self._pending: deque[tuple[asyncio.Future[Any], float]] = deque()
+        self._pending: deque[_Entry] = deque()
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._outgoing: list[bytes] = []
@@ -107,19 +120,36 @@ class _Protocol(asyncio.Protocol):
         if self.closed or self._transport is None:
             raise RedisConnectionError(f"connection to Redis at {self._where} is closed")
         future = self._loop.create_future()
-        self._pending.append((future, self._loop.time() + self._timeout))
-        self._queue(hiredis.pack_command(tuple(args)))  # type: ignore[arg-type]
+        packed = hiredis.pack_command(tuple(args))  # type: ignore[arg-type]
+        self._pending.append((future, self._loop.time() + self._timeout, packed))
+        self._queue(packed)
         return future
 
-    def send_many(self, commands: Sequence[Sequence[Arg]]) -> list[asyncio.Future[Any]]:
+    def send_many(
+        self, commands: Sequence[Sequence[Arg]], *, retry: bool = True
+    ) -> list[asyncio.Future[Any]]:
         if self.closed or self._transport is None:
             raise RedisConnectionError(f"connection to Redis at {self._where} is closed")
         deadline = self._loop.time() + self._timeout
-        futures = [self._loop.create_future() for _ in commands]
-        self._pending.extend((future, deadline) for future in futures)
+        futures = []
         for command in commands:
-            self._queue(hiredis.pack_command(tuple(command)))  # type: ignore[arg-type]
+            future = self._loop.create_future()
+            packed = hiredis.pack_command(tuple(command))  # type: ignore[arg-type]
+            self._pending.append((future, deadline, packed if retry else None))
+            self._queue(packed)
+            futures.append(future)
         return futures
+
+    def send_again(self, lost: list[_Entry]) -> None:
+        """Send the commands a lost connection left unanswered; their futures get the replies.
+        They are not sent a third time."""
+        if self.closed or self._transport is None:
+            raise RedisConnectionError(f"connection to Redis at {self._where} is closed")
+        deadline = self._loop.time() + self._timeout
+        for future, _, packed in lost:
+            if not future.done() and packed is not None:  # done: its caller gave up meanwhile
+                self._pending.append((future, deadline, None))
+                self._queue(packed)
 
     def _queue(self, packed: bytes) -> None:
         """Commands issued during one turn of the event loop leave in one write: under
@@ -148,11 +178,11 @@ class _Protocol(asyncio.Protocol):
                 else:
                     future.set_result(reply)
         except (hiredis.ProtocolError, IndexError):
-            self._fail(RedisConnectionError(f"Redis at {self._where} sent an unexpected reply"))
+            self._fail(RedisConnectionError(f"Redis at {self._where} sent an unexpected reply"), retry=True)
 
     def connection_lost(self, exc: Exception | None) -> None:
         reason = f" ({exc})" if exc else ""
-        self._fail(RedisConnectionError(f"connection to Redis at {self._where} was lost{reason}"))
+        self._fail(RedisConnectionError(f"connection to Redis at {self._where} was lost{reason}"), retry=True)
 
     def _check_deadline(self) -> None:
         self._timer = None
@@ -164,8 +194,11 @@ class _Protocol(asyncio.Protocol):
         else:
             self._timer = self._loop.call_at(deadline, self._check_deadline)
 
-    def _fail(self, error: Exception) -> None:
-        """Fail every waiting command and drop the connection; the next call reconnects."""
+    def _fail(self, error: Exception, *, retry: bool = False) -> None:
+        """Fail every waiting command and drop the connection; the next call reconnects.
+        With `retry` (a connection error), commands not yet sent again go to `on_lost`."""
+        if self.closed:  # already failed (e.g. connection_lost after an unexpected reply)
+            return
         self.closed = True
         if self._timer is not None:
             self._timer.cancel()
@@ -173,14 +206,22 @@ class _Protocol(asyncio.Protocol):
         pending, self._pending = self._pending, deque()
         self._outgoing = []
         self.resume_writing()  # waiters see the connection closed and reconnect
-        for future, _ in pending:
-            if not future.done():
+        lost = []
+        for entry in pending:
+            future = entry[0]
+            if future.done():
+                continue
+            if retry and entry[2] is not None and self._on_lost is not None:
+                lost.append(entry)
+            else:
                 future.set_exception(error)
         if self._transport is not None:
             self._transport.abort()
+        if lost:
+            self._on_lost(lost, error)  # type: ignore[misc]  # checked above
 
     def close(self) -> None:
-        self._fail(RedisConnectionError(f"connection to Redis at {self._where} was closed"))
+        self._fail(RedisConnectionError(f"connection to Redis at {self._where} was closed"), retry=True)
 
 
 class PipelinedConnection:
@@ -193,6 +234,10 @@ class PipelinedConnection:
     RedisStore sends is idempotent. Timeouts are not retried. Callers wait while the socket's
     send buffer is over its high-water mark (back-pressure), so a server that reads slowly
     cannot make the process buffer without bound.
+
+    `execute` on an open connection returns the reply's future itself, not a coroutine:
+    every request waiting on Redis holds one object fewer (each is tracked by the garbage
+    collector, and what is alive when it runs gets promoted; see benchmarks/SCALE.md).
     """
 
     def __init__(self, endpoint: Endpoint, *, socket_timeout: float, connect_timeout: float) -> None:
@@ -203,30 +248,47 @@ class PipelinedConnection:
         self._connect_timeout = connect_timeout
         self._protocol: _Protocol | None = None
         self._lock: asyncio.Lock | None = None
+        self._resending: set[asyncio.Task[None]] = set()  # strong references to running retries
 
-    async def execute(self, *args: Arg) -> Any:
+    def execute(self, *args: Arg) -> Awaitable[Any]:
         protocol = self._protocol
-        if protocol is None or protocol.closed:
-            return await (await self._connect()).send(args)
-        try:
-            if protocol._writable is not None:  # `protocol.paused`, without a property call
-                await protocol.writable()
-            return await protocol.send(args)
-        except RedisConnectionError:
-            return await (await self._connect()).send(args)
+        # `protocol.paused` without a property call; a paused or closed connection: wait first
+        if protocol is None or protocol.closed or protocol._writable is not None:
+            return self._execute_when_ready(args)
+        return protocol.send(args)
+
+    async def _execute_when_ready(self, args: Sequence[Arg]) -> Any:
+        return await (await self._ready()).send(args)
 
     async def pipeline(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
         if not commands:
             return []
+        return await _replies((await self._ready()).send_many(commands))
+
+    async def _ready(self) -> _Protocol:
+        """The connection, once it takes writes: (re)connected if closed, after back-pressure."""
         protocol = self._protocol
-        if protocol is None or protocol.closed:
-            return await _replies((await self._connect()).send_many(commands))
+        if protocol is not None and not protocol.closed and protocol.paused:
+            await protocol.writable()
+        if protocol is None or protocol.closed:  # also: failed while we waited
+            protocol = await self._connect()
+        return protocol
+
+    def _lost(self, lost: list[_Entry], error: Exception) -> None:
+        """`_Protocol.on_lost`: send the commands a lost connection left unanswered again."""
+        task = lost[0][0].get_loop().create_task(self._send_again(lost, error))
+        self._resending.add(task)
+        task.add_done_callback(self._resending.discard)
+
+    async def _send_again(self, lost: list[_Entry], error: Exception) -> None:
         try:
-            if protocol.paused:
-                await protocol.writable()
-            return await _replies(protocol.send_many(commands))
-        except RedisConnectionError:
-            return await _replies((await self._connect()).send_many(commands))
+            (await self._connect()).send_again(lost)
+        except BaseException as exc:  # could not reconnect (or cancelled): the callers hear why
+            for future, _, _ in lost:
+                if not future.done():
+                    future.set_exception(exc if isinstance(exc, Exception) else error)
+            if not isinstance(exc, Exception):
+                raise
 
     async def scan(self, pattern: bytes, count: int) -> AsyncIterator[bytes]:
         cursor: bytes = b"0"
@@ -254,7 +316,7 @@ class PipelinedConnection:
         try:
             async with asyncio.timeout(self._connect_timeout):
                 _, protocol = await loop.create_connection(
-                    lambda: _Protocol(loop, self._socket_timeout, endpoint.where),
+                    lambda: _Protocol(loop, self._socket_timeout, endpoint.where, self._lost),
                     endpoint.host,
                     endpoint.port,
                     ssl=endpoint.ssl_context,
@@ -271,7 +333,7 @@ class PipelinedConnection:
                 if endpoint.client_name:
                     handshake.append(("CLIENT", "SETNAME", endpoint.client_name))
                 if handshake:
-                    await asyncio.gather(*protocol.send_many(handshake))
+                    await asyncio.gather(*protocol.send_many(handshake, retry=False))
         except BaseException as exc:
             if protocol is not None:
                 protocol.close()

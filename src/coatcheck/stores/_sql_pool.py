@@ -33,8 +33,7 @@ class LoopPool(Generic[C]):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._forks = -1
         self._idle: list[C] = []
-        self._free = size  # slots neither in use nor promised to a waiter
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._slots = _Slots(size)
 
     async def _open(self) -> C:
         raise NotImplementedError
@@ -49,11 +48,12 @@ class LoopPool(Generic[C]):
 
     async def _run(self, work: Callable[..., Awaitable[R]], *args: Any) -> R:
         """`work(conn, *args)` on a connection of this pool (see the class docstring)."""
-        self._bind()
-        if self._free > 0 and not self._waiters:
-            self._free -= 1
+        loop = self._bind()
+        slots = self._slots  # released to the same, should another loop rebind the pool meanwhile
+        if slots.free > 0 and not slots.waiters:
+            slots.free -= 1
         else:
-            await self._slot()
+            await slots.wait(loop)
         try:
             for attempt in (1, 2):
                 conn: C | None = None
@@ -79,38 +79,15 @@ class LoopPool(Generic[C]):
                 return result
             raise AssertionError("unreachable")  # pragma: no cover
         finally:
-            self._release()
+            slots.release()
 
-    async def _slot(self) -> None:
-        """Wait until `_release` hands this task a slot."""
-        assert self._loop is not None  # bound by the caller
-        handed: asyncio.Future[None] = self._loop.create_future()
-        self._waiters.append(handed)
-        try:
-            await handed
-        except BaseException:
-            if handed.done() and not handed.cancelled():
-                self._release()  # handed a slot, then cancelled before using it: pass it on
-            elif handed in self._waiters:  # `_release` drops cancelled ones it meets first
-                self._waiters.remove(handed)
-            raise
-
-    def _release(self) -> None:
-        waiters = self._waiters
-        while waiters:
-            handed = waiters.popleft()
-            if not handed.done():
-                handed.set_result(None)
-                return
-        self._free += 1
-
-    def _bind(self) -> None:
+    def _bind(self) -> asyncio.AbstractEventLoop:
         loop = asyncio.get_running_loop()
         if loop is not self._loop or self._forks != _FORKS[0]:
             self._loop, self._forks = loop, _FORKS[0]
             self._idle = []
-            self._free = self._size
-            self._waiters = deque()
+            self._slots = _Slots(self._size)
+        return loop
 
     async def close(self) -> None:
         if self._loop is not asyncio.get_running_loop() or self._forks != _FORKS[0]:
@@ -118,3 +95,35 @@ class LoopPool(Generic[C]):
         idle, self._idle = self._idle, []
         for conn in idle:
             await self._discard(conn)
+
+
+class _Slots:
+    """A pool's slots: `free` ones, and the waiters a freed one goes to, oldest first."""
+
+    __slots__ = ("free", "waiters")
+
+    def __init__(self, size: int) -> None:
+        self.free = size  # neither in use nor promised to a waiter
+        self.waiters: deque[asyncio.Future[None]] = deque()
+
+    async def wait(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wait until `release` hands the caller a slot."""
+        handed: asyncio.Future[None] = loop.create_future()
+        self.waiters.append(handed)
+        try:
+            await handed
+        except BaseException:
+            if handed.done() and not handed.cancelled():
+                self.release()  # handed a slot, then cancelled before using it: pass it on
+            elif handed in self.waiters:  # `release` drops cancelled ones it meets first
+                self.waiters.remove(handed)
+            raise
+
+    def release(self) -> None:
+        waiters = self.waiters
+        while waiters:
+            handed = waiters.popleft()
+            if not handed.done():
+                handed.set_result(None)
+                return
+        self.free += 1

@@ -1,15 +1,19 @@
 """SQLStore's direct psycopg path (stores/_sql_pg.py) against the real PostgreSQL server:
-the socket stays registered with the event loop between statements, and a connection the
-server closes while the loop runs is replaced."""
+the socket stays registered with the event loop between statements, a connection the
+server closes while the loop runs is replaced, a stuck statement times out, and callers
+cancelled while they wait for a connection give their turn back."""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from typing import Any
 
 import psycopg
+import pytest
 
+from coatcheck.errors import SessionStoreError
 from coatcheck.stores import SQLStore
 from coatcheck.testing import make_record, new_key
 
@@ -83,6 +87,87 @@ async def test_awkward_names_and_large_values_round_trip(postgres_url: str) -> N
         assert await store.patch(key, {"h": 8}, [k for k in awkward if k != "h"] + ["big"], record.meta)
         record = await store.get(key)
         assert record is not None and record.data == {"h": 8}
+    finally:
+        await store.drop_table()
+        await store.close()
+
+
+async def _until_blocked_on_a_lock(watcher: psycopg.AsyncConnection[Any], table: str) -> None:
+    """Return once a statement on `table` waits for a lock (the store's, behind ours)."""
+    while True:
+        cursor = await watcher.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
+            (f"%{table}%",),
+        )
+        row = await cursor.fetchone()
+        if row is not None and row[0]:
+            return
+
+
+async def test_a_statement_stuck_past_the_timeout_fails_and_its_connection_is_replaced(
+    postgres_url: str,
+) -> None:
+    name = _table()
+    store = SQLStore(postgres_url, table=name, timeout=1.0, pool_size=1)
+    try:
+        key = new_key()
+        await store.set(key, make_record({"n": 1}))  # the table exists: the direct path runs
+        async with await psycopg.AsyncConnection.connect(postgres_url) as locker:
+            await locker.execute(f'LOCK TABLE "{name}" IN ACCESS EXCLUSIVE MODE')
+            started = time.monotonic()
+            with pytest.raises(SessionStoreError, match=r"loading a session timed out after 1s"):
+                await store.get(key)
+            assert 0.9 <= time.monotonic() - started < 2.0
+            await locker.rollback()
+        record = await store.get(key)  # on a new connection: the stuck one was discarded
+        assert record is not None and record.data == {"n": 1}
+    finally:
+        await store.drop_table()
+        await store.close()
+
+
+async def test_callers_cancelled_while_waiting_for_a_connection_leave_none_behind(
+    postgres_url: str,
+) -> None:
+    name = _table()
+    store = SQLStore(postgres_url, table=name, timeout=5.0, pool_size=1)
+    try:
+        key = new_key()
+        await store.set(key, make_record({"n": 1}))
+        async with (
+            await psycopg.AsyncConnection.connect(postgres_url) as locker,
+            await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as watcher,
+        ):
+            await locker.execute(f'LOCK TABLE "{name}" IN ACCESS EXCLUSIVE MODE')
+            # one holds the only connection (its SELECT waits for our lock), five wait for it
+            callers = [asyncio.create_task(store.get(key)) for _ in range(6)]
+            await _until_blocked_on_a_lock(watcher, name)
+            for cancelled in callers[0::2]:  # the holder and two of the waiters
+                cancelled.cancel()
+            await locker.rollback()
+            results = await asyncio.gather(*callers, return_exceptions=True)
+        assert all(isinstance(r, asyncio.CancelledError) for r in results[0::2])
+        assert all(r is not None and r.data == {"n": 1} for r in results[1::2])  # type: ignore[union-attr]
+
+        async with await psycopg.AsyncConnection.connect(postgres_url) as locker:
+            await locker.execute(f'LOCK TABLE "{name}" IN ACCESS EXCLUSIVE MODE')
+            waiters = [asyncio.create_task(store.get(key)) for _ in range(3)]
+
+            async def unlock() -> None:
+                async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as w:
+                    await _until_blocked_on_a_lock(w, name)
+                await locker.rollback()
+
+            unlocking = asyncio.create_task(unlock())
+            assert await store.get(key) is not None  # this call held the connection ...
+            waiters[0].cancel()  # ... and handed it to this waiter, which never got to run
+            await unlocking
+            results = await asyncio.gather(*waiters, return_exceptions=True)
+        assert isinstance(results[0], asyncio.CancelledError)
+        assert all(r is not None and r.data == {"n": 1} for r in results[1:])  # type: ignore[union-attr]
+        # every slot came back: as many callers as ever fit still all get through
+        again = await asyncio.gather(*(store.get(key) for _ in range(6)))
+        assert all(r is not None and r.data == {"n": 1} for r in again)
     finally:
         await store.drop_table()
         await store.close()

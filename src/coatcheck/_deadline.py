@@ -57,3 +57,34 @@ class Deadlines:
         if watch is None or watch.loop is not loop:
             watch = self.watch = _LoopWatch(loop)
         return watch
+
+    def arm(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[object]) -> tuple[_LoopWatch, int, int]:
+        """Start watching one call of `task` (seconds must be set): (its watch, its token,
+        the task's cancel count before it) for `expired` and `disarm`."""
+        assert self.seconds is not None
+        watch = self.watch
+        if watch is None or watch.loop is not loop:
+            watch = self.watch_for(loop)
+        token = next(self.tokens)
+        deadline = loop.time() + self.seconds
+        watch.pending[token] = (task, deadline)
+        if watch.timer is None:
+            watch.timer = loop.call_at(deadline, watch.fire)
+        return watch, token, task.cancelling()
+
+    @staticmethod
+    def expired(watch: _LoopWatch, token: int, task: asyncio.Task[object], cancelling: int) -> bool:
+        """For a call that raised CancelledError: True if this deadline cancelled it and
+        nobody else did (the call timed out), as `asyncio.timeout` decides."""
+        if token in watch.expired:
+            watch.expired.discard(token)
+            return task.uncancel() <= cancelling
+        return False
+
+    @staticmethod
+    def disarm(watch: _LoopWatch, token: int, task: asyncio.Task[object]) -> None:
+        """Stop watching the call (in a `finally`)."""
+        watch.pending.pop(token, None)
+        if token in watch.expired:  # fired as the call finished: withdraw our cancel
+            watch.expired.discard(token)
+            task.uncancel()

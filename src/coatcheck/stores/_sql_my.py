@@ -164,7 +164,7 @@ class MyDirect(LoopPool["_Held"]):
         await self._execute("destroy", (key,))
 
     def _execute(self, name: str, params: Sequence[Any]) -> Awaitable[Any]:
-        return self._run(lambda held: self._prepared(held, name, params))
+        return self._run(self._prepared, name, params)
 
     async def _prepared(self, held: _Held, name: str, params: Sequence[Any]) -> Any:
         statement = held.statements.get(name)

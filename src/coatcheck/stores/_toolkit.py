@@ -18,6 +18,7 @@ import math
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
+from .._deadline import Deadlines
 from ..errors import SessionStoreError
 
 T = TypeVar("T")
@@ -106,6 +107,36 @@ async def guarded(
         if on_abort is not None:
             await on_abort()
         raise
+
+
+async def kept_to(
+    deadlines: Deadlines,
+    label: str,
+    what: str,
+    call: Awaitable[T],
+    errors: Errors,
+    key: str | None,
+    describe: Describe = describe_error,
+) -> T:
+    """`guarded(label, what, ...)` for a `call` already made, its time limit `deadlines.seconds`
+    (set) kept with one timer per event loop (_deadline.py) instead of an `asyncio.timeout`
+    per call: the same messages, one coroutine fewer, no timer handle armed and cancelled."""
+    task = asyncio.current_task()
+    assert task is not None  # asyncio only, as `guarded`
+    watch, token, cancelling = deadlines.arm(task.get_loop(), task)
+    try:
+        try:
+            return await call
+        except SessionStoreError:
+            raise
+        except errors as exc:
+            raise SessionStoreError(f"{label}: {what} failed: {describe(exc, key)}") from None
+    except asyncio.CancelledError:
+        if deadlines.expired(watch, token, task, cancelling):
+            raise SessionStoreError(f"{label}: {what} timed out after {deadlines.seconds:g}s") from None
+        raise
+    finally:
+        deadlines.disarm(watch, token, task)
 
 
 def ttl_ms(deadline: float | None, now: float) -> int:

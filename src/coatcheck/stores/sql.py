@@ -54,12 +54,13 @@ except ModuleNotFoundError as exc:  # keep the missing module's name for from_ur
         f"SQLStore needs the {exc.name!r} package: pip install 'coatcheck[sql]'", name=exc.name
     ) from exc
 
+from .._deadline import Deadlines
 from ..audit import revoked
 from ..codec import DEFAULT_SERIALIZER, Serializer
 from ..errors import ConfigurationError, SessionStoreError
 from ..record import Meta, Record, SessionInfo
 from . import _sql_claim
-from ._toolkit import SerializerChoice, guarded
+from ._toolkit import SerializerChoice, guarded, kept_to
 from .base import SessionTally
 from .url import register_scheme
 
@@ -134,6 +135,7 @@ class SQLStore(SerializerChoice):
         self._ready = False
         self._ready_lock: asyncio.Lock | None = None
         self._timeout = float(timeout)
+        self._deadlines = Deadlines(self._timeout)  # for `_direct_call`
         self._purge_batch = purge_batch
         self._serializer = serializer
         self._clock = clock
@@ -185,6 +187,17 @@ class SQLStore(SerializerChoice):
             key=key,
             time_limit=self._timeout,
             describe=describe_sql_error,
+        )
+
+    def _direct_call(
+        self, what: str, key: str, method: Callable[..., Awaitable[T]], *args: Any
+    ) -> Awaitable[T]:
+        """`_run` for a direct statement, one coroutine in all once the table is known: the
+        store's `timeout` kept by its Deadlines (one timer per loop) instead of a timer per call."""
+        if not self._ready and self._auto_create:
+            return self._run(what, functools.partial(method, *args), key)
+        return kept_to(
+            self._deadlines, self._label, what, method(*args), self._errors, key, describe_sql_error
         )
 
     def _when(self, timestamp: float | None) -> Any:
@@ -239,9 +252,7 @@ class SQLStore(SerializerChoice):
     # ---- Store --------------------------------------------------------------------------
     async def get(self, key: str) -> Record | None:
         if self._direct is not None:
-            row = await self._run(
-                "loading a session", functools.partial(self._direct.get, key, self._clock()), key
-            )
+            row = await self._direct_call("loading a session", key, self._direct.get, key, self._clock())
             return None if row is None else self._decode(row[0], row[1])
         t = self._table
         query = sa.select(t.c.data, t.c.meta).where(t.c.key == key, self._live(self._clock()))
@@ -252,8 +263,8 @@ class SQLStore(SerializerChoice):
         _check_key(key)
         if self._direct is not None:
             data = self._dialect.data_text(record.data)
-            work = functools.partial(self._direct.set, key, data, self._meta_columns(record.meta))
-            return await self._run("saving a session", work, key)
+            columns = self._meta_columns(record.meta)
+            return await self._direct_call("saving a session", key, self._direct.set, key, data, columns)
         values = {
             "key": key,
             "data": self._dialect.encode_data(record.data),
@@ -268,10 +279,18 @@ class SQLStore(SerializerChoice):
         now = self._clock()
         removed = [name for name in removed if name not in changed]
         if self._direct is not None:
-            work: Callable[[], Awaitable[bool]] = functools.partial(
-                self._direct.patch, key, changed, removed, columns, now, self._dialect
+            return await self._direct_call(
+                "saving a session",
+                key,
+                self._direct.patch,
+                key,
+                changed,
+                removed,
+                columns,
+                now,
+                self._dialect,
             )
-        elif self._pg:
+        if self._pg:
             work = self._patch_pg(key, changed, removed, columns, now)
         else:
             work = self._patch_mysql(key, changed, removed, columns, now)
@@ -321,8 +340,10 @@ class SQLStore(SerializerChoice):
 
     async def touch(self, key: str, meta: Meta) -> None:
         if self._direct is not None:
-            work = functools.partial(self._direct.touch, key, self._meta_columns(meta), self._clock())
-            return await self._run("touching a session", work, key)
+            columns = self._meta_columns(meta)
+            return await self._direct_call(
+                "touching a session", key, self._direct.touch, key, columns, self._clock()
+            )
         t = self._table
         statement = (
             sa.update(t).where(t.c.key == key, self._live(self._clock())).values(**self._meta_columns(meta))
@@ -331,7 +352,7 @@ class SQLStore(SerializerChoice):
 
     async def destroy(self, key: str) -> None:
         if self._direct is not None:
-            return await self._run("destroying a session", functools.partial(self._direct.destroy, key), key)
+            return await self._direct_call("destroying a session", key, self._direct.destroy, key)
         statement = sa.delete(self._table).where(self._table.c.key == key)
         await self._run("destroying a session", lambda: self._execute(statement), key)
 

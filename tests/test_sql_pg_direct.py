@@ -1,7 +1,8 @@
-"""SQLStore's direct psycopg path (stores/_sql_pg.py) against the real PostgreSQL server:
-the socket stays registered with the event loop between statements, a connection the
-server closes while the loop runs is replaced, a stuck statement times out, and callers
-cancelled while they wait for a connection give their turn back."""
+"""SQLStore's direct psycopg path (stores/_sql_pg.py, _sql_pg_queue.py) against the real
+PostgreSQL server: the socket stays registered with the event loop between statements, a
+connection the server closes while the loop runs is replaced, a stuck statement times out
+and its connection goes on, callers cancelled while they wait give their turn back, and many
+callers share a few connections."""
 
 from __future__ import annotations
 
@@ -104,7 +105,7 @@ async def _until_blocked_on_a_lock(watcher: psycopg.AsyncConnection[Any], table:
             return
 
 
-async def test_a_statement_stuck_past_the_timeout_fails_and_its_connection_is_replaced(
+async def test_a_statement_stuck_past_the_timeout_fails_and_its_connection_goes_on(
     postgres_url: str,
 ) -> None:
     name = _table()
@@ -112,6 +113,10 @@ async def test_a_statement_stuck_past_the_timeout_fails_and_its_connection_is_re
     try:
         key = new_key()
         await store.set(key, make_record({"n": 1}))  # the table exists: the direct path runs
+        assert await store.get(key) is not None
+        loading = f'SELECT data::text, meta FROM "{name}"%'
+        before = await _backends(postgres_url, loading)
+        assert len(before) == 1
         async with await psycopg.AsyncConnection.connect(postgres_url) as locker:
             await locker.execute(f'LOCK TABLE "{name}" IN ACCESS EXCLUSIVE MODE')
             started = time.monotonic()
@@ -119,8 +124,9 @@ async def test_a_statement_stuck_past_the_timeout_fails_and_its_connection_is_re
                 await store.get(key)
             assert 0.9 <= time.monotonic() - started < 2.0
             await locker.rollback()
-        record = await store.get(key)  # on a new connection: the stuck one was discarded
+        record = await store.get(key)  # the stuck SELECT finished, its result dropped
         assert record is not None and record.data == {"n": 1}
+        assert await _backends(postgres_url, loading) == before  # the same connection went on
     finally:
         await store.drop_table()
         await store.close()
@@ -168,6 +174,54 @@ async def test_callers_cancelled_while_waiting_for_a_connection_leave_none_behin
         # every slot came back: as many callers as ever fit still all get through
         again = await asyncio.gather(*(store.get(key) for _ in range(6)))
         assert all(r is not None and r.data == {"n": 1} for r in again)
+    finally:
+        await store.drop_table()
+        await store.close()
+
+
+async def _backends(postgres_url: str, pattern: str) -> list[int]:
+    """The server processes whose last statement is LIKE `pattern` (the store's connections)."""
+    async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as admin:
+        cursor = await admin.execute(
+            "SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND query LIKE %s",
+            (pattern,),
+        )
+        return [row[0] for row in await cursor.fetchall()]
+
+
+async def test_many_callers_share_a_few_connections(postgres_url: str) -> None:
+    name = _table()
+    store = SQLStore(postgres_url, table=name, pool_size=2)
+    try:
+        keys = [new_key() for _ in range(64)]
+        await asyncio.gather(*(store.set(key, make_record({"n": 0})) for key in keys))
+        meta = make_record({}).meta
+        for n in range(1, 4):  # 64 loads, then 64 delta commits, in flight at once
+            records = await asyncio.gather(*(store.get(key) for key in keys))
+            assert all(r is not None and r.data == {"n": n - 1} for r in records)
+            assert all(await asyncio.gather(*(store.patch(key, {"n": n}, (), meta) for key in keys)))
+        assert len(await _backends(postgres_url, f"%{name}%")) <= 2
+    finally:
+        await store.drop_table()
+        await store.close()
+
+
+async def test_statements_from_another_event_loop_keep_to_their_own_connections(postgres_url: str) -> None:
+    """A sync caller (a Flask view's flash claim) runs on an event loop of its own, in another
+    thread, while this loop's statements are in flight: each loop is answered on its own."""
+    store = SQLStore(postgres_url, table=_table(), pool_size=2, timeout=10)
+    try:
+        keys = [new_key() for _ in range(16)]
+        await asyncio.gather(*(store.set(key, make_record({"k": key})) for key in keys))
+
+        def from_another_loop(key: str) -> Any:
+            return asyncio.run(store.get(key))
+
+        for _ in range(5):
+            here = [store.get(key) for key in keys]
+            there = [asyncio.to_thread(from_another_loop, key) for key in keys[:4]]
+            records = await asyncio.gather(*here, *there)
+            assert [r.data["k"] for r in records] == keys + keys[:4]
     finally:
         await store.drop_table()
         await store.close()

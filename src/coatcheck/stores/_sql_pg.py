@@ -16,18 +16,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable
 from datetime import datetime
 from typing import Any, TypeVar
 
 import psycopg
 from psycopg import pq
 from psycopg.abc import PQGen
-from psycopg.errors import error_from_result
 from psycopg.waiting import Ready, Wait
 
 from ._sql_dialect import Dialect, escape_key
-from ._sql_pool import LoopPool
+from ._sql_pg_queue import Conn, Job, StatementQueue
 
 ERRORS = (psycopg.Error,)
 TZ = 1184  # timestamptz
@@ -35,13 +34,12 @@ T = TypeVar("T")
 
 
 class _Connection(psycopg.AsyncConnection[Any]):
-    """A psycopg connection that keeps its socket registered with the event loop between
-    statements. psycopg's own wait adds and removes the reader around every wait (three
-    epoll_ctl calls each way under uvloop, most of a statement's system calls); here the
-    reader stays, and a wake-up with nobody waiting (the server closed the socket while
-    idle, or sent a notice) unregisters it until the next statement. `prepared` runs the
-    hot statements on libpq itself; psycopg's cursors (the flash claim) come through `wait`,
-    where any wait other than "readable" without a time limit is psycopg's own."""
+    """A psycopg connection of PgDirect's StatementQueue (`_sql_pg_queue`), which runs the hot
+    statements on libpq itself and watches the socket with a reader of its own. psycopg's
+    cursors (the flash claim, on a connection lent by the queue) come through `wait`, which
+    keeps its socket registered between waits: psycopg's own adds and removes the reader
+    around every wait (three epoll_ctl calls each way under uvloop); a wake-up with nobody
+    waiting unregisters it. Any wait other than "readable" without a time limit is psycopg's."""
 
     _waiter: asyncio.Future[None] | None = None
     _reader: asyncio.AbstractEventLoop | None = None  # the loop our reader is registered with
@@ -50,7 +48,12 @@ class _Connection(psycopg.AsyncConnection[Any]):
     # asyncio.get_running_loop(), which costs a getpid() system call on Python 3.11
     home: asyncio.AbstractEventLoop | None = None
     statements: psycopg.AsyncCursor[Any] | None = None  # one cursor reused for every statement
-    names: set[bytes]  # the statements prepared on this connection by `prepared`
+    # the queue's: statements prepared here, the job in flight, the socket it watches, and
+    # how many statements this connection has answered
+    names: set[bytes]
+    job: Job | None = None
+    fd = -1
+    served = 0
 
     async def wait(
         self,
@@ -74,50 +77,6 @@ class _Connection(psycopg.AsyncConnection[Any]):
         self._unregister()  # psycopg's wait adds and removes its own reader and writer
         return await super().wait(_resume(state, gen), interval, timeout)
 
-    async def prepared(
-        self, name: bytes, sql: bytes, types: Sequence[int], params: Sequence[bytes | None]
-    ) -> pq.abc.PGresult:
-        """Run statement `name` (prepared from `sql` on first use) with text `params`,
-        straight on libpq: psycopg's cursor (adaptation, its prepare cache, result
-        objects) cost as much again as the statement's own send and receive."""
-        pgconn = self.pgconn
-        if name not in self.names:
-            pgconn.send_prepare(name, sql, param_types=types)
-            await self._result(pq.ExecStatus.COMMAND_OK)
-            self.names.add(name)
-        pgconn.send_query_prepared(name, params)
-        if pgconn.flush():  # a large write the socket did not take at once
-            return await self._result(pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK)
-        # `_result`, inline for the usual case (one result, no error): one coroutine fewer
-        while pgconn.is_busy():  # no read before the socket is readable: one recv() fewer
-            await self._readable()
-            pgconn.consume_input()
-        first = pgconn.get_result()
-        if first is not None and not pgconn.is_busy() and pgconn.get_result() is None:
-            status = first.status
-            if status == pq.ExecStatus.TUPLES_OK or status == pq.ExecStatus.COMMAND_OK:
-                return first
-        return await self._result(pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK, first=first)
-
-    async def _result(self, *ok: pq.ExecStatus, first: pq.abc.PGresult | None = None) -> pq.abc.PGresult:
-        """The first result of the statement sent (`first` if the caller took it already),
-        once libpq has read them all; raises the error it carries, or one for no result."""
-        pgconn = self.pgconn
-        while pgconn.flush():  # a large write the socket did not take at once
-            await self._writable()
-        while True:
-            while pgconn.is_busy():  # no read before the socket is readable: one recv() fewer
-                await self._readable()
-                pgconn.consume_input()
-            result = pgconn.get_result()
-            if result is None:
-                break
-            if first is None:
-                first = result
-        if first is None or first.status not in ok:
-            raise psycopg.OperationalError("no result") if first is None else error_from_result(first)
-        return first
-
     def _readable(self) -> asyncio.Future[None]:
         """A future the socket's next readability resolves: awaited directly, it is one
         coroutine fewer on every wake-up than an `async def` would be."""
@@ -130,26 +89,16 @@ class _Connection(psycopg.AsyncConnection[Any]):
         waiter = self._waiter = loop.create_future()
         return waiter
 
-    async def _writable(self) -> None:
-        loop = self.home or asyncio.get_running_loop()
-        writable = loop.create_future()
-
-        def wake() -> None:
-            if not writable.done():
-                writable.set_result(None)
-
-        loop.add_writer(self.pgconn.socket, wake)
-        try:
-            await writable
-        finally:
-            loop.remove_writer(self.pgconn.socket)
-
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is None or waiter.done():  # nobody waits: resolved before, or cancelled
             self._unregister()
         else:
             waiter.set_result(None)
+
+    def release_reader(self) -> None:
+        """Drop the reader `wait` keeps registered (the queue takes the socket back)."""
+        self._unregister()
 
     def _unregister(self) -> None:
         if self._reader is not None:
@@ -173,8 +122,8 @@ def _resume(first: Wait, gen: PQGen[T]) -> PQGen[T]:
         ready = yield state
 
 
-class PgDirect(LoopPool[_Connection]):
-    """The statements on psycopg connections, pooled per event loop and process (LoopPool)."""
+class PgDirect:
+    """The statements on psycopg connections, queued per event loop and process (StatementQueue)."""
 
     def __init__(
         self, connect: dict[str, Any], connect_timeout: float, table: str, size: int, dialect: Dialect
@@ -182,7 +131,7 @@ class PgDirect(LoopPool[_Connection]):
         self._connect_args = {k: v for k, v in connect.items() if k != "context"}
         self._connect_args["connect_timeout"] = max(2, round(connect_timeout))  # libpq: whole seconds
         self._connect_args["client_encoding"] = "utf8"  # the text parameters and results
-        super().__init__(size, (psycopg.OperationalError,))
+        self._queue = StatementQueue(size, self._open, self._discard)
         self._dialect = dialect
         t = f'"{table}"'  # the name matched SQLStore's pattern; quoted as SQLAlchemy creates it
         live = "(expires_at IS NULL OR expires_at > %s)"
@@ -243,17 +192,18 @@ class PgDirect(LoopPool[_Connection]):
     async def fetch_one(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
         """The first row of one more statement on these connections (the flash claim)."""
 
-        async def run(conn: _Connection) -> Any:
+        async def run(conn: Conn) -> Any:
+            assert isinstance(conn, _Connection)
             cursor = conn.statements or conn.cursor()
             conn.statements = cursor
             await cursor.execute(sql, params, prepare=True)
             return await cursor.fetchone()
 
-        return await self._run(run)
+        return await self._queue.borrow(run)
 
     def _fast(self, name: bytes, params: tuple[bytes | None, ...]) -> Awaitable[pq.abc.PGresult]:
         sql, types = self._statements[name]
-        return self._run(_Connection.prepared, name, sql, types, params)
+        return self._queue.run(name, sql, types, params)
 
     def _at(self, timestamp: float | None) -> bytes | None:
         when = self._dialect.when(timestamp)
@@ -268,12 +218,16 @@ class PgDirect(LoopPool[_Connection]):
             _iso(columns["last_seen"]),
         )
 
-    async def _open(self) -> _Connection:
+    async def close(self) -> None:
+        await self._queue.close()
+
+    async def _open(self) -> Conn:
         conn = await _Connection.connect(autocommit=True, **self._connect_args)
-        conn.home, conn.names = self._loop, set()
+        conn.home, conn.names = asyncio.get_running_loop(), set()
         return conn
 
-    async def _discard(self, conn: _Connection) -> None:
+    async def _discard(self, conn: Conn) -> None:
+        assert isinstance(conn, _Connection)
         with contextlib.suppress(psycopg.Error):
             await conn.close()
 

@@ -1,5 +1,6 @@
-"""The driver connections behind SQLStore's direct statements (`_sql_pg`, `_sql_my`): at most
-`size` per event loop and per process, reused LIFO, with the one retry rule both share."""
+"""The driver connections behind SQLStore's direct MySQL/MariaDB statements (`_sql_my`): at
+most `size` per event loop and per process, reused LIFO, with one retry rule. (PostgreSQL's
+queue them instead: `_sql_pg_queue`.)"""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from typing import Any, Generic, TypeVar
 C = TypeVar("C")
 R = TypeVar("R")
 
-_FORKS = [0]  # bumped in a forked child: cheaper than os.getpid() (a system call) per statement
-os.register_at_fork(after_in_child=lambda: _FORKS.__setitem__(0, _FORKS[0] + 1))
+FORKS = [0]  # bumped in a forked child: cheaper than os.getpid() (a system call) per statement
+os.register_at_fork(after_in_child=lambda: FORKS.__setitem__(0, FORKS[0] + 1))
 
 
 class LoopPool(Generic[C]):
@@ -83,14 +84,14 @@ class LoopPool(Generic[C]):
 
     def _bind(self) -> asyncio.AbstractEventLoop:
         loop = asyncio.get_running_loop()
-        if loop is not self._loop or self._forks != _FORKS[0]:
-            self._loop, self._forks = loop, _FORKS[0]
+        if loop is not self._loop or self._forks != FORKS[0]:
+            self._loop, self._forks = loop, FORKS[0]
             self._idle = []
             self._slots = _Slots(self._size)
         return loop
 
     async def close(self) -> None:
-        if self._loop is not asyncio.get_running_loop() or self._forks != _FORKS[0]:
+        if self._loop is not asyncio.get_running_loop() or self._forks != FORKS[0]:
             return
         idle, self._idle = self._idle, []
         for conn in idle:

@@ -41,10 +41,11 @@ class _LoopWatch:
 
 
 class Deadlines:
-    """The state of one fixed timeout (seconds; None: no limit) over many awaits.
-    `RuntimeBase.bounded` runs each store call under it (the body lives there, inline: a
-    coroutine of its own here cost every store call one more layer) and raises TimeoutError
-    for a call that outlives it, exactly as `asyncio.timeout(seconds)` around it would."""
+    """The state of one fixed timeout (seconds; None: no limit) over many awaits. A caller
+    arms it, awaits, asks `expired` on CancelledError and disarms in a `finally`, inline
+    (`RuntimeBase.bounded`, `_toolkit.kept_to`: a coroutine of its own here would cost every
+    store call one more layer), and raises its timeout for a call that outlives it, exactly
+    as `asyncio.timeout(seconds)` around it would."""
 
     def __init__(self, seconds: float | None) -> None:
         self.seconds = seconds

@@ -146,28 +146,15 @@ class RuntimeBase:
                 deadlines, task = self._deadlines, asyncio.current_task(loop)
                 if deadlines.seconds is None or task is None:
                     return await call
-                watch = deadlines.watch
-                if watch is None or watch.loop is not loop:
-                    watch = deadlines.watch_for(loop)
-                token = next(deadlines.tokens)
-                deadline = loop.time() + deadlines.seconds
-                watch.pending[token] = (task, deadline)
-                if watch.timer is None:
-                    watch.timer = loop.call_at(deadline, watch.fire)
-                cancelling = task.cancelling()
+                watch, token, cancelling = deadlines.arm(loop, task)
                 try:
                     return await call
                 except asyncio.CancelledError:
-                    if token in watch.expired:
-                        watch.expired.discard(token)
-                        if task.uncancel() <= cancelling:
-                            raise TimeoutError from None  # mapped below, as a timeout
+                    if deadlines.expired(watch, token, task, cancelling):
+                        raise TimeoutError from None  # mapped below, as a timeout
                     raise
                 finally:
-                    watch.pending.pop(token, None)
-                    if token in watch.expired:  # fired as the call finished: withdraw our cancel
-                        watch.expired.discard(token)
-                        task.uncancel()
+                    deadlines.disarm(watch, token, task)
             if not getattr(target, "anyio_compatible", False):
                 if inspect.iscoroutine(call):
                     call.close()  # never awaited: closing it avoids a RuntimeWarning

@@ -873,10 +873,10 @@ async def test_commands_waiting_on_a_dropped_connection_get_their_own_replies(pr
 def _ours(obj: object) -> str | None:
     """What `obj` is, if coatcheck made it: a coroutine of one of its functions or an instance
     of one of its classes."""
-    if isinstance(obj, types.CoroutineType):
-        code = obj.cr_code
+    kind = type(obj)  # not isinstance: a lazy object (Django's settings) would set itself up
+    if kind is types.CoroutineType:
+        code = obj.cr_code  # type: ignore[attr-defined]
         return code.co_qualname if "coatcheck" in Path(code.co_filename).parts else None
-    kind = type(obj)
     module = kind.__dict__.get("__module__")  # not a str for a few built-in types
     return kind.__qualname__ if isinstance(module, str) and module.startswith("coatcheck.") else None
 

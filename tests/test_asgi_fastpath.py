@@ -159,19 +159,10 @@ def test_fresh_builds_what_the_constructor_builds(cls: type[Session], read_only:
     to set raises AttributeError here)."""
     settings = make_settings(cookie=Cookie(max_age=3600))
     host, request = object(), object()
-    built = cls(
-        settings=settings,
-        serializer=DEFAULT_SERIALIZER,
-        now=5.0,
-        host=host,  # type: ignore[arg-type]
-        request=request,  # type: ignore[arg-type]
-        read_only=read_only,
-    )
+    built = _constructed(cls, settings, host, request, read_only)
     fresh = cls.fresh(settings, DEFAULT_SERIALIZER, 5.0, host, request, read_only)  # type: ignore[arg-type]
-    assert type(fresh) is cls
-    for name in sorted(_slots(cls)):
-        assert getattr(fresh, name) == getattr(built, name), name
-    assert dict.items(fresh) == dict.items(built) and fresh.untouched
+    _assert_same_slots(cls, fresh, built)
+    assert fresh.untouched
 
 
 @pytest.mark.parametrize("cls", [Session, WSGISession])
@@ -193,13 +184,12 @@ def test_loaded_builds_what_the_constructor_builds(
     settings = make_settings(cookie=Cookie(max_age=3600))
     host, request = object(), object()
     data = {"cart": [1, 2], "n": 3}
-    built = cls(
-        settings=settings,
-        serializer=DEFAULT_SERIALIZER,
-        now=5.0,
-        host=host,  # type: ignore[arg-type]
-        request=request,  # type: ignore[arg-type]
-        read_only=read_only,
+    built = _constructed(
+        cls,
+        settings,
+        host,
+        request,
+        read_only,
         session_id="sid",
         data=dict(data),
         meta=meta,
@@ -217,10 +207,29 @@ def test_loaded_builds_what_the_constructor_builds(
         meta,
         stale,  # type: ignore[arg-type]
     )
-    assert type(loaded) is cls
+    _assert_same_slots(cls, loaded, built)
+
+
+def _constructed(
+    cls: type[Session], settings: Any, host: object, request: object, read_only: bool, **loaded: Any
+) -> Session:
+    """A session built by the keyword constructor, as the fast paths must build it."""
+    return cls(
+        settings=settings,
+        serializer=DEFAULT_SERIALIZER,
+        now=5.0,
+        host=host,  # type: ignore[arg-type]
+        request=request,  # type: ignore[arg-type]
+        read_only=read_only,
+        **loaded,
+    )
+
+
+def _assert_same_slots(cls: type[Session], fast: Session, built: Session) -> None:
+    assert type(fast) is cls
     for name in sorted(_slots(cls)):
-        assert getattr(loaded, name) == getattr(built, name), name
-    assert dict.items(loaded) == dict.items(built)
+        assert getattr(fast, name) == getattr(built, name), name
+    assert dict.items(fast) == dict.items(built)
 
 
 def test_a_fresh_session_behaves_as_a_new_one() -> None:

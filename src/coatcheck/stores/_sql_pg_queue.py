@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Protocol, TypeVar
@@ -78,9 +79,7 @@ class StatementQueue:
         open_conn: Callable[[], Awaitable[Conn]],
         discard: Callable[[Conn], Coroutine[Any, Any, None]],
     ) -> None:
-        self._size = size
-        self._open_conn = open_conn
-        self._discard = discard
+        self._new_lane = functools.partial(_Lane, size=size, open_conn=open_conn, discard=discard)
         self._lanes: dict[asyncio.AbstractEventLoop, _Lane] = {}
         self._last: _Lane | None = None  # the lane used last: nearly always the one wanted
         self._forks = FORKS[0]
@@ -115,7 +114,7 @@ class StatementQueue:
         if lane is None:
             for old in [old for old in self._lanes if old.is_closed()]:
                 del self._lanes[old]
-            lane = self._lanes[loop] = _Lane(loop, self._size, self._open_conn, self._discard)
+            lane = self._lanes[loop] = self._new_lane(loop)
         self._last = lane
         return lane
 
@@ -142,27 +141,16 @@ class _Lane:
     def run(
         self, name: bytes, sql: bytes, types: Sequence[int], params: Sequence[bytes | None]
     ) -> asyncio.Future[Any]:
-        job = Job(self.loop.create_future(), name, sql, types, params)
-        if self._idle:  # an idle connection means nothing is queued
-            self._start(self._idle.pop(), job)
-        else:
-            self._queue.append(job)
-            self._grow()
-        return job.future
+        return self._submit(Job(self.loop.create_future(), name, sql, types, params))
 
     async def borrow(self, work: Callable[[Conn], Awaitable[R]]) -> R:
         for attempt in (1, 2):
-            job = Job(self.loop.create_future(), None)
-            self._queue.append(job)
-            if self._idle:
-                self._next(self._idle.pop())
-            else:
-                self._grow()
+            lent = self._submit(Job(self.loop.create_future(), None))
             try:
-                conn: Conn = await job.future
+                conn: Conn = await lent
             except asyncio.CancelledError:
-                if job.future.done() and not job.future.cancelled():  # lent, then cancelled
-                    self._give_back(job.future.result())
+                if lent.done() and not lent.cancelled() and lent.exception() is None:  # lent, then cancelled
+                    self._give_back(lent.result())
                 raise
             reused = conn.served > 0
             try:
@@ -188,6 +176,14 @@ class _Lane:
             await self._discard(conn)
 
     # ---- the loop's side ------------------------------------------------------------------
+    def _submit(self, job: Job) -> asyncio.Future[Any]:
+        if self._idle:  # an idle connection means nothing is queued
+            self._start(self._idle.pop(), job)
+        else:
+            self._queue.append(job)
+            self._grow()
+        return job.future
+
     def _grow(self) -> None:
         """Open one more connection for the queue, if the limit allows."""
         if self._count < self._size:

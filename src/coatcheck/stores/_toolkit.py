@@ -98,7 +98,7 @@ async def guarded(
             except SessionStoreError:
                 raise
             except errors as exc:
-                raise SessionStoreError(f"{label}: {what} failed: {describe(exc, key)}") from None
+                raise _failed(label, what, exc, key, describe) from None
     except TimeoutError:
         if on_abort is not None:
             await on_abort()
@@ -130,13 +130,20 @@ async def kept_to(
         except SessionStoreError:
             raise
         except errors as exc:
-            raise SessionStoreError(f"{label}: {what} failed: {describe(exc, key)}") from None
+            raise _failed(label, what, exc, key, describe) from None
     except asyncio.CancelledError:
         if deadlines.expired(watch, token, task, cancelling):
             raise SessionStoreError(f"{label}: {what} timed out after {deadlines.seconds:g}s") from None
         raise
     finally:
         deadlines.disarm(watch, token, task)
+
+
+def _failed(
+    label: str, what: str, exc: BaseException, key: str | None, describe: Describe
+) -> SessionStoreError:
+    """The error `guarded` and `kept_to` raise for a driver's failure (key redacted)."""
+    return SessionStoreError(f"{label}: {what} failed: {describe(exc, key)}")
 
 
 def ttl_ms(deadline: float | None, now: float) -> int:

@@ -136,17 +136,10 @@ class SessionMiddleware(SessionOptions):
         scope["session"] = session
         await self.app(scope, receive, send)
 
-    async def _commit_then_start(
-        self,
-        session: Session,
-        request: RequestInfo,
-        scope: Scope,
-        send: Send,
-        message: Message,
-        sender: _SessionSender,
-    ) -> None:
-        """Commit the session, then send the app's start message with the session's headers
-        (or, if the store failed, an error response in its place)."""
+    async def _commit_then_start(self, sender: _SessionSender, message: Message) -> None:
+        """Commit the sender's session, then send the app's start message with the session's
+        headers (or, if the store failed, an error response in its place)."""
+        session, request, scope, send = sender.session, sender.request, sender.scope, sender.send
         try:
             added = await self.manager.commit(session, request, unset=scope.get("session") is not session)
         except SessionStoreError as exc:
@@ -201,4 +194,4 @@ class _SessionSender:
         session, scope = self.session, self.scope
         if session.untouched and scope.get("session") is session:
             return self.send(message)  # owes nothing: the app's message as it is
-        return self.middleware._commit_then_start(session, self.request, scope, self.send, message, self)
+        return self.middleware._commit_then_start(self, message)
